@@ -1,0 +1,540 @@
+//! The `assetfs` command line: argument parsing and output formatting only;
+//! every command calls into the library.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use assetfs::catalog::Catalog;
+use assetfs::meta::MetaInput;
+use assetfs::names::{AssetId, AssetName, Kind, Reference, Selector};
+use assetfs::push::PushOptions;
+use assetfs::store::{self, keys, Store};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "assetfs",
+    version,
+    about = "Versioned ML models and feature sets, stored in an object store"
+)]
+pub struct Cli {
+    /// Store URL: file:///dir (default: $XDG_DATA_HOME/assetfs/store), s3://bucket/prefix,
+    /// gs://bucket/prefix, az://container/prefix, memory://
+    #[arg(long, global = true, env = "ASSETFS_STORE")]
+    store: Option<String>,
+    /// Local cache directory (default: $XDG_CACHE_HOME/assetfs)
+    #[arg(long, global = true, env = "ASSETFS_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Print data as JSON
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct CommitArgs {
+    /// Commit message
+    #[arg(short, long, default_value = "")]
+    message: String,
+    /// Metadata KEY=VALUE, stored under `user` (repeatable)
+    #[arg(long = "meta", value_name = "K=V")]
+    meta: Vec<String>,
+    /// JSON object of metadata (context, metrics, tests, user, or your own fields)
+    #[arg(long = "meta-file", value_name = "FILE")]
+    meta_file: Option<PathBuf>,
+    /// A version this one was built from, e.g. features/clicks@7 (repeatable)
+    #[arg(long = "input", value_name = "REF")]
+    inputs: Vec<String>,
+    /// Point this alias at the new version (repeatable)
+    #[arg(long = "alias", value_name = "ALIAS")]
+    aliases: Vec<String>,
+    /// Author (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
+    #[arg(long)]
+    author: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create or validate the store layout (idempotent)
+    Init,
+    /// Commit a local directory as the next version of an asset
+    Push {
+        /// The asset, e.g. models/resnet
+        reference: String,
+        dir: PathBuf,
+        #[command(flatten)]
+        commit: CommitArgs,
+    },
+    /// Materialise a version into a directory (re-runs fetch only what is missing)
+    Get { reference: String, dir: PathBuf },
+    /// List kinds, assets, versions, or the files of a version
+    Ls {
+        /// models, features, models/NAME or models/NAME@VERSION
+        path: Option<String>,
+    },
+    /// Versions of an asset, newest first
+    Log { reference: String },
+    /// A version's sidecar JSON
+    Show { reference: String },
+    /// Point an alias at a version
+    Alias { reference: String, alias: String },
+    /// Files and metadata that differ between two versions
+    Diff { from: String, to: String },
+    /// Re-fetch and re-hash every chunk of a version (all versions without REF)
+    Verify { reference: Option<String> },
+}
+
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("assetfs: error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ASSETFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The error and its causes on one line, without repeating a cause that a
+/// message already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !out.contains(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+    }
+    out.replace('\n', " ")
+}
+
+fn open_store(cli: &Cli) -> Result<Store> {
+    let url = match &cli.store {
+        Some(u) => u.clone(),
+        None => format!("file://{}", store::default_store_dir().display()),
+    };
+    Ok(Store::open(&url)?)
+}
+
+fn cache_dir(cli: &Cli) -> PathBuf {
+    cli.cache_dir.clone().unwrap_or_else(store::default_cache_dir)
+}
+
+fn parse_ref(s: &str) -> Result<Reference> {
+    Ok(Reference::parse(s)?)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("output serialises")
+    );
+}
+
+fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    let store = open_store(&cli)?;
+    let catalog = Catalog::new(store.clone());
+    match &cli.cmd {
+        Command::Init => init(&store, cli.json).await?,
+        Command::Push {
+            reference,
+            dir,
+            commit,
+        } => {
+            let target = parse_ref(reference)?;
+            ensure_marker(&store).await?;
+            let opts = PushOptions {
+                meta: meta_input(commit)?,
+                inputs: commit
+                    .inputs
+                    .iter()
+                    .map(|s| parse_ref(s))
+                    .collect::<Result<_>>()?,
+                aliases: commit.aliases.clone(),
+                progress: !cli.json,
+                cache_dir: Some(cache_dir(&cli)),
+            };
+            let out = assetfs::push::push(&catalog, &target, dir, opts).await?;
+            if cli.json {
+                print_json(&json!({
+                    "ref": out.reference.to_string(),
+                    "version": out.version,
+                    "manifest": out.manifest,
+                    "files": out.files,
+                    "total_bytes": out.total_bytes,
+                    "new_bytes": out.stats.bytes_new,
+                    "new_chunks": out.stats.chunks_new,
+                    "reused_chunks": out.stats.chunks_reused,
+                    "packs": out.stats.packs,
+                }));
+            } else {
+                println!("{}", out.reference);
+                eprintln!(
+                    "{} files, {} ({} new in {} packs)",
+                    out.files,
+                    human_bytes(out.total_bytes),
+                    human_bytes(out.stats.bytes_new),
+                    out.stats.packs
+                );
+            }
+        }
+        Command::Get { reference, dir } => {
+            let r = parse_ref(reference)?;
+            let out = assetfs::get::get(&catalog, &r, dir, !cli.json).await?;
+            if cli.json {
+                print_json(&json!({
+                    "ref": out.reference,
+                    "dir": dir,
+                    "files_written": out.files_written,
+                    "files_skipped": out.files_skipped,
+                    "bytes_fetched": out.bytes_fetched,
+                }));
+            } else {
+                println!("{}", out.reference);
+                eprintln!(
+                    "{} files written, {} already present, {} fetched",
+                    out.files_written,
+                    out.files_skipped,
+                    human_bytes(out.bytes_fetched)
+                );
+            }
+        }
+        Command::Ls { path } => ls(&catalog, path.as_deref(), cli.json).await?,
+        Command::Log { reference } => log(&catalog, &parse_ref(reference)?, cli.json).await?,
+        Command::Show { reference } => {
+            let r = parse_ref(reference)?;
+            let v = catalog.resolve(&r).await?;
+            print_json(&catalog.sidecar(&r.asset, v).await?);
+        }
+        Command::Alias { reference, alias } => {
+            let r = parse_ref(reference)?;
+            let v = catalog.resolve(&r).await?;
+            store.check_conditional_writes().await?;
+            catalog.set_alias(&r.asset, alias, v).await?;
+            if cli.json {
+                print_json(&json!({"alias": format!("{}@{alias}", r.asset), "ref": r.asset.at(v).to_string()}));
+            } else {
+                println!("{}@{alias} -> {}", r.asset, r.asset.at(v));
+            }
+        }
+        Command::Diff { from, to } => {
+            let d = assetfs::diff::diff(&catalog, &parse_ref(from)?, &parse_ref(to)?).await?;
+            if cli.json {
+                print_json(&d);
+            } else {
+                println!("--- {}\n+++ {}", d.from, d.to);
+                for f in &d.files {
+                    let sizes = match (f.old_size, f.new_size) {
+                        (Some(a), Some(b)) if a != b => format!("  ({a} -> {b} bytes)"),
+                        _ => String::new(),
+                    };
+                    println!("{:<9} {}{sizes}", f.change, f.path);
+                }
+                for m in &d.meta {
+                    let delta = m.delta.map(|d| format!("  ({d:+})")).unwrap_or_default();
+                    println!("meta      {}: {} -> {}{delta}", m.field, m.old, m.new);
+                }
+                if d.files.is_empty() && d.meta.is_empty() {
+                    println!("(no differences)");
+                }
+            }
+        }
+        Command::Verify { reference } => {
+            return verify(&catalog, reference.as_deref(), cli.json).await;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn meta_input(c: &CommitArgs) -> Result<MetaInput> {
+    let mut m = MetaInput {
+        message: c.message.clone(),
+        author: c.author.clone(),
+        ..Default::default()
+    };
+    if let Some(f) = &c.meta_file {
+        m.add_file(f)?;
+    }
+    for kv in &c.meta {
+        m.add_kv(kv)?;
+    }
+    Ok(m)
+}
+
+const MARKER_FORMAT: u64 = 1;
+
+/// Writes the store marker if missing; refuses a store of a newer format.
+async fn ensure_marker(store: &Store) -> Result<()> {
+    let body = serde_json::to_vec_pretty(&json!({"assetfs_store_format": MARKER_FORMAT}))?;
+    if store.put_if_absent(keys::MARKER, Bytes::from(body)).await? {
+        return Ok(());
+    }
+    let held = store.get(keys::MARKER).await?;
+    let v: Value = serde_json::from_slice(&held)
+        .with_context(|| format!("{} in {} is not assetfs's", keys::MARKER, store.url()))?;
+    match v["assetfs_store_format"].as_u64() {
+        Some(f) if f <= MARKER_FORMAT => Ok(()),
+        Some(f) => bail!("store {} has format {f}, newer than this assetfs ({MARKER_FORMAT}); upgrade assetfs", store.url()),
+        None => bail!("{} in {} is not an assetfs store marker", keys::MARKER, store.url()),
+    }
+}
+
+async fn init(store: &Store, as_json: bool) -> Result<()> {
+    store.check_conditional_writes().await?;
+    ensure_marker(store).await?;
+    if as_json {
+        print_json(&json!({"store": store.url(), "format": MARKER_FORMAT, "conditional_writes": true}));
+    } else {
+        println!(
+            "store {} ready (format {MARKER_FORMAT}, create-if-absent writes honoured)",
+            store.url()
+        );
+    }
+    Ok(())
+}
+
+async fn asset_summary(catalog: &Catalog, asset: &AssetId) -> Result<Value> {
+    let versions = catalog.versions(asset).await?;
+    let aliases = catalog.aliases(asset).await?;
+    Ok(json!({
+        "asset": asset.to_string(),
+        "versions": versions.len(),
+        "latest": versions.last(),
+        "aliases": aliases,
+    }))
+}
+
+async fn ls(catalog: &Catalog, path: Option<&str>, as_json: bool) -> Result<()> {
+    let kinds: Vec<Kind> = match path {
+        None => Kind::ALL.to_vec(),
+        Some(p) if !p.contains('/') => vec![p.parse()?],
+        Some(p) => {
+            let r = parse_ref(p)?;
+            return if p.contains('@') {
+                ls_files(catalog, &r, as_json).await
+            } else {
+                ls_versions(catalog, &r.asset, as_json).await
+            };
+        }
+    };
+    let mut rows = vec![];
+    for kind in kinds {
+        for name in catalog.assets(kind).await? {
+            rows.push(asset_summary(catalog, &AssetId { kind, name }).await?);
+        }
+    }
+    if as_json {
+        print_json(&rows);
+    } else {
+        for r in rows {
+            let aliases: Vec<String> = r["aliases"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(a, v)| format!("{a}=@{v}"))
+                .collect();
+            println!(
+                "{:<40} latest=@{}  versions={}  {}",
+                r["asset"].as_str().unwrap_or_default(),
+                r["latest"],
+                r["versions"],
+                aliases.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn ls_versions(catalog: &Catalog, asset: &AssetId, as_json: bool) -> Result<()> {
+    let mut rows = vec![];
+    for v in catalog.versions(asset).await? {
+        rows.push(catalog.sidecar(asset, v).await?);
+    }
+    if rows.is_empty() {
+        bail!("{asset} has no versions");
+    }
+    if as_json {
+        print_json(&rows);
+    } else {
+        for s in rows {
+            println!(
+                "{:<40} {}  {:>6} files  {:>10}  {}",
+                s["ref"].as_str().unwrap_or_default(),
+                s["created"].as_str().unwrap_or_default(),
+                s["file_count"],
+                human_bytes(s["total_bytes"].as_u64().unwrap_or(0)),
+                s["message"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn ls_files(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()> {
+    let v = catalog.resolve(r).await?;
+    let rec = catalog.record(&r.asset, v).await?;
+    let m = catalog.manifest(&rec.manifest).await?;
+    if as_json {
+        let rows: Vec<Value> = m
+            .entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "path": &*e.path,
+                    "type": format!("{:?}", e.kind).to_lowercase(),
+                    "mode": format!("{:o}", e.mode),
+                    "size": e.size,
+                    "blake3": (e.kind == assetfs::manifest::EntryKind::File).then(|| assetfs::ids::to_hex(&e.hash)),
+                    "target": e.target.as_deref(),
+                })
+            })
+            .collect();
+        print_json(&rows);
+    } else {
+        for e in &m.entries {
+            let suffix = match (&e.kind, &e.target) {
+                (assetfs::manifest::EntryKind::Dir, _) => "/".to_string(),
+                (_, Some(t)) => format!(" -> {t}"),
+                _ => String::new(),
+            };
+            println!("{:04o} {:>12}  {}{suffix}", e.mode, e.size, e.path);
+        }
+    }
+    Ok(())
+}
+
+async fn log(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()> {
+    if !matches!(r.selector, Selector::Latest) {
+        bail!("log lists every version of an asset; give the asset only (e.g. {})", r.asset);
+    }
+    let versions = catalog.versions(&r.asset).await?;
+    if versions.is_empty() {
+        bail!("{} has no versions", r.asset);
+    }
+    let mut rows = vec![];
+    for v in versions.iter().rev() {
+        rows.push(catalog.sidecar(&r.asset, *v).await?);
+    }
+    if as_json {
+        print_json(&rows);
+        return Ok(());
+    }
+    for s in rows {
+        let aliases: Vec<&str> = s["aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let tag = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", aliases.join(", "))
+        };
+        println!(
+            "@{}{tag}  {}  {}  {}",
+            s["version"],
+            s["created"].as_str().unwrap_or_default(),
+            s["author"].as_str().unwrap_or_default(),
+            s["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn verify(
+    catalog: &Catalog,
+    reference: Option<&str>,
+    as_json: bool,
+) -> Result<std::process::ExitCode> {
+    let mut targets = vec![];
+    match reference {
+        Some(s) => {
+            let r = parse_ref(s)?;
+            if r.is_bare() && !s.contains('@') {
+                for v in catalog.versions(&r.asset).await? {
+                    targets.push((r.asset.clone(), v));
+                }
+            } else {
+                targets.push((r.asset.clone(), catalog.resolve(&r).await?));
+            }
+        }
+        None => {
+            for kind in Kind::ALL {
+                for name in catalog.assets(kind).await? {
+                    let asset = AssetId {
+                        kind,
+                        name: AssetName::parse(name.as_str())?,
+                    };
+                    for v in catalog.versions(&asset).await? {
+                        targets.push((asset.clone(), v));
+                    }
+                }
+            }
+        }
+    }
+    let mut reports = vec![];
+    let mut bad = 0;
+    for (asset, v) in targets {
+        let rep = assetfs::verify::verify_version(catalog, &asset, v).await?;
+        if !rep.problems.is_empty() {
+            bad += 1;
+        }
+        if !as_json {
+            if rep.problems.is_empty() {
+                println!(
+                    "ok    {}  ({} chunks, {})",
+                    rep.reference,
+                    rep.chunks,
+                    human_bytes(rep.bytes)
+                );
+            } else {
+                for p in &rep.problems {
+                    println!("BAD   {}  {p}", rep.reference);
+                }
+            }
+        }
+        reports.push(rep);
+    }
+    if as_json {
+        print_json(&reports);
+    }
+    if bad > 0 {
+        eprintln!("assetfs: error: {bad} version(s) failed verification");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,27 @@
+//! assetfs: versioned ML models and feature sets over an object store.
+//!
+//! Module map (see docs/architecture.md):
+//! - [`names`]: asset names, versions, aliases, references
+//! - [`store`]: object_store access, key layout, conditional-write self-check
+//! - [`chunker`], [`packer`]: content-defined chunks, packs, the chunk index
+//! - [`manifest`]: the version file tree and its compact, validated encoding
+//! - [`catalog`]: versions, aliases and the commit protocol
+//! - [`meta`]: version metadata and the sidecar JSON
+//! - [`push`], [`get`], [`verify`], [`diff`]: the data commands
+//! - [`fetch`]: verified, range-grouped chunk reads
+
+pub mod catalog;
+pub mod chunker;
+pub mod diff;
+pub mod fetch;
+pub mod fsutil;
+pub mod get;
+pub mod ids;
+pub mod manifest;
+pub mod meta;
+pub mod names;
+pub mod packer;
+pub mod progress;
+pub mod push;
+pub mod store;
+pub mod verify;

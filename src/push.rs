@@ -1,0 +1,235 @@
+//! `push`: commit a local directory as the next version of an asset.
+//!
+//! Order matters for crash safety: packs, then the chunk index, then the
+//! manifest, and only then the version claim. A crash before the claim leaves
+//! unreferenced objects (reclaimed by `gc`), never a partial version.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tokio::runtime::Handle;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::chunker::chunk_stream;
+use crate::ids::Hash;
+use crate::manifest::{ChunkLocation, ManifestBuilder};
+use crate::meta::{MetaError, MetaInput};
+use crate::names::{validate_alias, AssetId, NameError, Reference, Selector};
+use crate::packer::{ChunkIndex, PackStats, Packer};
+use crate::progress::Progress;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{0}: not a directory")]
+    NotADir(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: only regular files, directories and symlinks can be pushed")]
+    Unsupported(PathBuf),
+    #[error("{0}: path is not valid UTF-8")]
+    NotUtf8(PathBuf),
+    #[error("{0}: changed while it was being pushed; nothing was committed, push again")]
+    Changed(PathBuf),
+    #[error("{0} names a version; push creates the next version, so give the asset only (e.g. {1})")]
+    NotBare(Reference, AssetId),
+    #[error("input {input}: {source}")]
+    Input {
+        input: String,
+        #[source]
+        source: CatalogError,
+    },
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub meta: MetaInput,
+    /// Lineage inputs as given; resolved to concrete versions before upload.
+    pub inputs: Vec<Reference>,
+    pub aliases: Vec<String>,
+    pub progress: bool,
+    /// Where chunk indexes are cached between runs.
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    pub reference: Reference,
+    pub version: u64,
+    pub manifest: String,
+    pub files: u64,
+    pub total_bytes: u64,
+    pub stats: PackStats,
+}
+
+/// Checks that a reference names an asset for a new version (`x` or `x@staging`).
+pub fn asset_for_new_version(r: &Reference) -> Result<AssetId, PushError> {
+    match r.selector {
+        Selector::Latest | Selector::Staging => Ok(r.asset.clone()),
+        _ => Err(PushError::NotBare(r.clone(), r.asset.clone())),
+    }
+}
+
+pub async fn push(
+    catalog: &Catalog,
+    target: &Reference,
+    dir: &Path,
+    mut opts: PushOptions,
+) -> Result<PushOutcome, PushError> {
+    let asset = asset_for_new_version(target)?;
+    for a in &opts.aliases {
+        validate_alias(a)?;
+    }
+    let meta_dir = std::fs::metadata(dir).map_err(|source| PushError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !meta_dir.is_dir() {
+        return Err(PushError::NotADir(dir.to_path_buf()));
+    }
+    for input in &opts.inputs {
+        let v = catalog
+            .resolve(input)
+            .await
+            .map_err(|source| PushError::Input {
+                input: input.to_string(),
+                source,
+            })?;
+        opts.meta.inputs.push(input.asset.at(v).to_string());
+    }
+    catalog.store().check_conditional_writes().await?;
+    let index = ChunkIndex::load(catalog.store(), opts.cache_dir.clone()).await?;
+
+    let store = catalog.store().clone();
+    let rt = Handle::current();
+    let dir = dir.to_path_buf();
+    let progress = opts.progress;
+    let (builder, files, total, stats) = tokio::task::spawn_blocking(move || {
+        let mut packer = Packer::new(store, rt, index);
+        let (builder, files, total) = scan_tree(&dir, &mut packer, progress)?;
+        let stats = packer.finish()?;
+        Ok::<_, PushError>((builder, files, total, stats))
+    })
+    .await
+    .expect("push worker panicked")?;
+
+    let meta = opts.meta.build(&asset, files, total)?;
+    let manifest = builder.finish(serde_json::to_string(&meta).expect("meta serialises"));
+    let hash = catalog.put_manifest(&manifest).await?;
+    let version = catalog.claim_version(&asset, &hash, &meta).await?;
+    for a in &opts.aliases {
+        catalog.set_alias(&asset, a, version).await?;
+    }
+    Ok(PushOutcome {
+        reference: asset.at(version),
+        version,
+        manifest: hash,
+        files,
+        total_bytes: total,
+        stats,
+    })
+}
+
+/// Walks `dir`, chunks every file into the packer, and returns the manifest
+/// builder with the file count and byte total.
+fn scan_tree(
+    dir: &Path,
+    packer: &mut Packer,
+    progress: bool,
+) -> Result<(ManifestBuilder, u64, u64), PushError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PushError::Io { path, source }
+    };
+    // First pass: the list of entries and the byte total for the progress bar.
+    let mut entries = vec![];
+    let mut total = 0u64;
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+    {
+        let e = e.map_err(|err| {
+            let path = err.path().unwrap_or(dir).to_path_buf();
+            PushError::Io {
+                path,
+                source: err.into(),
+            }
+        })?;
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir stays under its root");
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| PushError::NotUtf8(e.path().to_path_buf()))?
+            .to_string();
+        let md = e.path().symlink_metadata().map_err(io(e.path()))?;
+        if md.is_file() {
+            total += md.len();
+        } else if !md.is_dir() && !md.file_type().is_symlink() {
+            return Err(PushError::Unsupported(e.path().to_path_buf()));
+        }
+        entries.push((e.into_path(), rel, md));
+    }
+    let bar = Progress::bytes(total, "push", progress);
+    let mut builder = ManifestBuilder::default();
+    let mut files = 0u64;
+    for (path, rel, md) in entries {
+        let mode = md.permissions().mode();
+        if md.is_dir() {
+            builder.add_dir(&rel, mode);
+        } else if md.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).map_err(io(&path))?;
+            let target = target
+                .to_str()
+                .ok_or_else(|| PushError::NotUtf8(path.clone()))?;
+            builder.add_symlink(&rel, target);
+        } else {
+            let file = File::open(&path).map_err(io(&path))?;
+            let mut chunks: Vec<(Hash, ChunkLocation)> = vec![];
+            let (hash, size) = chunk_stream(file, |c| {
+                bar.inc(c.data.len() as u64);
+                let loc = packer.add(c.hash, &c.data)?;
+                chunks.push((c.hash, loc));
+                Ok::<_, PushError>(())
+            })
+            .map_err(|e| match e {
+                PushError::Io { source, .. } => PushError::Io {
+                    path: path.clone(),
+                    source,
+                },
+                other => other,
+            })?;
+            if size != md.len() {
+                return Err(PushError::Changed(path));
+            }
+            builder.add_file(&rel, mode, size, hash, &chunks);
+            files += 1;
+        }
+    }
+    bar.finish();
+    Ok((builder, files, total))
+}
+
+impl From<std::io::Error> for PushError {
+    fn from(source: std::io::Error) -> Self {
+        PushError::Io {
+            path: PathBuf::new(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Object-store access: URL parsing, the key layout, conditional writes and
+//! the self-check that refuses stores which ignore them.
+//!
+//! Everything the rest of the crate stores goes through [`Store`], so the key
+//! layout (see docs/storage-format.md) lives in one place.
+
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+
+use crate::names::AssetId;
+
+/// Set to `1` to skip the create-if-absent self-check. Only for benchmarks
+/// against servers known to ignore conditional writes (Garage); versions
+/// written there can be silently overwritten by a concurrent writer.
+pub const SKIP_CHECK_ENV: &str = "ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store URL {url:?}: {why}")]
+    Url { url: String, why: String },
+    #[error("object {key} not found in the store")]
+    NotFound { key: String },
+    #[error("store request for {key} failed: {source}")]
+    Backend {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("the store at {url} does not honour create-if-absent writes (a second `If-None-Match: *` put of a probe key succeeded), so concurrent commits could overwrite each other's versions; refusing to write. Use a store that supports conditional writes (AWS S3, GCS, Azure, MinIO, Ceph RGW, a local directory){hint}")]
+    ConditionalWritesIgnored { url: String, hint: String },
+    #[error("cannot create local store directory {path}: {source}")]
+    LocalDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle on one catalog in an object store, under an optional prefix.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+}
+
+/// Default local store: `$XDG_DATA_HOME/assetfs/store`.
+pub fn default_store_dir() -> PathBuf {
+    data_home().join("assetfs").join("store")
+}
+
+/// `$XDG_DATA_HOME`, or `~/.local/share`.
+pub fn data_home() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".local/share"))
+}
+
+/// `$XDG_CACHE_HOME/assetfs`, or `~/.cache/assetfs`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache"))
+        .join("assetfs")
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn client_options() -> ClientOptions {
+    // Bounded so a store that is down gives an error, not a hang.
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(120))
+}
+
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+impl Store {
+    /// Opens a store from a URL: `file:///dir`, a plain path, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix` or `memory://`.
+    /// Cloud credentials and endpoints come from the standard environment
+    /// variables of each backend (AWS_*, GOOGLE_*, AZURE_*).
+    pub fn open(url: &str) -> Result<Store> {
+        let bad = |why: &str| StoreError::Url {
+            url: url.to_string(),
+            why: why.to_string(),
+        };
+        if url.is_empty() {
+            return Err(bad("empty URL"));
+        }
+        let Some((scheme, rest)) = url.split_once("://") else {
+            // A bare path is a local directory.
+            return Self::open_local(FsPath::new(url), url);
+        };
+        let (bucket, prefix) = match rest.split_once('/') {
+            Some((b, p)) => (b, p.trim_matches('/')),
+            None => (rest, ""),
+        };
+        let cloud_bucket = || {
+            if bucket.is_empty() {
+                Err(bad("missing bucket or container name"))
+            } else {
+                Ok(())
+            }
+        };
+        let inner: Arc<dyn ObjectStore> = match scheme {
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(bad("a file URL needs an absolute path: file:///path/to/store"));
+                }
+                return Self::open_local(FsPath::new(rest), url);
+            }
+            "memory" => Arc::new(object_store::memory::InMemory::new()),
+            "s3" => {
+                cloud_bucket()?;
+                Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_bucket_name(bucket)
+                        .with_client_options(client_options())
+                        .with_retry(retry_config())
+                        .build()
+                        .map_err(|e| bad(&e.to_string()))?,
+                )
+            }
+            "gs" => {
+                cloud_bucket()?;
+                Arc::new(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_bucket_name(bucket)
+                        .with_client_options(client_options())
+                        .with_retry(retry_config())
+                        .build()
+                        .map_err(|e| bad(&e.to_string()))?,
+                )
+            }
+            "az" | "azure" | "abfs" => {
+                cloud_bucket()?;
+                Arc::new(
+                    object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_container_name(bucket)
+                        .with_client_options(client_options())
+                        .with_retry(retry_config())
+                        .build()
+                        .map_err(|e| bad(&e.to_string()))?,
+                )
+            }
+            other => {
+                return Err(bad(&format!(
+                    "unknown scheme `{other}`: use file://, s3://, gs://, az:// or memory://"
+                )))
+            }
+        };
+        Ok(Store {
+            inner,
+            prefix: prefix.to_string(),
+            url: url.to_string(),
+        })
+    }
+
+    fn open_local(dir: &FsPath, url: &str) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::LocalDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+            StoreError::Url {
+                url: url.to_string(),
+                why: e.to_string(),
+            }
+        })?;
+        Ok(Store {
+            inner: Arc::new(fs),
+            prefix: String::new(),
+            url: url.to_string(),
+        })
+    }
+
+    /// Wraps an existing object store (tests use this for fault injection).
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Store {
+        Store {
+            inner,
+            prefix: String::new(),
+            url: url.to_string(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{}", self.prefix, key))
+        }
+    }
+
+    fn strip<'a>(&self, full: &'a str) -> &'a str {
+        if self.prefix.is_empty() {
+            full
+        } else {
+            full.strip_prefix(&self.prefix)
+                .map(|s| s.trim_start_matches('/'))
+                .unwrap_or(full)
+        }
+    }
+
+    fn backend(key: &str) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+        move |source| match source {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                key: key.to_string(),
+            },
+            source => StoreError::Backend {
+                key: key.to_string(),
+                source,
+            },
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        let r = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(Self::backend(key))?;
+        r.bytes().await.map_err(Self::backend(key))
+    }
+
+    pub async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner
+            .get_ranges(&self.path(key), ranges)
+            .await
+            .map_err(Self::backend(key))
+    }
+
+    /// Unconditional put: only for content-addressed or randomly named
+    /// objects, whose content can never differ under one key.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        self.inner
+            .put(&self.path(key), PutPayload::from_bytes(data))
+            .await
+            .map_err(Self::backend(key))?;
+        Ok(())
+    }
+
+    /// Create-if-absent. Returns `false` when the key already existed.
+    pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(key), PutPayload::from_bytes(data), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Self::backend(key)(e)),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.inner.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::backend(key)(e)),
+        }
+    }
+
+    /// Every key under `prefix` (recursive), relative to the store root.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let p = self.path(prefix);
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&p))
+            .try_collect()
+            .await
+            .map_err(Self::backend(prefix))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| (self.strip(m.location.as_ref()).to_string(), m.size))
+            .collect())
+    }
+
+    /// The immediate "subdirectories" under `prefix`, as bare names.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = self.path(prefix);
+        let r = self
+            .inner
+            .list_with_delimiter(Some(&p))
+            .await
+            .map_err(Self::backend(prefix))?;
+        Ok(r.common_prefixes
+            .into_iter()
+            .filter_map(|cp| cp.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Proves the store honours create-if-absent before anything is written
+    /// that depends on it. Skipped (loudly) when [`SKIP_CHECK_ENV`] is `1`.
+    pub async fn check_conditional_writes(&self) -> Result<()> {
+        if std::env::var(SKIP_CHECK_ENV).as_deref() == Ok("1") {
+            eprintln!(
+                "WARNING: {SKIP_CHECK_ENV}=1: not checking that {} honours create-if-absent; \
+                 concurrent commits may silently overwrite versions. Use only for benchmarks.",
+                self.url
+            );
+            tracing::warn!(url = %self.url, "conditional-write self-check skipped");
+            return Ok(());
+        }
+        let key = format!("probe/{}", crate::ids::random_id());
+        let first = self.put_if_absent(&key, Bytes::from_static(b"first")).await?;
+        let second = self
+            .put_if_absent(&key, Bytes::from_static(b"second"))
+            .await?;
+        let held = self.get(&key).await?;
+        self.delete(&key).await?;
+        if first && !second && held.as_ref() == b"first" {
+            return Ok(());
+        }
+        let hint = if self.url.starts_with("s3://") {
+            format!(
+                ". For benchmarks only, {SKIP_CHECK_ENV}=1 skips this check at the risk of lost versions"
+            )
+        } else {
+            String::new()
+        };
+        Err(StoreError::ConditionalWritesIgnored {
+            url: self.url.clone(),
+            hint,
+        })
+    }
+}
+
+/// The key layout. Immutable objects are named by content hash or a random
+/// id; only `refs/` keys are claimed with create-if-absent.
+pub mod keys {
+    use super::AssetId;
+
+    pub const MARKER: &str = "assetfs.json";
+
+    pub fn pack(id: &str) -> String {
+        format!("packs/{id}")
+    }
+    pub fn index(id: &str) -> String {
+        format!("indexes/{id}")
+    }
+    pub const INDEXES: &str = "indexes";
+    pub fn manifest(hash: &str) -> String {
+        format!("manifests/{hash}")
+    }
+    pub fn kind_dir(kind: crate::names::Kind) -> String {
+        format!("refs/{kind}")
+    }
+    pub fn versions_dir(a: &AssetId) -> String {
+        format!("refs/{}/{}/v", a.kind, a.name)
+    }
+    /// Zero-padded so that listing order is numeric order.
+    pub fn version(a: &AssetId, v: u64) -> String {
+        format!("refs/{}/{}/v/{v:020}", a.kind, a.name)
+    }
+    pub fn aliases_dir(a: &AssetId) -> String {
+        format!("refs/{}/{}/a", a.kind, a.name)
+    }
+    pub fn alias(a: &AssetId, alias: &str, seq: u64) -> String {
+        format!("refs/{}/{}/a/{alias}/{seq:020}", a.kind, a.name)
+    }
+}
