@@ -180,7 +180,9 @@ impl Catalog {
             let (Some(seq), Some(alias)) = (parts.next(), parts.next()) else {
                 continue;
             };
-            let Ok(seq) = seq.parse::<u64>() else { continue };
+            let Ok(seq) = seq.parse::<u64>() else {
+                continue;
+            };
             if validate_alias(alias).is_err() {
                 continue;
             }

@@ -146,7 +146,9 @@ fn open_store(cli: &Cli) -> Result<Store> {
 }
 
 fn cache_dir(cli: &Cli) -> PathBuf {
-    cli.cache_dir.clone().unwrap_or_else(store::default_cache_dir)
+    cli.cache_dir
+        .clone()
+        .unwrap_or_else(store::default_cache_dir)
 }
 
 fn parse_ref(s: &str) -> Result<Reference> {
@@ -245,7 +247,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             store.check_conditional_writes().await?;
             catalog.set_alias(&r.asset, alias, v).await?;
             if cli.json {
-                print_json(&json!({"alias": format!("{}@{alias}", r.asset), "ref": r.asset.at(v).to_string()}));
+                print_json(
+                    &json!({"alias": format!("{}@{alias}", r.asset), "ref": r.asset.at(v).to_string()}),
+                );
             } else {
                 println!("{}@{alias} -> {}", r.asset, r.asset.at(v));
             }
@@ -307,8 +311,15 @@ async fn ensure_marker(store: &Store) -> Result<()> {
         .with_context(|| format!("{} in {} is not assetfs's", keys::MARKER, store.url()))?;
     match v["assetfs_store_format"].as_u64() {
         Some(f) if f <= MARKER_FORMAT => Ok(()),
-        Some(f) => bail!("store {} has format {f}, newer than this assetfs ({MARKER_FORMAT}); upgrade assetfs", store.url()),
-        None => bail!("{} in {} is not an assetfs store marker", keys::MARKER, store.url()),
+        Some(f) => bail!(
+            "store {} has format {f}, newer than this assetfs ({MARKER_FORMAT}); upgrade assetfs",
+            store.url()
+        ),
+        None => bail!(
+            "{} in {} is not an assetfs store marker",
+            keys::MARKER,
+            store.url()
+        ),
     }
 }
 
@@ -316,7 +327,9 @@ async fn init(store: &Store, as_json: bool) -> Result<()> {
     store.check_conditional_writes().await?;
     ensure_marker(store).await?;
     if as_json {
-        print_json(&json!({"store": store.url(), "format": MARKER_FORMAT, "conditional_writes": true}));
+        print_json(
+            &json!({"store": store.url(), "format": MARKER_FORMAT, "conditional_writes": true}),
+        );
     } else {
         println!(
             "store {} ready (format {MARKER_FORMAT}, create-if-absent writes honoured)",
@@ -438,7 +451,10 @@ async fn ls_files(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()>
 
 async fn log(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()> {
     if !matches!(r.selector, Selector::Latest) {
-        bail!("log lists every version of an asset; give the asset only (e.g. {})", r.asset);
+        bail!(
+            "log lists every version of an asset; give the asset only (e.g. {})",
+            r.asset
+        );
     }
     let versions = catalog.versions(&r.asset).await?;
     if versions.is_empty() {

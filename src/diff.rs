@@ -128,14 +128,10 @@ pub fn diff_meta(a: &Value, b: &Value) -> Vec<MetaChange> {
         }
         let (x, y) = (&a[k], &b[k]);
         if NESTED.contains(&k.as_str()) && (x.is_object() || y.is_object()) {
-            out.extend(
-                diff_meta_flat(x, y)
-                    .into_iter()
-                    .map(|mut c| {
-                        c.field = format!("{k}.{}", c.field);
-                        c
-                    }),
-            );
+            out.extend(diff_meta_flat(x, y).into_iter().map(|mut c| {
+                c.field = format!("{k}.{}", c.field);
+                c
+            }));
         } else if x != y {
             out.push(meta_change(k, x, y));
         }

@@ -176,9 +176,7 @@ fn ensure_dir(p: &Path) -> Result<(), GetError> {
     match p.symlink_metadata() {
         Ok(md) if md.is_dir() => Ok(()),
         Ok(_) => Err(GetError::NotADir(p.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir(p).map_err(io(p))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(p).map_err(io(p)),
         Err(e) => Err(io(p)(e)),
     }
 }

@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod chunker;
 pub mod diff;
+pub mod faults;
 pub mod fetch;
 pub mod fsutil;
 pub mod get;

@@ -161,10 +161,8 @@ impl ManifestBuilder {
                 }
             })
             .collect();
-        self.files.push((
-            entry(path, EntryKind::File, mode, size, hash, None),
-            refs,
-        ));
+        self.files
+            .push((entry(path, EntryKind::File, mode, size, hash, None), refs));
     }
 
     pub fn finish(mut self, meta_json: String) -> Manifest {
@@ -330,7 +328,9 @@ impl Manifest {
             };
             validate_path(&e.path).map_err(unsafe_)?;
             if prev.is_some_and(|p| p >= &*e.path) {
-                return Err(unsafe_("entries are not sorted and unique (duplicate path?)"));
+                return Err(unsafe_(
+                    "entries are not sorted and unique (duplicate path?)",
+                ));
             }
             prev = Some(&e.path);
             if let Some((parent, _)) = e.path.rsplit_once('/') {
@@ -408,11 +408,7 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, ManifestError> {
 }
 
 fn common_prefix(a: &str, b: &str) -> usize {
-    let mut n = a
-        .bytes()
-        .zip(b.bytes())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let mut n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     while !b.is_char_boundary(n) {
         n -= 1;
     }
@@ -527,10 +523,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_future_formats() {
-        assert!(matches!(Manifest::decode(b"nope"), Err(ManifestError::Magic)));
+        assert!(matches!(
+            Manifest::decode(b"nope"),
+            Err(ManifestError::Magic)
+        ));
         let mut bytes = sample().encode();
         bytes[4] = 9;
-        assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Format(9))));
+        assert!(matches!(
+            Manifest::decode(&bytes),
+            Err(ManifestError::Format(9))
+        ));
         let mut bytes = sample().encode();
         let n = bytes.len();
         bytes.truncate(n - 5);

@@ -221,10 +221,7 @@ pub fn sidecar(asset: &AssetId, rec: &VersionRecord, aliases: Vec<String>, lates
     let get = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
     out.insert("asset".into(), asset.to_string().into());
     out.insert("version".into(), rec.version.into());
-    out.insert(
-        "ref".into(),
-        format!("{}@{}", asset, rec.version).into(),
-    );
+    out.insert("ref".into(), format!("{}@{}", asset, rec.version).into());
     out.insert("created".into(), get("created"));
     out.insert("author".into(), get("author"));
     out.insert("message".into(), get("message"));

@@ -14,7 +14,9 @@ pub enum NameError {
     Name(String),
     #[error("invalid version {0:?}: a version is a positive integer (1, 2, ...)")]
     Version(String),
-    #[error("invalid alias {0:?}: an alias is 1-64 characters of [a-z0-9_-], starting with a letter")]
+    #[error(
+        "invalid alias {0:?}: an alias is 1-64 characters of [a-z0-9_-], starting with a letter"
+    )]
     Alias(String),
     #[error("alias {0:?} is reserved: `latest` always names the newest version and `staging` the working copy")]
     ReservedAlias(String),
@@ -66,8 +68,7 @@ impl AssetName {
         let ok = (1..=128).contains(&s.len())
             && !s.starts_with('.')
             && !s.starts_with('-')
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(AssetName(s.to_string()))
@@ -218,8 +219,20 @@ mod tests {
         for ok in ["resnet", "a", "ResNet-50_v1.2", &"x".repeat(128)] {
             assert!(AssetName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".hidden", "-x", "a/b", "a b", "é", &"x".repeat(129), "a@b"] {
-            assert!(matches!(AssetName::parse(bad), Err(NameError::Name(_))), "{bad}");
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            "é",
+            &"x".repeat(129),
+            "a@b",
+        ] {
+            assert!(
+                matches!(AssetName::parse(bad), Err(NameError::Name(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -229,7 +242,10 @@ mod tests {
             validate_alias(ok).unwrap();
         }
         for bad in ["", "Prod", "1abc", "123", "_x", "a.b", &"a".repeat(65)] {
-            assert!(matches!(validate_alias(bad), Err(NameError::Alias(_))), "{bad}");
+            assert!(
+                matches!(validate_alias(bad), Err(NameError::Alias(_))),
+                "{bad}"
+            );
         }
         assert_eq!(
             validate_alias("latest"),

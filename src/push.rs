@@ -36,7 +36,9 @@ pub enum PushError {
     NotUtf8(PathBuf),
     #[error("{0}: changed while it was being pushed; nothing was committed, push again")]
     Changed(PathBuf),
-    #[error("{0} names a version; push creates the next version, so give the asset only (e.g. {1})")]
+    #[error(
+        "{0} names a version; push creates the next version, so give the asset only (e.g. {1})"
+    )]
     NotBare(Reference, AssetId),
     #[error("input {input}: {source}")]
     Input {

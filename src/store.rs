@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{ClientConfigKey, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 
 use crate::names::AssetId;
 
@@ -81,12 +81,13 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-fn client_options() -> ClientOptions {
-    // Bounded so a store that is down gives an error, not a hang.
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(120))
-}
+/// Bounded timeouts, so a store that is down gives an error, not a hang.
+/// Set as config keys (not a fresh `ClientOptions`) so that options read from
+/// the environment, such as `AWS_ALLOW_HTTP`, are kept.
+const TIMEOUTS: [(ClientConfigKey, &str); 2] = [
+    (ClientConfigKey::ConnectTimeout, "5s"),
+    (ClientConfigKey::Timeout, "120s"),
+];
 
 fn retry_config() -> RetryConfig {
     RetryConfig {
@@ -127,17 +128,23 @@ impl Store {
         let inner: Arc<dyn ObjectStore> = match scheme {
             "file" => {
                 if !rest.starts_with('/') {
-                    return Err(bad("a file URL needs an absolute path: file:///path/to/store"));
+                    return Err(bad(
+                        "a file URL needs an absolute path: file:///path/to/store",
+                    ));
                 }
                 return Self::open_local(FsPath::new(rest), url);
             }
             "memory" => Arc::new(object_store::memory::InMemory::new()),
             "s3" => {
                 cloud_bucket()?;
+                use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+                let b = TIMEOUTS
+                    .iter()
+                    .fold(AmazonS3Builder::from_env(), |b, (k, v)| {
+                        b.with_config(AmazonS3ConfigKey::Client(*k), *v)
+                    });
                 Arc::new(
-                    object_store::aws::AmazonS3Builder::from_env()
-                        .with_bucket_name(bucket)
-                        .with_client_options(client_options())
+                    b.with_bucket_name(bucket)
                         .with_retry(retry_config())
                         .build()
                         .map_err(|e| bad(&e.to_string()))?,
@@ -145,10 +152,14 @@ impl Store {
             }
             "gs" => {
                 cloud_bucket()?;
+                use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+                let b = TIMEOUTS
+                    .iter()
+                    .fold(GoogleCloudStorageBuilder::from_env(), |b, (k, v)| {
+                        b.with_config(GoogleConfigKey::Client(*k), *v)
+                    });
                 Arc::new(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_bucket_name(bucket)
-                        .with_client_options(client_options())
+                    b.with_bucket_name(bucket)
                         .with_retry(retry_config())
                         .build()
                         .map_err(|e| bad(&e.to_string()))?,
@@ -156,10 +167,14 @@ impl Store {
             }
             "az" | "azure" | "abfs" => {
                 cloud_bucket()?;
+                use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+                let b = TIMEOUTS
+                    .iter()
+                    .fold(MicrosoftAzureBuilder::from_env(), |b, (k, v)| {
+                        b.with_config(AzureConfigKey::Client(*k), *v)
+                    });
                 Arc::new(
-                    object_store::azure::MicrosoftAzureBuilder::from_env()
-                        .with_container_name(bucket)
-                        .with_client_options(client_options())
+                    b.with_container_name(bucket)
                         .with_retry(retry_config())
                         .build()
                         .map_err(|e| bad(&e.to_string()))?,
@@ -331,7 +346,9 @@ impl Store {
             return Ok(());
         }
         let key = format!("probe/{}", crate::ids::random_id());
-        let first = self.put_if_absent(&key, Bytes::from_static(b"first")).await?;
+        let first = self
+            .put_if_absent(&key, Bytes::from_static(b"first"))
+            .await?;
         let second = self
             .put_if_absent(&key, Bytes::from_static(b"second"))
             .await?;
