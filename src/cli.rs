@@ -89,16 +89,67 @@ enum Command {
     Diff { from: String, to: String },
     /// Re-fetch and re-hash every chunk of a version (all versions without REF)
     Verify { reference: Option<String> },
+    /// Mount the catalog (background by default; returns once the mount is live)
+    Mount(MountArgs),
+    /// Unmount a mount cleanly
+    Unmount { mountpoint: PathBuf },
+    /// Inspect or control the node's chunk cache
+    Cache {
+        #[command(subcommand)]
+        cmd: CacheCmd,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MountArgs {
+    pub mountpoint: PathBuf,
+    /// Bound on the disk cache, e.g. 20G, 512M
+    #[arg(long, default_value = "10G")]
+    pub cache_size: String,
+    /// Mount read-only at the kernel level
+    #[arg(long)]
+    pub read_only: bool,
+    /// Stay attached to the terminal
+    #[arg(long)]
+    pub foreground: bool,
+    /// Let other users access the mount (needs user_allow_other for non-root)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// How often new versions and aliases are picked up, e.g. 30s, 5m
+    #[arg(long, default_value = "30s")]
+    pub refresh: String,
+    /// How long an uncached read waits for the store before failing with EIO
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCmd {
+    /// Size, entries and hit rate of the chunk cache
+    Stats,
+    /// Fetch a whole version into the cache
+    Prefetch { reference: String },
+    /// Evict chunks (all of them, or down to --to SIZE)
+    Prune {
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(cli)) {
+    let result = if let Command::Mount(m) = &cli.cmd {
+        let m = m.clone();
+        crate::daemon::run_mount(&cli_context(&cli), m, &rt)
+    } else {
+        init_logging(cli.verbose, None);
+        rt.block_on(run(cli))
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("assetfs: error: {}", one_line(&e));
@@ -107,23 +158,43 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
+/// Logs go to stderr, or to `file` (the mount daemon's log).
+pub fn init_logging(verbose: u8, file: Option<std::fs::File>) {
+    let level = match (verbose, file.is_some()) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ASSETFS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+/// What the mount command needs from the global options.
+pub struct CliContext {
+    pub store: Result<Store>,
+    pub cache_dir: PathBuf,
+    pub verbose: u8,
+}
+
+fn cli_context(cli: &Cli) -> CliContext {
+    CliContext {
+        store: open_store(cli),
+        cache_dir: cache_dir(cli),
+        verbose: cli.verbose,
+    }
 }
 
 /// The error and its causes on one line, without repeating a cause that a
 /// message already quotes.
-fn one_line(e: &anyhow::Error) -> String {
+pub fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let s = cause.to_string();
@@ -279,6 +350,14 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Verify { reference } => {
             return verify(&catalog, reference.as_deref(), cli.json).await;
         }
+        Command::Mount(_) => unreachable!("handled before the runtime starts"),
+        Command::Unmount { mountpoint } => {
+            assetfs::mount::unmount(mountpoint)?;
+            if !cli.json {
+                println!("unmounted {}", mountpoint.display());
+            }
+        }
+        Command::Cache { cmd } => cache_cmd(&cli, &store, cmd).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -553,4 +632,66 @@ async fn verify(
         return Ok(std::process::ExitCode::FAILURE);
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn cache_cmd(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
+    use assetfs::cache::{parse_size, DiskCache};
+    let dir = cache_dir(cli);
+    let disk = DiskCache::open(&dir, u64::MAX)?;
+    match cmd {
+        CacheCmd::Stats => {
+            let s = disk.stats()?;
+            if cli.json {
+                print_json(&json!({
+                    "dir": dir,
+                    "entries": s.entries,
+                    "bytes": s.bytes,
+                    "hits": s.hits,
+                    "misses": s.misses,
+                    "hit_rate": s.hit_rate(),
+                    "corrupt_dropped": s.corrupt_dropped,
+                }));
+            } else {
+                println!("cache      {}", dir.display());
+                println!("entries    {}", s.entries);
+                println!("size       {}", human_bytes(s.bytes));
+                println!(
+                    "hit rate   {:.1}% ({} hits, {} misses)",
+                    s.hit_rate() * 100.0,
+                    s.hits,
+                    s.misses
+                );
+                println!("corrupt    {} dropped", s.corrupt_dropped);
+            }
+        }
+        CacheCmd::Prefetch { reference } => {
+            let r = parse_ref(reference)?;
+            let meta = assetfs::catalog_cache::CatalogCache::new(Catalog::new(store.clone()), &dir);
+            let out = assetfs::prefetch::prefetch(&meta, &disk, &r, !cli.json).await?;
+            if cli.json {
+                print_json(&out);
+            } else {
+                println!(
+                    "{}: {} chunks fetched ({}), {} already cached",
+                    out.reference,
+                    out.chunks_fetched,
+                    human_bytes(out.bytes_fetched),
+                    out.chunks_already_cached
+                );
+            }
+        }
+        CacheCmd::Prune { to } => {
+            let target = match to {
+                Some(t) => parse_size(t).map_err(anyhow::Error::msg)?,
+                None => 0,
+            };
+            let freed = disk.evict_to(target)?;
+            if cli.json {
+                print_json(&json!({"freed_bytes": freed}));
+            } else {
+                println!("freed {}", human_bytes(freed));
+            }
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::ids::to_hex;
+use crate::ids::{to_hex, PackId};
 use crate::manifest::{ChunkRef, Manifest};
 use crate::store::{keys, Store, StoreError};
 
@@ -33,12 +33,11 @@ pub enum ChunkError {
 }
 
 /// Checks chunk bytes against the chunk's name.
-pub fn verify_chunk(m: &Manifest, c: &ChunkRef, data: &Bytes) -> Result<(), ChunkError> {
-    let pack = || to_hex(&m.packs[c.pack as usize]);
+pub fn verify_chunk_bytes(pack: &PackId, c: &ChunkRef, data: &[u8]) -> Result<(), ChunkError> {
     if data.len() != c.len as usize {
         return Err(ChunkError::Short {
             chunk: to_hex(&c.hash),
-            pack: pack(),
+            pack: to_hex(pack),
             got: data.len(),
             want: c.len,
         });
@@ -47,7 +46,7 @@ pub fn verify_chunk(m: &Manifest, c: &ChunkRef, data: &Bytes) -> Result<(), Chun
     if actual.as_bytes() != &c.hash {
         return Err(ChunkError::Corrupt {
             chunk: to_hex(&c.hash),
-            pack: pack(),
+            pack: to_hex(pack),
             offset: c.offset,
             actual: actual.to_hex().to_string(),
         });
@@ -102,7 +101,7 @@ where
     while let Some(r) = results.next().await {
         let (cs, data) = r?;
         for (c, d) in cs.iter().zip(data) {
-            let checked = verify_chunk(m, c, &d).map(|()| d);
+            let checked = verify_chunk_bytes(&m.packs[c.pack as usize], c, &d).map(|()| d);
             each(c, checked)?;
         }
     }

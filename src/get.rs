@@ -68,10 +68,15 @@ pub async fn get(
         ..Default::default()
     };
 
-    fs::create_dir_all(dest).map_err(io(dest))?;
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(io(parent))?;
+    }
     ensure_dir(dest)?;
+    // Directories are checked now (none may be a symlink or a file) but
+    // created only once every chunk has arrived, so a failed get leaves no
+    // skeleton of the version behind.
     for e in m.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        ensure_dir(&dest.join(&*e.path))?;
+        check_dir(&dest.join(&*e.path))?;
     }
 
     // Which files need fetching, and where each needed chunk goes.
@@ -129,7 +134,10 @@ pub async fn get(
     .await?;
     bar.finish();
 
-    // Everything arrived and verified: move files into place.
+    // Everything arrived and verified: create directories, move files into place.
+    for e in m.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+        ensure_dir(&dest.join(&*e.path))?;
+    }
     for &i in &needed {
         let e = &m.entries[i];
         let (from, to) = (tmp_path(i), dest.join(&*e.path));
@@ -177,6 +185,16 @@ fn ensure_dir(p: &Path) -> Result<(), GetError> {
         Ok(md) if md.is_dir() => Ok(()),
         Ok(_) => Err(GetError::NotADir(p.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(p).map_err(io(p)),
+        Err(e) => Err(io(p)(e)),
+    }
+}
+
+/// Checks that `p` is a directory or absent, never a symlink or a file.
+fn check_dir(p: &Path) -> Result<(), GetError> {
+    match p.symlink_metadata() {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(GetError::NotADir(p.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(p)(e)),
     }
 }

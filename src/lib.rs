@@ -10,19 +10,27 @@
 //! - [`push`], [`get`], [`verify`], [`diff`]: the data commands
 //! - [`fetch`]: verified, range-grouped chunk reads
 
+pub mod cache;
 pub mod catalog;
+pub mod catalog_cache;
 pub mod chunker;
 pub mod diff;
+pub mod errno;
 pub mod faults;
 pub mod fetch;
+pub mod fs;
 pub mod fsutil;
 pub mod get;
 pub mod ids;
 pub mod manifest;
 pub mod meta;
+pub mod mount;
 pub mod names;
 pub mod packer;
+pub mod prefetch;
 pub mod progress;
 pub mod push;
+pub mod reader;
 pub mod store;
 pub mod verify;
+pub mod vfs;

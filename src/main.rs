@@ -1,4 +1,5 @@
 mod cli;
+mod daemon;
 
 fn main() -> std::process::ExitCode {
     cli::main()

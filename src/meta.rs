@@ -135,14 +135,9 @@ impl MetaInput {
         Ok(())
     }
 
-    /// The metadata stored with a version. `file_count`/`total_bytes` come from
-    /// the manifest being committed.
-    pub fn build(
-        &self,
-        asset: &AssetId,
-        file_count: u64,
-        total_bytes: u64,
-    ) -> Result<Map<String, Value>, MetaError> {
+    /// Checks what [`MetaInput::build`] would refuse, so a commit can fail
+    /// before it uploads anything.
+    pub fn validate(&self) -> Result<(), MetaError> {
         for k in self.fields.keys() {
             if RESERVED.contains(&k.as_str()) {
                 return Err(MetaError::Reserved(k.clone()));
@@ -154,7 +149,18 @@ impl MetaInput {
         check_shape(&self.fields, "metrics", "an object of numbers", |v| {
             v.as_object()
                 .is_some_and(|m| m.values().all(Value::is_number))
-        })?;
+        })
+    }
+
+    /// The metadata stored with a version. `file_count`/`total_bytes` come from
+    /// the manifest being committed.
+    pub fn build(
+        &self,
+        asset: &AssetId,
+        file_count: u64,
+        total_bytes: u64,
+    ) -> Result<Map<String, Value>, MetaError> {
+        self.validate()?;
         let mut m = Map::new();
         m.insert("asset".into(), asset.to_string().into());
         m.insert("created".into(), now_rfc3339().into());

@@ -95,6 +95,8 @@ pub async fn push(
     for a in &opts.aliases {
         validate_alias(a)?;
     }
+    // Refuse bad metadata now, not after the data has been uploaded.
+    opts.meta.validate()?;
     let meta_dir = std::fs::metadata(dir).map_err(|source| PushError::Io {
         path: dir.to_path_buf(),
         source,

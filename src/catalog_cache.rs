@@ -1,0 +1,135 @@
+//! The node's copy of catalog metadata, so a mount can serve what it has
+//! seen while the store is unreachable.
+//!
+//! Version records and manifests are immutable and cached forever (a
+//! manifest is re-checked against its hash when read back). Listings of
+//! assets, versions and aliases change; they are refreshed from the store
+//! and the last good one is kept on disk as a fallback.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, CatalogError, VersionRecord};
+use crate::ids::to_hex;
+use crate::manifest::Manifest;
+use crate::names::{AssetId, AssetName, Kind};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AssetState {
+    pub versions: Vec<u64>,
+    pub aliases: BTreeMap<String, u64>,
+}
+
+/// Every asset of one kind with its versions and aliases.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Listing {
+    pub assets: BTreeMap<String, AssetState>,
+}
+
+pub struct CatalogCache {
+    catalog: Catalog,
+    dir: PathBuf,
+}
+
+impl CatalogCache {
+    pub fn new(catalog: Catalog, cache_dir: &std::path::Path) -> CatalogCache {
+        CatalogCache {
+            catalog,
+            dir: cache_dir.join("meta"),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn record_path(&self, asset: &AssetId, v: u64) -> PathBuf {
+        self.dir
+            .join("records")
+            .join(asset.kind.as_str())
+            .join(asset.name.as_str())
+            .join(format!("{v}.json"))
+    }
+
+    fn save(&self, path: &std::path::Path, data: &[u8]) {
+        if let Some(p) = path.parent() {
+            let _ = std::fs::create_dir_all(p);
+        }
+        if let Err(e) = crate::fsutil::write_atomic(path, data) {
+            tracing::warn!("cannot cache {}: {e}", path.display());
+        }
+    }
+
+    pub async fn record(&self, asset: &AssetId, v: u64) -> Result<VersionRecord, CatalogError> {
+        let path = self.record_path(asset, v);
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(rec) = serde_json::from_slice::<VersionRecord>(&bytes) {
+                if rec.version == v {
+                    return Ok(rec);
+                }
+            }
+        }
+        let rec = self.catalog.record(asset, v).await?;
+        self.save(&path, &serde_json::to_vec(&rec).expect("record serialises"));
+        Ok(rec)
+    }
+
+    pub async fn manifest(&self, hash: &str) -> Result<Arc<Manifest>, CatalogError> {
+        let path = self.dir.join("manifests").join(hash);
+        if let Ok(bytes) = std::fs::read(&path) {
+            if to_hex(blake3::hash(&bytes).as_bytes()) == hash {
+                if let Ok(m) = Manifest::decode(&bytes) {
+                    return Ok(Arc::new(m));
+                }
+            }
+            tracing::warn!("dropping corrupt cached manifest {hash}");
+            let _ = std::fs::remove_file(&path);
+        }
+        let m = self.catalog.manifest(hash).await?;
+        self.save(&path, &m.encode());
+        Ok(Arc::new(m))
+    }
+
+    fn listing_path(&self, kind: Kind) -> PathBuf {
+        self.dir.join("listings").join(format!("{kind}.json"))
+    }
+
+    /// The last listing saved on this node, if any.
+    pub fn saved_listing(&self, kind: Kind) -> Option<Listing> {
+        let bytes = std::fs::read(self.listing_path(kind)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// A fresh listing from the store, saved locally for offline use.
+    pub async fn fetch_listing(&self, kind: Kind) -> Result<Listing, CatalogError> {
+        let mut listing = Listing::default();
+        for name in self.catalog.assets(kind).await? {
+            let asset = AssetId { kind, name };
+            let state = AssetState {
+                versions: self.catalog.versions(&asset).await?,
+                aliases: self.catalog.aliases(&asset).await?,
+            };
+            listing
+                .assets
+                .insert(asset.name.as_str().to_string(), state);
+        }
+        self.save(
+            &self.listing_path(kind),
+            &serde_json::to_vec(&listing).expect("listing serialises"),
+        );
+        Ok(listing)
+    }
+}
+
+impl Listing {
+    pub fn asset(&self, name: &AssetName) -> Option<&AssetState> {
+        self.assets.get(name.as_str())
+    }
+
+    pub fn version_count(&self) -> usize {
+        self.assets.values().map(|a| a.versions.len()).sum()
+    }
+}

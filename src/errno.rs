@@ -1,0 +1,40 @@
+//! The one place where errors become errno values for the kernel.
+
+use libc::c_int;
+
+use crate::catalog::CatalogError;
+use crate::vfs::VfsError;
+
+pub fn errno(e: &VfsError) -> c_int {
+    match e {
+        VfsError::NotFound => libc::ENOENT,
+        VfsError::NotDir => libc::ENOTDIR,
+        VfsError::IsDir => libc::EISDIR,
+        VfsError::NotSymlink => libc::EINVAL,
+        VfsError::ReadOnly => libc::EROFS,
+        VfsError::NoAttr => libc::ENODATA,
+        VfsError::BadHandle => libc::EBADF,
+        VfsError::Read(_) => libc::EIO,
+        VfsError::Catalog(CatalogError::NoSuchVersion { .. })
+        | VfsError::Catalog(CatalogError::NoVersions(_))
+        | VfsError::Catalog(CatalogError::NoSuchAlias { .. }) => libc::ENOENT,
+        VfsError::Catalog(_) => libc::EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping() {
+        assert_eq!(errno(&VfsError::ReadOnly), libc::EROFS);
+        assert_eq!(errno(&VfsError::NoAttr), libc::ENODATA);
+        assert_eq!(
+            errno(&VfsError::Read(crate::reader::ReadError::Timeout(
+                std::time::Duration::from_secs(1)
+            ))),
+            libc::EIO
+        );
+    }
+}

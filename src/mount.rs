@@ -1,0 +1,301 @@
+//! Mount lifecycle: checks before mounting, building the filesystem, serving
+//! until unmounted or signalled, and unmounting.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::{CacheError, DiskCache};
+use crate::catalog::Catalog;
+use crate::catalog_cache::CatalogCache;
+use crate::fs::AssetFs;
+use crate::names::Kind;
+use crate::reader::ChunkSource;
+use crate::store::{Store, StoreError};
+use crate::vfs::{Vfs, VfsConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("mountpoint {0}: does not exist")]
+    Missing(PathBuf),
+    #[error("mountpoint {0}: not a directory")]
+    NotADir(PathBuf),
+    #[error("mountpoint {0}: already a mount point (busy); unmount it first")]
+    Busy(PathBuf),
+    #[error(
+        "no /dev/fuse on this machine: load the fuse kernel module or run where FUSE is available"
+    )]
+    NoFuse,
+    #[error("store {url} is unreachable ({why}) and the cache holds nothing to serve")]
+    Unreachable { url: String, why: String },
+    #[error("mount failed at {path}: {source}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unmount of {path} failed: {why}")]
+    Unmount { path: PathBuf, why: String },
+    #[error("{0} is not mounted")]
+    NotMounted(PathBuf),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub mountpoint: PathBuf,
+    pub cache_dir: PathBuf,
+    pub cache_size: u64,
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+/// Mount points currently in the mount table, unescaped.
+fn mount_points() -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .collect()
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    // The kernel writes space, tab, newline and backslash as \ooo octal.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let oct = std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x");
+            if let Ok(n) = u8::from_str_radix(oct, 8) {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn is_mounted(p: &Path) -> bool {
+    let p = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    mount_points().iter().any(|m| *m == p)
+}
+
+/// Checks a mountpoint before anything else is set up.
+pub fn check_mountpoint(p: &Path) -> Result<PathBuf, MountError> {
+    let md = std::fs::metadata(p).map_err(|_| MountError::Missing(p.to_path_buf()))?;
+    if !md.is_dir() {
+        return Err(MountError::NotADir(p.to_path_buf()));
+    }
+    let canon = p
+        .canonicalize()
+        .map_err(|_| MountError::Missing(p.to_path_buf()))?;
+    if is_mounted(&canon) {
+        return Err(MountError::Busy(canon));
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err(MountError::NoFuse);
+    }
+    Ok(canon)
+}
+
+/// Builds the filesystem. Returns it with a status line for the user.
+pub async fn prepare(store: Store, cfg: &MountConfig) -> Result<(Arc<Vfs>, String), MountError> {
+    let disk = Arc::new(DiskCache::open(&cfg.cache_dir, cfg.cache_size)?);
+    let source = ChunkSource::new(store.clone(), disk, cfg.timeout);
+    let meta = CatalogCache::new(Catalog::new(store.clone()), &cfg.cache_dir);
+    let mut fresh = vec![];
+    let mut failure = None;
+    for kind in Kind::ALL {
+        match tokio::time::timeout(cfg.timeout, meta.fetch_listing(kind)).await {
+            Ok(Ok(l)) => fresh.push((kind, l)),
+            Ok(Err(e)) => failure = Some(e.to_string()),
+            Err(_) => failure = Some(format!("no answer within {:?}", cfg.timeout)),
+        }
+        if failure.is_some() {
+            break;
+        }
+    }
+    let vfs_cfg = VfsConfig {
+        refresh: cfg.refresh,
+    };
+    let status;
+    let vfs = match failure {
+        None => {
+            let n: usize = fresh.iter().map(|(_, l)| l.version_count()).sum();
+            let vfs = Vfs::new(meta, source, vfs_cfg);
+            for (k, l) in fresh {
+                vfs.seed_listing(k, l);
+            }
+            status = format!("{n} versions from {}", store.url());
+            vfs
+        }
+        Some(why) => {
+            let saved: Vec<_> = Kind::ALL
+                .iter()
+                .filter_map(|k| meta.saved_listing(*k).map(|l| (*k, l)))
+                .collect();
+            let n: usize = saved.iter().map(|(_, l)| l.version_count()).sum();
+            if n == 0 {
+                return Err(MountError::Unreachable {
+                    url: store.url().to_string(),
+                    why,
+                });
+            }
+            let vfs = Vfs::new(meta, source, vfs_cfg);
+            for (k, l) in saved {
+                vfs.seed_listing(k, l);
+            }
+            status = format!(
+                "store {} unreachable ({why}); serving the {n} versions this node has cached (uncached reads fail with EIO)",
+                store.url()
+            );
+            tracing::warn!("{status}");
+            vfs
+        }
+    };
+    Ok((Arc::new(vfs), status))
+}
+
+/// Mounts and serves until unmounted, SIGINT or SIGTERM. `on_ready` runs
+/// once the mount is live.
+pub fn serve(
+    rt: &tokio::runtime::Runtime,
+    vfs: Arc<Vfs>,
+    mountpoint: &Path,
+    cfg: &MountConfig,
+    on_ready: impl FnOnce(),
+) -> Result<(), MountError> {
+    use fuser::MountOption as O;
+    let mut opts = vec![
+        O::FSName("assetfs".into()),
+        O::Subtype("assetfs".into()),
+        O::DefaultPermissions,
+        O::NoAtime,
+    ];
+    if cfg.read_only {
+        opts.push(O::RO);
+    }
+    if cfg.allow_other {
+        opts.push(O::AllowOther);
+    }
+    let fs = AssetFs::new(vfs.clone(), rt.handle().clone());
+    let session =
+        fuser::spawn_mount2(fs, mountpoint, &opts).map_err(|source| MountError::Mount {
+            path: mountpoint.to_path_buf(),
+            source,
+        })?;
+    tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+    on_ready();
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                _ = int.recv() => { tracing::info!("SIGINT: unmounting"); break }
+                _ = term.recv() => { tracing::info!("SIGTERM: unmounting"); break }
+                _ = tick.tick() => {
+                    ticks += 1;
+                    // Keep `cache stats` current for other processes.
+                    if ticks % 25 == 0 {
+                        let disk = vfs.source().disk().clone();
+                        tokio::task::spawn_blocking(move || disk.flush_counters());
+                    }
+                    if session.guard.is_finished() {
+                        tracing::info!("unmounted externally");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    session.join();
+    vfs.source().disk().flush_counters();
+    tracing::info!("exited cleanly");
+    Ok(())
+}
+
+/// Unmounts `p`: directly as root, through fusermount3 otherwise.
+pub fn unmount(p: &Path) -> Result<(), MountError> {
+    let canon = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    if !is_mounted(&canon) {
+        return Err(MountError::NotMounted(canon));
+    }
+    let c = std::ffi::CString::new(canon.as_os_str().as_encoded_bytes()).map_err(|_| {
+        MountError::Unmount {
+            path: canon.clone(),
+            why: "path contains NUL".into(),
+        }
+    })?;
+    // SAFETY: a valid NUL-terminated path; umount2 has no other preconditions.
+    let rc = unsafe { libc::umount2(c.as_ptr(), 0) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        let fallback = ["fusermount3", "fusermount"].iter().find_map(|bin| {
+            std::process::Command::new(bin)
+                .arg("-u")
+                .arg(&canon)
+                .status()
+                .ok()
+        });
+        match fallback {
+            Some(s) if s.success() => {}
+            _ => {
+                return Err(MountError::Unmount {
+                    path: canon,
+                    why: err.to_string(),
+                })
+            }
+        }
+    }
+    // Wait (bounded) until the kernel has dropped it from the table.
+    for _ in 0..100 {
+        if !is_mounted(&canon) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(MountError::Unmount {
+        path: canon,
+        why: "still mounted after 5 s".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn mountpoint_checks() {
+        let d = tempfile::TempDir::new().unwrap();
+        assert!(matches!(
+            check_mountpoint(&d.path().join("nope")),
+            Err(MountError::Missing(_))
+        ));
+        let f = d.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(matches!(check_mountpoint(&f), Err(MountError::NotADir(_))));
+        assert!(matches!(
+            check_mountpoint(Path::new("/proc")),
+            Err(MountError::Busy(_))
+        ));
+    }
+}

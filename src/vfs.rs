@@ -1,0 +1,746 @@
+//! The mount's filesystem logic, independent of FUSE: inode numbering,
+//! lookup, attributes, directory listings, symlinks, reads and xattrs.
+//! `fs.rs` only translates between this and the kernel, so everything here
+//! is testable without a mount.
+//!
+//! Layout (DESIGN.md section 2):
+//! ```text
+//! /models/<name>@<v>/...      a version's files (immutable)
+//! /models/<name>@<v>.json     its sidecar
+//! /models/<name>@<alias>      symlink -> <name>@<v> (latest and user aliases)
+//! /features/...
+//! ```
+//! Inodes: 1 root, 2 `models`, 3 `features`; sidecars and alias links get
+//! small numbers from a table; a version's tree is `slot << 32 | index`, with
+//! index 0 the version directory and `i + 1` manifest entry `i`, so a
+//! 1,000,000-file version needs no per-file inode table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+use crate::catalog::CatalogError;
+use crate::catalog_cache::{CatalogCache, Listing};
+use crate::manifest::{EntryKind, Manifest};
+use crate::names::{parse_version, validate_alias, AssetId, AssetName, Kind};
+use crate::reader::{read_range, ChunkMap, ChunkSource, ReadAhead, ReadError};
+
+pub const ROOT: u64 = 1;
+const MISC_BASE: u64 = 16;
+/// Immutable things may be cached by the kernel (practically) forever.
+pub const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const XATTR_BLAKE3: &str = "user.assetfs.blake3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum VfsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("not a symlink")]
+    NotSymlink,
+    #[error("read-only: committed versions are immutable")]
+    ReadOnly,
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("read failed: {0}")]
+    Read(#[from] ReadError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+}
+
+pub type Result<T, E = VfsError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub size: u64,
+    pub perm: u16,
+    pub mtime: SystemTime,
+    /// How long the kernel may cache this entry and attribute.
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VfsConfig {
+    /// How often listings of versions and aliases are refreshed.
+    pub refresh: Duration,
+}
+
+/// A committed version that the mount has looked at.
+pub struct VersionSlot {
+    pub slot: u32,
+    pub asset: AssetId,
+    pub version: u64,
+    manifest: OnceCell<Arc<Manifest>>,
+    created: OnceCell<SystemTime>,
+    /// Directory entry index (u32::MAX for the version root) -> child indices.
+    children: Mutex<HashMap<u32, Arc<Vec<u32>>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Misc {
+    Sidecar(AssetId, u64),
+    Alias(AssetId, String),
+}
+
+enum Node {
+    Root,
+    KindDir(Kind),
+    VersionRoot(Arc<VersionSlot>),
+    Entry(Arc<VersionSlot>, u32),
+    Misc(Misc),
+}
+
+enum OpenFile {
+    Version {
+        manifest: Arc<Manifest>,
+        idx: u32,
+        map: ChunkMap,
+        readahead: Mutex<ReadAhead>,
+    },
+    Bytes(Bytes),
+}
+
+struct CachedListing {
+    at: Instant,
+    listing: Arc<Listing>,
+}
+
+pub struct Vfs {
+    meta: CatalogCache,
+    source: Arc<ChunkSource>,
+    cfg: VfsConfig,
+    slots: RwLock<Vec<Arc<VersionSlot>>>,
+    slot_ids: Mutex<HashMap<(AssetId, u64), u32>>,
+    misc: RwLock<Vec<Misc>>,
+    misc_ids: Mutex<HashMap<Misc, u64>>,
+    listings: Mutex<HashMap<Kind, CachedListing>>,
+    sidecars: Mutex<HashMap<(AssetId, u64), (Instant, Bytes)>>,
+    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: std::sync::atomic::AtomicU64,
+    mounted_at: SystemTime,
+}
+
+fn kind_ino(k: Kind) -> u64 {
+    match k {
+        Kind::Models => 2,
+        Kind::Features => 3,
+    }
+}
+
+impl Vfs {
+    pub fn new(meta: CatalogCache, source: Arc<ChunkSource>, cfg: VfsConfig) -> Vfs {
+        Vfs {
+            meta,
+            source,
+            cfg,
+            slots: RwLock::new(vec![]),
+            slot_ids: Mutex::new(HashMap::new()),
+            misc: RwLock::new(vec![]),
+            misc_ids: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
+            sidecars: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: std::sync::atomic::AtomicU64::new(1),
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    pub fn source(&self) -> &Arc<ChunkSource> {
+        &self.source
+    }
+
+    /// Seeds the listing cache (used at mount time, and with a saved listing
+    /// when the store is unreachable).
+    pub fn seed_listing(&self, kind: Kind, listing: Listing) {
+        self.listings.lock().expect("listings lock").insert(
+            kind,
+            CachedListing {
+                at: Instant::now(),
+                listing: Arc::new(listing),
+            },
+        );
+    }
+
+    /// The listing of a kind, refreshed when older than the refresh interval.
+    /// A failed refresh keeps serving the previous listing.
+    async fn listing(&self, kind: Kind, force: bool) -> Result<Arc<Listing>> {
+        let cached = {
+            let l = self.listings.lock().expect("listings lock");
+            l.get(&kind).map(|c| (c.at, c.listing.clone()))
+        };
+        if let Some((at, listing)) = &cached {
+            if !force && at.elapsed() < self.cfg.refresh {
+                return Ok(listing.clone());
+            }
+        }
+        match self.meta.fetch_listing(kind).await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                self.listings.lock().expect("listings lock").insert(
+                    kind,
+                    CachedListing {
+                        at: Instant::now(),
+                        listing: fresh.clone(),
+                    },
+                );
+                Ok(fresh)
+            }
+            Err(e) => match cached {
+                Some((_, listing)) => {
+                    tracing::warn!("cannot refresh {kind} listing, serving the previous one: {e}");
+                    // Do not retry on every call while the store is down.
+                    self.listings.lock().expect("listings lock").insert(
+                        kind,
+                        CachedListing {
+                            at: Instant::now(),
+                            listing: listing.clone(),
+                        },
+                    );
+                    Ok(listing)
+                }
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    fn slot_for(&self, asset: &AssetId, version: u64) -> Arc<VersionSlot> {
+        let mut ids = self.slot_ids.lock().expect("slot ids lock");
+        if let Some(&s) = ids.get(&(asset.clone(), version)) {
+            return self.slots.read().expect("slots lock")[s as usize - 1].clone();
+        }
+        let mut slots = self.slots.write().expect("slots lock");
+        let slot = slots.len() as u32 + 1;
+        let vs = Arc::new(VersionSlot {
+            slot,
+            asset: asset.clone(),
+            version,
+            manifest: OnceCell::new(),
+            created: OnceCell::new(),
+            children: Mutex::new(HashMap::new()),
+        });
+        slots.push(vs.clone());
+        ids.insert((asset.clone(), version), slot);
+        vs
+    }
+
+    fn misc_ino(&self, m: Misc) -> u64 {
+        let mut ids = self.misc_ids.lock().expect("misc ids lock");
+        if let Some(&ino) = ids.get(&m) {
+            return ino;
+        }
+        let mut all = self.misc.write().expect("misc lock");
+        let ino = MISC_BASE + all.len() as u64;
+        all.push(m.clone());
+        ids.insert(m, ino);
+        ino
+    }
+
+    fn node(&self, ino: u64) -> Result<Node> {
+        match ino {
+            ROOT => return Ok(Node::Root),
+            2 => return Ok(Node::KindDir(Kind::Models)),
+            3 => return Ok(Node::KindDir(Kind::Features)),
+            _ => {}
+        }
+        let slot = (ino >> 32) as usize;
+        if slot == 0 {
+            let i = ino.checked_sub(MISC_BASE).ok_or(VfsError::NotFound)? as usize;
+            let m = self.misc.read().expect("misc lock").get(i).cloned();
+            return m.map(Node::Misc).ok_or(VfsError::NotFound);
+        }
+        let vs = self
+            .slots
+            .read()
+            .expect("slots lock")
+            .get(slot - 1)
+            .cloned()
+            .ok_or(VfsError::NotFound)?;
+        match ino & 0xffff_ffff {
+            0 => Ok(Node::VersionRoot(vs)),
+            i => Ok(Node::Entry(vs, (i - 1) as u32)),
+        }
+    }
+
+    async fn manifest(&self, vs: &VersionSlot) -> Result<Arc<Manifest>> {
+        let m = vs
+            .manifest
+            .get_or_try_init(|| async {
+                let rec = self.meta.record(&vs.asset, vs.version).await?;
+                let created = rec
+                    .meta
+                    .get("created")
+                    .and_then(|c| c.as_str())
+                    .and_then(|c| {
+                        time::OffsetDateTime::parse(
+                            c,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
+                    })
+                    .map(SystemTime::from)
+                    .unwrap_or(self.mounted_at);
+                let _ = vs.created.set(created);
+                let m = self.meta.manifest(&rec.manifest).await?;
+                Ok::<_, VfsError>(m)
+            })
+            .await?;
+        Ok(m.clone())
+    }
+
+    fn created(&self, vs: &VersionSlot) -> SystemTime {
+        vs.created.get().copied().unwrap_or(self.mounted_at)
+    }
+
+    fn dir_attr(&self, ino: u64, ttl: Duration, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            kind: FileKind::Dir,
+            size: 0,
+            perm: 0o755,
+            mtime,
+            ttl,
+        }
+    }
+
+    pub async fn getattr(&self, ino: u64) -> Result<Attr> {
+        match self.node(ino)? {
+            Node::Root | Node::KindDir(_) => {
+                Ok(self.dir_attr(ino, self.cfg.refresh, self.mounted_at))
+            }
+            Node::VersionRoot(vs) => {
+                self.manifest(&vs).await?;
+                Ok(self.dir_attr(ino, FOREVER, self.created(&vs)))
+            }
+            Node::Entry(vs, i) => {
+                let m = self.manifest(&vs).await?;
+                let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
+                Ok(Attr {
+                    ino,
+                    kind: match e.kind {
+                        EntryKind::Dir => FileKind::Dir,
+                        EntryKind::File => FileKind::File,
+                        EntryKind::Symlink => FileKind::Symlink,
+                    },
+                    size: e.size,
+                    perm: (e.mode & 0o7777) as u16,
+                    mtime: self.created(&vs),
+                    ttl: FOREVER,
+                })
+            }
+            Node::Misc(Misc::Sidecar(asset, v)) => {
+                let bytes = self.sidecar(&asset, v).await?;
+                Ok(Attr {
+                    ino,
+                    kind: FileKind::File,
+                    size: bytes.len() as u64,
+                    perm: 0o444,
+                    mtime: self.mounted_at,
+                    ttl: self.cfg.refresh,
+                })
+            }
+            Node::Misc(Misc::Alias(asset, alias)) => {
+                let target = self.alias_target(&asset, &alias).await?;
+                Ok(Attr {
+                    ino,
+                    kind: FileKind::Symlink,
+                    size: target.len() as u64,
+                    perm: 0o777,
+                    mtime: self.mounted_at,
+                    ttl: self.cfg.refresh,
+                })
+            }
+        }
+    }
+
+    async fn sidecar(&self, asset: &AssetId, v: u64) -> Result<Bytes> {
+        let key = (asset.clone(), v);
+        if let Some((at, b)) = self.sidecars.lock().expect("sidecars lock").get(&key) {
+            if at.elapsed() < self.cfg.refresh {
+                return Ok(b.clone());
+            }
+        }
+        let rec = self.meta.record(asset, v).await?;
+        let listing = self.listing(asset.kind, false).await?;
+        let state = listing.asset(&asset.name).cloned().unwrap_or_default();
+        let aliases = state
+            .aliases
+            .iter()
+            .filter(|(_, t)| **t == v)
+            .map(|(a, _)| a.clone())
+            .collect();
+        let latest = state.versions.last() == Some(&v);
+        let json = crate::meta::sidecar(asset, &rec, aliases, latest);
+        let mut text = serde_json::to_vec_pretty(&json).expect("sidecar serialises");
+        text.push(b'\n');
+        let b = Bytes::from(text);
+        self.sidecars
+            .lock()
+            .expect("sidecars lock")
+            .insert(key, (Instant::now(), b.clone()));
+        Ok(b)
+    }
+
+    async fn alias_target(&self, asset: &AssetId, alias: &str) -> Result<String> {
+        let listing = self.listing(asset.kind, false).await?;
+        let state = listing.asset(&asset.name).ok_or(VfsError::NotFound)?;
+        let v = if alias == "latest" {
+            state.versions.last().copied()
+        } else {
+            state.aliases.get(alias).copied()
+        };
+        v.map(|v| format!("{}@{v}", asset.name))
+            .ok_or(VfsError::NotFound)
+    }
+
+    /// Does this version exist? Checks the listing, then the store directly,
+    /// so a version committed since the last refresh resolves at once.
+    async fn version_exists(&self, asset: &AssetId, v: u64) -> Result<bool> {
+        let listing = self.listing(asset.kind, false).await?;
+        if listing
+            .asset(&asset.name)
+            .is_some_and(|s| s.versions.contains(&v))
+        {
+            return Ok(true);
+        }
+        match self.meta.record(asset, v).await {
+            Ok(_) => Ok(true),
+            Err(CatalogError::NoSuchVersion { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        match self.node(parent)? {
+            Node::Root => {
+                let kind: Kind = name.parse().map_err(|_| VfsError::NotFound)?;
+                self.getattr(kind_ino(kind)).await
+            }
+            Node::KindDir(kind) => self.lookup_in_kind(kind, name).await,
+            Node::VersionRoot(vs) => self.lookup_in_version(&vs, None, name).await,
+            Node::Entry(vs, i) => self.lookup_in_version(&vs, Some(i), name).await,
+            Node::Misc(_) => Err(VfsError::NotDir),
+        }
+    }
+
+    async fn lookup_in_kind(&self, kind: Kind, name: &str) -> Result<Attr> {
+        let (base, sidecar) = match name.strip_suffix(".json") {
+            Some(b) => (b, true),
+            None => (name, false),
+        };
+        let (asset_name, sel) = base.rsplit_once('@').ok_or(VfsError::NotFound)?;
+        let asset = AssetId {
+            kind,
+            name: AssetName::parse(asset_name).map_err(|_| VfsError::NotFound)?,
+        };
+        if let Ok(v) = parse_version(sel) {
+            if !self.version_exists(&asset, v).await? {
+                return Err(VfsError::NotFound);
+            }
+            let ino = if sidecar {
+                self.misc_ino(Misc::Sidecar(asset.clone(), v))
+            } else {
+                (self.slot_for(&asset, v).slot as u64) << 32
+            };
+            return self.getattr(ino).await;
+        }
+        if sidecar || (sel != "latest" && validate_alias(sel).is_err()) {
+            return Err(VfsError::NotFound);
+        }
+        let ino = self.misc_ino(Misc::Alias(asset.clone(), sel.to_string()));
+        match self.getattr(ino).await {
+            // An alias set since the last refresh: look once more, fresh.
+            Err(VfsError::NotFound) => {
+                self.listing(kind, true).await?;
+                self.getattr(ino).await
+            }
+            r => r,
+        }
+    }
+
+    async fn lookup_in_version(
+        &self,
+        vs: &Arc<VersionSlot>,
+        dir: Option<u32>,
+        name: &str,
+    ) -> Result<Attr> {
+        let m = self.manifest(vs).await?;
+        let path = match dir {
+            None => name.to_string(),
+            Some(i) => {
+                let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
+                if e.kind != EntryKind::Dir {
+                    return Err(VfsError::NotDir);
+                }
+                format!("{}/{name}", e.path)
+            }
+        };
+        let idx = m
+            .entries
+            .binary_search_by(|e| (*e.path).cmp(path.as_str()))
+            .map_err(|_| VfsError::NotFound)?;
+        self.getattr(entry_ino(vs, idx as u32)).await
+    }
+
+    /// Up to `limit` children of a directory, starting at index `offset`.
+    pub async fn readdir(&self, ino: u64, offset: usize, limit: usize) -> Result<Vec<DirEntry>> {
+        let all = match self.node(ino)? {
+            Node::VersionRoot(vs) => return self.version_children(&vs, None, offset, limit).await,
+            Node::Entry(vs, i) => return self.version_children(&vs, Some(i), offset, limit).await,
+            other => self.small_dir(other).await?,
+        };
+        Ok(all.into_iter().skip(offset).take(limit).collect())
+    }
+
+    async fn small_dir(&self, node: Node) -> Result<Vec<DirEntry>> {
+        match node {
+            Node::Root => Ok(Kind::ALL
+                .iter()
+                .map(|k| DirEntry {
+                    ino: kind_ino(*k),
+                    kind: FileKind::Dir,
+                    name: k.to_string(),
+                })
+                .collect()),
+            Node::KindDir(kind) => {
+                let listing = self.listing(kind, false).await?;
+                let mut out = vec![];
+                for (name, state) in &listing.assets {
+                    let asset = AssetId {
+                        kind,
+                        name: AssetName::parse(name).map_err(|_| VfsError::NotFound)?,
+                    };
+                    for v in &state.versions {
+                        out.push(DirEntry {
+                            ino: (self.slot_for(&asset, *v).slot as u64) << 32,
+                            kind: FileKind::Dir,
+                            name: format!("{name}@{v}"),
+                        });
+                        out.push(DirEntry {
+                            ino: self.misc_ino(Misc::Sidecar(asset.clone(), *v)),
+                            kind: FileKind::File,
+                            name: format!("{name}@{v}.json"),
+                        });
+                    }
+                    let aliases = state
+                        .versions
+                        .last()
+                        .map(|_| "latest")
+                        .into_iter()
+                        .chain(state.aliases.keys().map(String::as_str));
+                    for a in aliases {
+                        out.push(DirEntry {
+                            ino: self.misc_ino(Misc::Alias(asset.clone(), a.to_string())),
+                            kind: FileKind::Symlink,
+                            name: format!("{name}@{a}"),
+                        });
+                    }
+                }
+                Ok(out)
+            }
+            _ => Err(VfsError::NotDir),
+        }
+    }
+
+    async fn version_children(
+        &self,
+        vs: &Arc<VersionSlot>,
+        dir: Option<u32>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<DirEntry>> {
+        let m = self.manifest(vs).await?;
+        let key = dir.unwrap_or(u32::MAX);
+        let cached = vs
+            .children
+            .lock()
+            .expect("children lock")
+            .get(&key)
+            .cloned();
+        let children = match cached {
+            Some(c) => c,
+            None => {
+                let prefix = match dir {
+                    None => String::new(),
+                    Some(i) => {
+                        let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
+                        if e.kind != EntryKind::Dir {
+                            return Err(VfsError::NotDir);
+                        }
+                        format!("{}/", e.path)
+                    }
+                };
+                // Entries sharing a prefix are contiguous in sorted order.
+                let start = m.entries.partition_point(|e| *e.path < *prefix);
+                let kids: Vec<u32> = m.entries[start..]
+                    .iter()
+                    .enumerate()
+                    .take_while(|(_, e)| e.path.starts_with(&prefix))
+                    .filter(|(_, e)| !e.path[prefix.len()..].contains('/'))
+                    .map(|(j, _)| (start + j) as u32)
+                    .collect();
+                let kids = Arc::new(kids);
+                vs.children
+                    .lock()
+                    .expect("children lock")
+                    .insert(key, kids.clone());
+                kids
+            }
+        };
+        Ok(children
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|&i| {
+                let e = &m.entries[i as usize];
+                DirEntry {
+                    ino: entry_ino(vs, i),
+                    kind: match e.kind {
+                        EntryKind::Dir => FileKind::Dir,
+                        EntryKind::File => FileKind::File,
+                        EntryKind::Symlink => FileKind::Symlink,
+                    },
+                    name: e.path.rsplit('/').next().unwrap_or(&e.path).to_string(),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn readlink(&self, ino: u64) -> Result<String> {
+        match self.node(ino)? {
+            Node::Misc(Misc::Alias(asset, alias)) => self.alias_target(&asset, &alias).await,
+            Node::Entry(vs, i) => {
+                let m = self.manifest(&vs).await?;
+                let e = &m.entries[i as usize];
+                e.target
+                    .as_deref()
+                    .map(str::to_string)
+                    .ok_or(VfsError::NotSymlink)
+            }
+            _ => Err(VfsError::NotSymlink),
+        }
+    }
+
+    /// Opens a file for reading. Any write access is refused.
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        let acc = flags & libc::O_ACCMODE;
+        if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Err(VfsError::ReadOnly);
+        }
+        let file = match self.node(ino)? {
+            Node::Entry(vs, i) => {
+                let m = self.manifest(&vs).await?;
+                let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
+                match e.kind {
+                    EntryKind::Dir => return Err(VfsError::IsDir),
+                    EntryKind::Symlink => return Err(VfsError::NotFound),
+                    EntryKind::File => {}
+                }
+                let map = ChunkMap::new(&m, e);
+                OpenFile::Version {
+                    manifest: m.clone(),
+                    idx: i,
+                    map,
+                    readahead: Mutex::new(ReadAhead::default()),
+                }
+            }
+            // The sidecar is snapshotted at open: it never changes under a reader.
+            Node::Misc(Misc::Sidecar(asset, v)) => OpenFile::Bytes(self.sidecar(&asset, v).await?),
+            _ => return Err(VfsError::IsDir),
+        };
+        let fh = self
+            .next_fh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.handles
+            .lock()
+            .expect("handles lock")
+            .insert(fh, Arc::new(file));
+        Ok(fh)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.lock().expect("handles lock").remove(&fh);
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        let f = self
+            .handles
+            .lock()
+            .expect("handles lock")
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)?;
+        match &*f {
+            OpenFile::Bytes(b) => {
+                let s = (offset as usize).min(b.len());
+                let e = (s + size as usize).min(b.len());
+                Ok(b.slice(s..e))
+            }
+            OpenFile::Version {
+                manifest,
+                idx,
+                map,
+                readahead,
+            } => {
+                let ahead = readahead
+                    .lock()
+                    .expect("readahead lock")
+                    .on_read(offset, size as u64);
+                let e = &manifest.entries[*idx as usize];
+                Ok(read_range(&self.source, manifest, e, map, offset, size as u64, ahead).await?)
+            }
+        }
+    }
+
+    pub async fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>> {
+        if name != XATTR_BLAKE3 {
+            return Err(VfsError::NoAttr);
+        }
+        match self.node(ino)? {
+            Node::Entry(vs, i) => {
+                let m = self.manifest(&vs).await?;
+                let e = &m.entries[i as usize];
+                if e.kind != EntryKind::File {
+                    return Err(VfsError::NoAttr);
+                }
+                Ok(crate::ids::to_hex(&e.hash).into_bytes())
+            }
+            _ => Err(VfsError::NoAttr),
+        }
+    }
+
+    pub async fn listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+        match self.getxattr(ino, XATTR_BLAKE3).await {
+            Ok(_) => Ok(format!("{XATTR_BLAKE3}\0").into_bytes()),
+            Err(VfsError::NoAttr) => Ok(vec![]),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn entry_ino(vs: &VersionSlot, idx: u32) -> u64 {
+    ((vs.slot as u64) << 32) | (idx as u64 + 1)
+}
