@@ -744,3 +744,119 @@ impl Vfs {
 fn entry_ino(vs: &VersionSlot, idx: u32) -> u64 {
     ((vs.slot as u64) << 32) | (idx as u64 + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::DiskCache;
+    use crate::catalog::Catalog;
+    use crate::names::Reference;
+    use crate::push::{push, PushOptions};
+    use crate::store::Store;
+
+    async fn fixture(tmp: &std::path::Path) -> (Vfs, Vec<u8>) {
+        let store = Store::open("memory://").unwrap();
+        let catalog = Catalog::new(store.clone());
+        let src = tmp.join("src");
+        std::fs::create_dir_all(src.join("w")).unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(src.join("w/big.bin"), &big).unwrap();
+        std::fs::write(src.join("a.txt"), b"hello").unwrap();
+        std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+        push(
+            &catalog,
+            &Reference::parse("models/m").unwrap(),
+            &src,
+            PushOptions::default(),
+        )
+        .await
+        .unwrap();
+        catalog
+            .set_alias(&Reference::parse("models/m").unwrap().asset, "prod", 1)
+            .await
+            .unwrap();
+        let disk = Arc::new(DiskCache::open(&tmp.join("cache"), 1 << 30).unwrap());
+        let source = ChunkSource::new(store, disk, Duration::from_secs(5));
+        let meta = CatalogCache::new(catalog, &tmp.join("cache"));
+        let vfs = Vfs::new(
+            meta,
+            source,
+            VfsConfig {
+                refresh: Duration::from_secs(30),
+            },
+        );
+        (vfs, big)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn browse_read_and_refuse_writes() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let (vfs, big) = fixture(tmp.path()).await;
+        let models = vfs.lookup(ROOT, "models").await.unwrap();
+        let names: Vec<String> = vfs
+            .readdir(models.ino, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["m@1", "m@1.json", "m@latest", "m@prod"]);
+        let latest = vfs.lookup(models.ino, "m@latest").await.unwrap();
+        assert_eq!(latest.kind, FileKind::Symlink);
+        assert_eq!(vfs.readlink(latest.ino).await.unwrap(), "m@1");
+        assert!(matches!(
+            vfs.lookup(models.ino, "m@2").await,
+            Err(VfsError::NotFound)
+        ));
+
+        // Deep lookup without listing the version first.
+        let v1 = vfs.lookup(models.ino, "m@1").await.unwrap();
+        let w = vfs.lookup(v1.ino, "w").await.unwrap();
+        let f = vfs.lookup(w.ino, "big.bin").await.unwrap();
+        assert_eq!(f.size, big.len() as u64);
+        assert_eq!(f.ttl, FOREVER);
+
+        let fh = vfs.open(f.ino, libc::O_RDONLY).await.unwrap();
+        let mut got = vec![];
+        let mut off = 0u64;
+        while off < f.size {
+            let b = vfs.read(fh, off, 128 * 1024).await.unwrap();
+            off += b.len() as u64;
+            got.extend_from_slice(&b);
+        }
+        assert_eq!(got, big);
+        let mid = vfs.read(fh, 1_000_000, 4096).await.unwrap();
+        assert_eq!(&mid[..], &big[1_000_000..1_004_096]);
+        assert!(vfs.read(fh, f.size + 10, 10).await.unwrap().is_empty());
+        vfs.release(fh);
+
+        let hash = vfs.getxattr(f.ino, XATTR_BLAKE3).await.unwrap();
+        assert_eq!(hash, blake3::hash(&big).to_hex().as_bytes());
+        assert!(matches!(
+            vfs.getxattr(f.ino, "user.other").await,
+            Err(VfsError::NoAttr)
+        ));
+        for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
+            assert!(matches!(
+                vfs.open(f.ino, flags).await,
+                Err(VfsError::ReadOnly)
+            ));
+        }
+        assert_eq!(
+            crate::errno::errno(&vfs.open(f.ino, libc::O_WRONLY).await.unwrap_err()),
+            libc::EROFS
+        );
+
+        let side = vfs.lookup(models.ino, "m@1.json").await.unwrap();
+        let fh = vfs.open(side.ino, libc::O_RDONLY).await.unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&vfs.read(fh, 0, 1 << 20).await.unwrap()).unwrap();
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["aliases"], serde_json::json!(["latest", "prod"]));
+        let root = vfs.readdir(v1.ino, 0, 100).await.unwrap();
+        let names: Vec<&str> = root.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a.txt", "link", "w"]);
+        let link = vfs.lookup(v1.ino, "link").await.unwrap();
+        assert_eq!(vfs.readlink(link.ino).await.unwrap(), "a.txt");
+    }
+}
