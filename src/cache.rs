@@ -203,7 +203,9 @@ impl DiskCache {
             source,
         };
         std::fs::create_dir_all(parent).map_err(io)?;
-        crate::fsutil::write_atomic(&path, data).map_err(io)?;
+        // No fsync: entries are verified on every read, so a torn file after a
+        // crash is detected and dropped like any corrupt entry.
+        crate::fsutil::write_replace(&path, data, false).map_err(io)?;
         {
             let db = self.db.lock().expect("db lock");
             db.execute(

@@ -111,8 +111,12 @@ impl Filesystem for AssetFs {
         let vfs = self.vfs.clone();
         self.rt.spawn(async move {
             match vfs.open(ino, flags).await {
-                // Versions are immutable: keep the page cache across opens.
-                Ok(fh) => reply.opened(fh, fuser::consts::FOPEN_KEEP_CACHE),
+                // Versions are immutable: keep the page cache across opens. A
+                // sidecar bypasses it, so each handle reads the snapshot it opened.
+                Ok(fh) if vfs.is_immutable(ino) => {
+                    reply.opened(fh, fuser::consts::FOPEN_KEEP_CACHE)
+                }
+                Ok(fh) => reply.opened(fh, fuser::consts::FOPEN_DIRECT_IO),
                 Err(e) => reply.error(errno(&e)),
             }
         });

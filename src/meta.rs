@@ -143,6 +143,7 @@ impl MetaInput {
                 return Err(MetaError::Reserved(k.clone()));
             }
         }
+        check_shape(&self.fields, "lineage", "a JSON object", Value::is_object)?;
         check_shape(&self.fields, "context", "a JSON object", Value::is_object)?;
         check_shape(&self.fields, "user", "a JSON object", Value::is_object)?;
         check_shape(&self.fields, "tests", "a JSON array", Value::is_array)?;
@@ -150,6 +151,31 @@ impl MetaInput {
             v.as_object()
                 .is_some_and(|m| m.values().all(Value::is_number))
         })
+    }
+
+    /// Removes `lineage.inputs` given in a metadata file and returns them, so
+    /// they are resolved to concrete versions like `--input` values.
+    pub fn take_file_inputs(&mut self) -> Result<Vec<String>, MetaError> {
+        let Some(Value::Object(lineage)) = self.fields.get_mut("lineage") else {
+            return Ok(vec![]);
+        };
+        match lineage.remove("inputs") {
+            None => Ok(vec![]),
+            Some(Value::Array(a)) => a
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(MetaError::Shape {
+                        field: "lineage.inputs",
+                        expected: "an array of references",
+                    }),
+                })
+                .collect(),
+            Some(_) => Err(MetaError::Shape {
+                field: "lineage.inputs",
+                expected: "an array of references",
+            }),
+        }
     }
 
     /// The metadata stored with a version. `file_count`/`total_bytes` come from

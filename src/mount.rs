@@ -87,7 +87,7 @@ fn unescape_mountinfo(s: &str) -> String {
 
 pub fn is_mounted(p: &Path) -> bool {
     let p = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    mount_points().iter().any(|m| *m == p)
+    mount_points().contains(&p)
 }
 
 /// Checks a mountpoint before anything else is set up.
@@ -209,7 +209,7 @@ pub fn serve(
                 _ = tick.tick() => {
                     ticks += 1;
                     // Keep `cache stats` current for other processes.
-                    if ticks % 25 == 0 {
+                    if ticks.is_multiple_of(25) {
                         let disk = vfs.source().disk().clone();
                         tokio::task::spawn_blocking(move || disk.flush_counters());
                     }

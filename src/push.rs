@@ -97,6 +97,9 @@ pub async fn push(
     }
     // Refuse bad metadata now, not after the data has been uploaded.
     opts.meta.validate()?;
+    for s in opts.meta.take_file_inputs()? {
+        opts.inputs.push(Reference::parse(&s)?);
+    }
     let meta_dir = std::fs::metadata(dir).map_err(|source| PushError::Io {
         path: dir.to_path_buf(),
         source,

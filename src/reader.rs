@@ -136,15 +136,15 @@ impl ChunkSource {
             tracing::error!("{e}");
             return Err(ReadError::Corrupt(e.to_string()));
         }
+        // The memory cache serves the chunk while the disk write finishes.
+        self.mem_put(c.hash, data.clone());
         let disk = self.disk.clone();
         let d2 = data.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             if let Err(e) = disk.put(&hash, &d2) {
                 tracing::warn!("cache write failed: {e}");
             }
-        })
-        .await;
-        self.mem_put(c.hash, data.clone());
+        });
         Ok(data)
     }
 }
@@ -228,8 +228,7 @@ pub async fn read_range(
     }
     // Prefetch first, so it overlaps with this read's own fetches.
     let last = range.end;
-    for i in last..(last + ahead).min(chunks.len()) {
-        let c = chunks[i];
+    for &c in chunks.iter().skip(last).take(ahead) {
         let pack = m.packs[c.pack as usize];
         if source.mem_get(&c.hash).is_none() {
             let s = source.clone();

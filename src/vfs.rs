@@ -681,6 +681,13 @@ impl Vfs {
         Ok(fh)
     }
 
+    /// True for a committed version's files, whose content never changes, so
+    /// the kernel may keep their pages across opens. A sidecar changes when
+    /// aliases move, so it is not.
+    pub fn is_immutable(&self, ino: u64) -> bool {
+        matches!(self.node(ino), Ok(Node::Entry(..)))
+    }
+
     pub fn release(&self, fh: u64) {
         self.handles.lock().expect("handles lock").remove(&fh);
     }

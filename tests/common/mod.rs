@@ -21,7 +21,11 @@ pub const AUTHOR: &str = "tester";
 
 /// A random hex id, for unique store prefixes.
 pub fn unique_id() -> String {
-    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 /// A path as `&str` (temporary directories are UTF-8 on the test machines).
@@ -83,7 +87,12 @@ impl Env {
     /// The binary with this environment, nothing inherited that could leak
     /// in from the caller's own assetfs setup.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        self.command(BIN, args)
+    }
+
+    /// Any program (e.g. a wrapper around the binary) with this environment.
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .current_dir(self.work())
             .env("HOME", self.path("home"))
@@ -153,7 +162,10 @@ impl Run {
     }
 
     pub fn stdout_lines(&self) -> Vec<&str> {
-        self.stdout.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 
     /// See [`Env::fail`].
@@ -200,10 +212,20 @@ impl fmt::Display for Run {
 /// One node of a file tree, as far as assetfs promises to preserve it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, size: u64, blake3: String },
-    Symlink { target: String },
-    Other { mode: u32 },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+        blake3: String,
+    },
+    Symlink {
+        target: String,
+    },
+    Other {
+        mode: u32,
+    },
 }
 
 /// Every entry under `root` (not `root` itself), by `/`-separated relative
@@ -280,9 +302,15 @@ pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
+/// `n` pseudo-random bytes, determined by `rng`. They come from BLAKE3's
+/// output stream, which (unlike `rand` in a debug build) is compiled with
+/// optimisations, so tens of megabytes cost milliseconds.
 pub fn random_bytes(rng: &mut StdRng, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
-    rng.fill_bytes(&mut v);
+    blake3::Hasher::new()
+        .update(&rng.next_u64().to_le_bytes())
+        .finalize_xof()
+        .fill(&mut v);
     v
 }
 
@@ -337,7 +365,11 @@ pub fn make_tree(root: &Path, seed: u64) -> TreeInfo {
     file("weights/copy-of-model.bin", &big, 0o640);
     for i in 0..4 {
         let n = r.gen_range(1..20_000);
-        file(&format!("weights/shard-{i:03}"), &random_bytes(&mut r, n), 0o644);
+        file(
+            &format!("weights/shard-{i:03}"),
+            &random_bytes(&mut r, n),
+            0o644,
+        );
     }
     make_dir(&root.join("weights/deep/er"), 0o755);
     std::fs::set_permissions(
