@@ -3,7 +3,7 @@
 # Source it, don't run it:
 #   source scripts/test-servers.sh
 #   servers_start      # installs what is missing, starts both, creates bucket/container, exports the test env
-#   cargo test ...     # tests read ASSETFS_TEST_S3_URL / ASSETFS_TEST_AZ_URL and the AWS_* / AZURE_* vars
+#   cargo test ...     # tests read ASSETFS_TEST_S3_URL / ASSETFS_TEST_AZ_URL, the AWS_* / AZURE_* vars, ASSETFS_TEST_PYTHON / _MOTO
 #   servers_stop       # kills both by PID and removes their temp dir (ASSETFS_TEST_KEEP=1 keeps it)
 # Functions return non-zero with a message (and the server's log) instead of exiting, so an interactive shell survives;
 # they don't rely on `set -e`, which bash ignores inside a function called from `if` or `||`.
@@ -11,7 +11,8 @@
 _TS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _TS_VENV="$_TS_ROOT/.venv"
 # Pinned so CI and developers test against the same servers. Azurite 3.36+ needs Node >= 21; the machines have Node 20.
-_TS_PIP_REQS="moto[server]==5.2.5 azure-storage-blob==12.31.1"
+# numpy: the mount tests (mount-tests/) load arrays through a real mount with it.
+_TS_PIP_REQS="moto[server]==5.2.5 azure-storage-blob==12.31.1 numpy==2.4.6"
 _TS_AZURITE_VERSION="3.35.0"
 _TS_BUCKET="assetfs-test"
 # Azurite's fixed, publicly documented development account (not a secret).
@@ -20,7 +21,7 @@ _TS_AZ_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZF
 
 _ts_log() { echo "test-servers: $*" >&2; }
 
-# Venv with moto and the Azure SDK; a stamp file records what was installed, so warm runs skip pip entirely.
+# Venv with moto, the Azure SDK and numpy; a stamp file records what was installed, so warm runs skip pip entirely.
 servers_install_python() {
   local stamp="$_TS_VENV/.assetfs-reqs"
   if [ -x "$_TS_VENV/bin/moto_server" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$_TS_PIP_REQS" ]; then return 0; fi
@@ -102,6 +103,8 @@ servers_start() {
   export ASSETFS_TEST_AZ_URL="az://$_TS_BUCKET" AZURE_STORAGE_USE_EMULATOR=true AZURE_ALLOW_HTTP=true
   export AZURITE_BLOB_STORAGE_URL="http://127.0.0.1:$AZURITE_PORT"
   export AZURE_STORAGE_ACCOUNT_NAME="$_TS_AZ_ACCOUNT" AZURE_STORAGE_ACCOUNT_KEY="$_TS_AZ_KEY"
+  # The mount tests run Python (numpy) through a mount, and start moto servers of their own that they can stop.
+  export ASSETFS_TEST_PYTHON="$_TS_VENV/bin/python" ASSETFS_TEST_MOTO="$_TS_VENV/bin/moto_server"
 
   # Create the bucket and the container through the real SDKs, which also proves the credentials work.
   "$_TS_VENV/bin/python" - "$_TS_BUCKET" <<'PY' || { _ts_fail "could not create the bucket or container" \

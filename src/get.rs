@@ -102,12 +102,17 @@ pub async fn get(
     let mut targets: HashMap<(u32, u32), Vec<(usize, u64)>> = HashMap::new();
     let mut to_fetch = vec![];
     let mut total = 0u64;
+    // Chunk writes still due per file: a file stays open until its last
+    // chunk is written, so a small file costs one open, not one per chunk.
+    let mut remaining: HashMap<usize, u32> = HashMap::new();
+    let mut open: HashMap<usize, File> = HashMap::new();
     for &i in &needed {
         let e = &m.entries[i];
-        let p = tmp_path(i);
-        File::create(&p)
-            .and_then(|f| f.set_len(e.size))
-            .map_err(io(&p))?;
+        if e.chunk_count == 0 {
+            let p = tmp_path(i);
+            File::create(&p).map_err(io(&p))?;
+        }
+        remaining.insert(i, e.chunk_count);
         let mut off = 0u64;
         for c in m.chunks_of(e) {
             let t = targets.entry((c.pack, c.offset)).or_default();
@@ -124,8 +129,23 @@ pub async fn get(
         let data = data.map_err(GetError::Chunk)?;
         for &(i, off) in &targets[&(c.pack, c.offset)] {
             let p = tmp_path(i);
-            let f = OpenOptions::new().write(true).open(&p).map_err(io(&p))?;
+            let f = match open.entry(i) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&p)
+                        .map_err(io(&p))?,
+                ),
+            };
             f.write_all_at(&data, off).map_err(io(&p))?;
+            let left = remaining.get_mut(&i).expect("every target file is counted");
+            *left -= 1;
+            if *left == 0 {
+                open.remove(&i);
+            }
         }
         out.bytes_fetched += data.len() as u64;
         bar.inc(data.len() as u64);
