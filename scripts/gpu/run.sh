@@ -14,7 +14,7 @@ cleanup() { "$A" unmount "$W/mnt" >/dev/null 2>&1 || true; rm -rf "$W"; }
 trap cleanup EXIT
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || echo "(cannot drop page cache)"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -c 'import torch, numpy; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "numpy", numpy.__version__)'
+python3 -c 'import torch, numpy; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "numpy", numpy.__version__)' || true
 echo "== generate $N arrays"
 python3 - "$W/data" "$N" "$FLOATS" <<'PY'
 import os, sys, numpy as np
