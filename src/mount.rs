@@ -222,6 +222,7 @@ pub fn serve(
         }
     });
     session.join();
+    rt.block_on(vfs.source().flush_writes(Duration::from_secs(30)));
     vfs.source().disk().flush_counters();
     tracing::info!("exited cleanly");
     Ok(())
@@ -244,9 +245,11 @@ pub fn unmount(p: &Path) -> Result<(), MountError> {
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         let fallback = ["fusermount3", "fusermount"].iter().find_map(|bin| {
+            // Its own complaint would be a second error line; ours says why.
             std::process::Command::new(bin)
                 .arg("-u")
                 .arg(&canon)
+                .stderr(std::process::Stdio::null())
                 .status()
                 .ok()
         });

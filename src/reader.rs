@@ -45,6 +45,8 @@ pub struct ChunkSource {
     mem: Mutex<(LruCache<Hash, Bytes>, usize)>,
     inflight: Mutex<HashMap<Hash, Inflight>>,
     timeout: Duration,
+    /// Disk-cache writes still running in the background.
+    pending_writes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ChunkSource {
@@ -55,11 +57,26 @@ impl ChunkSource {
             mem: Mutex::new((LruCache::unbounded(), 0)),
             inflight: Mutex::new(HashMap::new()),
             timeout,
+            pending_writes: Arc::default(),
         })
     }
 
     pub fn disk(&self) -> &Arc<DiskCache> {
         &self.disk
+    }
+
+    /// Waits (bounded) until background disk-cache writes have finished, so
+    /// chunks read just before an unmount are in the cache for the next mount.
+    pub async fn flush_writes(&self, limit: Duration) {
+        let start = std::time::Instant::now();
+        while self
+            .pending_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && start.elapsed() < limit
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn mem_get(&self, h: &Hash) -> Option<Bytes> {
@@ -140,10 +157,13 @@ impl ChunkSource {
         self.mem_put(c.hash, data.clone());
         let disk = self.disk.clone();
         let d2 = data.clone();
+        let pending = self.pending_writes.clone();
+        pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::task::spawn_blocking(move || {
             if let Err(e) = disk.put(&hash, &d2) {
                 tracing::warn!("cache write failed: {e}");
             }
+            pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
         Ok(data)
     }

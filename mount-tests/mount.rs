@@ -1,0 +1,1017 @@
+//! Real-FUSE integration tests: each test pushes assets with the real
+//! binary, mounts them with `assetfs mount --foreground` (see
+//! [`harness::Mounted`]) and uses the mount with ordinary system calls,
+//! numpy, tarfile, and a store it can stop. See mount-tests/README.md.
+
+mod harness;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use harness::*;
+
+const MIB: usize = 1 << 20;
+
+/// A model: nested dirs, several chunk sizes, an empty file, an empty dir,
+/// an executable, relative symlinks, distinct permissions.
+fn make_model(root: &Path, seed: u64) {
+    let mut r = StdRng::seed_from_u64(seed);
+    random_file(root, "a/b/c.bin", &mut r, 300_001);
+    let w = random_bytes(&mut r, 1_500_007);
+    write_file(root, "weights.bin", &w, 0o640);
+    write_file(
+        root,
+        "config.json",
+        br#"{"layers": 3, "hidden": 512}"#,
+        0o644,
+    );
+    write_file(root, "bin/run.sh", b"#!/bin/sh\necho run\n", 0o755);
+    write_file(root, "empty.txt", b"", 0o644);
+    random_file(root, "a/small.bin", &mut r, 17);
+    mkdir(root, "emptydir", 0o750);
+    symlink(root, "best.bin", "weights.bin");
+    symlink(root, "a/b/up.json", "../../config.json");
+}
+
+/// A feature set: a large column file and a few small ones.
+fn make_features(root: &Path, seed: u64) {
+    let mut r = StdRng::seed_from_u64(seed);
+    random_file(root, "part-000.parquet", &mut r, 700_003);
+    random_file(root, "part-001.parquet", &mut r, 90_000);
+    write_file(
+        root,
+        "schema.json",
+        br#"{"user": "int64", "clicks": "int32"}"#,
+        0o644,
+    );
+    write_file(root, "stats/summary.csv", b"col,mean\nclicks,3.5\n", 0o644);
+}
+
+fn symlink_kind(p: &Path) -> &'static str {
+    let md = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+    if md.file_type().is_symlink() {
+        "symlink"
+    } else if md.is_dir() {
+        "dir"
+    } else {
+        "file"
+    }
+}
+
+fn readlink(p: &Path) -> String {
+    fs::read_link(p)
+        .unwrap_or_else(|e| panic!("readlink {}: {e}", p.display()))
+        .to_str()
+        .expect("UTF-8")
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------
+// 1. ls / cat / stat / readlink / getxattr, over file:// and S3
+
+fn browse(env: &TestEnv) {
+    let src = env.path("src-model");
+    let fsrc = env.path("src-features");
+    make_model(&src, 1);
+    make_features(&fsrc, 2);
+    env.push(
+        "models/x",
+        &src,
+        &["-m", "first model", "--meta", "lr=0.01"],
+    );
+    env.push("features/clicks", &fsrc, &["-m", "clicks v1"]);
+    env.ok(&["alias", "models/x@1", "production"]);
+
+    let m = env.mount("browse", &[]);
+
+    // Deep stat on a fresh mount, before anything was listed.
+    let deep = m.path("models/x@1/a/b/c.bin");
+    let md = fs::metadata(&deep).unwrap_or_else(|e| panic!("stat {}: {e}", deep.display()));
+    assert!(md.is_file(), "{} is not a file", deep.display());
+    assert_eq!(md.len(), 300_001);
+    assert_eq!(md.permissions().mode() & 0o7777, 0o644);
+
+    assert_eq!(names(&m.mnt), ["features", "models"]);
+    assert_eq!(
+        names(&m.path("models")),
+        ["x@1", "x@1.json", "x@latest", "x@production"]
+    );
+    assert_eq!(
+        names(&m.path("features")),
+        ["clicks@1", "clicks@1.json", "clicks@latest"]
+    );
+    for (p, kind) in [
+        ("models/x@1", "dir"),
+        ("models/x@1.json", "file"),
+        ("models/x@latest", "symlink"),
+        ("models/x@production", "symlink"),
+        ("features/clicks@1", "dir"),
+        ("features/clicks@1.json", "file"),
+        ("features/clicks@latest", "symlink"),
+    ] {
+        assert_eq!(symlink_kind(&m.path(p)), kind, "{p}");
+    }
+    // readdir's d_type agrees with lstat.
+    for e in fs::read_dir(m.path("models")).expect("read_dir models") {
+        let e = e.expect("entry");
+        let name = e.file_name().into_string().expect("UTF-8");
+        let ft = e.file_type().expect("d_type");
+        let want = symlink_kind(&e.path());
+        let got = if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_dir() {
+            "dir"
+        } else {
+            "file"
+        };
+        assert_eq!(got, want, "d_type of {name}");
+    }
+    assert_eq!(readlink(&m.path("models/x@latest")), "x@1");
+    assert_eq!(readlink(&m.path("models/x@production")), "x@1");
+    assert_eq!(readlink(&m.path("features/clicks@latest")), "clicks@1");
+    let sidecar_md = fs::metadata(m.path("models/x@1.json")).expect("stat sidecar");
+    assert_eq!(sidecar_md.permissions().mode() & 0o777, 0o444);
+
+    // Every entry, type, mode, size, symlink target, byte and hash.
+    assert_tree_same(&src, &m.path("models/x@1"));
+    assert_tree_same(&fsrc, &m.path("features/clicks@1"));
+    // And through the alias symlinks.
+    assert_same_bytes(
+        "x@production/weights.bin",
+        &fs::read(m.path("models/x@production/weights.bin")).expect("read via alias"),
+        &fs::read(src.join("weights.bin")).expect("read source"),
+    );
+    assert_same_bytes(
+        "x@latest/best.bin (symlink in the version)",
+        &fs::read(m.path("models/x@latest/best.bin")).expect("read via latest"),
+        &fs::read(src.join("weights.bin")).expect("read source"),
+    );
+
+    // The sidecar equals `show --json` for the same version.
+    for (reference, file) in [
+        ("models/x@1", "models/x@1.json"),
+        ("features/clicks@1", "features/clicks@1.json"),
+    ] {
+        let raw = fs::read(m.path(file)).unwrap_or_else(|e| panic!("read {file}: {e}"));
+        let sidecar: Value = serde_json::from_slice(&raw).unwrap_or_else(|e| {
+            panic!(
+                "{file} is not JSON ({e}): {}",
+                String::from_utf8_lossy(&raw)
+            )
+        });
+        assert_eq!(
+            sidecar,
+            env.show_json(reference),
+            "{file} vs show {reference}"
+        );
+        assert_same_bytes(
+            &format!("{file} read 7 bytes at a time"),
+            &read_in_pieces(&m.path(file), 7).unwrap(),
+            &raw,
+        );
+        assert_eq!(
+            fs::metadata(m.path(file)).expect("stat").len(),
+            raw.len() as u64,
+            "st_size of {file}"
+        );
+    }
+    let sc: Value = serde_json::from_slice(&fs::read(m.path("models/x@1.json")).unwrap()).unwrap();
+    assert_eq!(sc["version"], json!(1));
+    assert_eq!(sc["message"], json!("first model"));
+    assert_eq!(sc["aliases"], json!(["latest", "production"]));
+    assert_eq!(sc["user"]["lr"], json!(0.01));
+
+    // xattrs beyond what assert_tree_same checked.
+    let w = m.path("models/x@1/weights.bin");
+    let want = blake3_hex(&fs::read(src.join("weights.bin")).unwrap());
+    assert_eq!(getxattr_sized(&w, "user.assetfs.blake3", 64).unwrap(), 64);
+    assert_eq!(
+        getxattr_sized(&w, "user.assetfs.blake3", 10)
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ERANGE),
+        "too small a buffer"
+    );
+    assert_eq!(listxattr(&w).unwrap(), ["user.assetfs.blake3"]);
+    assert_eq!(
+        getxattr(
+            &m.path("models/x@latest/weights.bin"),
+            "user.assetfs.blake3"
+        )
+        .unwrap(),
+        want.as_bytes(),
+        "xattr through the latest symlink"
+    );
+    assert_eq!(
+        getxattr(&w, "user.other").unwrap_err().raw_os_error(),
+        Some(libc::ENODATA)
+    );
+    assert_eq!(
+        getxattr(&m.path("models/x@1/a"), "user.assetfs.blake3")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENODATA),
+        "directories have no content hash"
+    );
+    // Names that do not exist.
+    for p in [
+        "models/x@2",
+        "models/x@nosuch",
+        "models/y@1",
+        "models/x@1/nope",
+        "other",
+    ] {
+        assert_eq!(
+            fs::metadata(m.path(p)).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT),
+            "{p}"
+        );
+    }
+    m.unmount();
+}
+
+#[test]
+fn browse_file_store() {
+    let env = TestEnv::file_store();
+    browse(&env);
+}
+
+#[test]
+fn browse_s3_store() {
+    let base = require_env("ASSETFS_TEST_S3_URL");
+    let url = format!(
+        "{}/mount-browse-{:016x}",
+        base.trim_end_matches('/'),
+        rand::random::<u64>()
+    );
+    let env = TestEnv::with_store(&url, vec![]);
+    browse(&env);
+}
+
+// ---------------------------------------------------------------------------
+// 2. EROFS for every write-type operation
+
+#[test]
+fn write_ops_fail_with_erofs() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    make_model(&src, 3);
+    env.push("models/x", &src, &[]);
+    let m = env.mount("erofs", &[]);
+    let v = m.path("models/x@1");
+    let f = v.join("weights.bin");
+    let (uid, gid) = (unsafe { libc::getuid() }, unsafe { libc::getgid() });
+
+    type Op<'a> = (&'a str, Box<dyn Fn() -> std::io::Result<()> + 'a>);
+    let open =
+        |p: std::path::PathBuf, o: fs::OpenOptions| -> std::io::Result<()> { o.open(p).map(drop) };
+    let opts = |w: bool, a: bool, t: bool, c: bool, cn: bool| {
+        let mut o = fs::OpenOptions::new();
+        o.read(!w && !a)
+            .write(w)
+            .append(a)
+            .truncate(t)
+            .create(c)
+            .create_new(cn);
+        o
+    };
+    let ops: Vec<Op> = vec![
+        (
+            "create a file in a version",
+            Box::new(|| fs::File::create(v.join("new.txt")).map(drop)),
+        ),
+        (
+            "create_new a file in a subdirectory",
+            Box::new(|| open(v.join("a/new.bin"), opts(true, false, false, false, true))),
+        ),
+        (
+            "create a file in models/",
+            Box::new(|| fs::File::create(m.path("models/newfile")).map(drop)),
+        ),
+        (
+            "create a file at the root",
+            Box::new(|| fs::File::create(m.path("newfile")).map(drop)),
+        ),
+        (
+            "open an existing file for writing",
+            Box::new(|| open(f.clone(), opts(true, false, false, false, false))),
+        ),
+        (
+            "open an existing file read-write",
+            Box::new(|| {
+                let mut o = fs::OpenOptions::new();
+                o.read(true).write(true);
+                open(f.clone(), o)
+            }),
+        ),
+        (
+            "open an existing file to append",
+            Box::new(|| open(f.clone(), opts(false, true, false, false, false))),
+        ),
+        (
+            "open with O_TRUNC",
+            Box::new(|| open(f.clone(), opts(true, false, true, false, false))),
+        ),
+        (
+            "open read-only with O_TRUNC",
+            Box::new(|| {
+                let mut o = fs::OpenOptions::new();
+                o.read(true).custom_flags(libc::O_TRUNC);
+                open(f.clone(), o)
+            }),
+        ),
+        (
+            "open the sidecar for writing",
+            Box::new(|| {
+                open(
+                    m.path("models/x@1.json"),
+                    opts(true, false, false, false, false),
+                )
+            }),
+        ),
+        ("truncate(2) a file", Box::new(|| truncate(&f, 0))),
+        (
+            "truncate(2) a file longer",
+            Box::new(|| truncate(&f, 10 << 20)),
+        ),
+        (
+            "write to an existing file (fs::write)",
+            Box::new(|| fs::write(v.join("config.json"), b"{}")),
+        ),
+        ("unlink a file", Box::new(|| fs::remove_file(&f))),
+        (
+            "unlink a symlink in a version",
+            Box::new(|| fs::remove_file(v.join("best.bin"))),
+        ),
+        (
+            "unlink the sidecar",
+            Box::new(|| fs::remove_file(m.path("models/x@1.json"))),
+        ),
+        (
+            "unlink the latest symlink",
+            Box::new(|| fs::remove_file(m.path("models/x@latest"))),
+        ),
+        (
+            "rename a file in place",
+            Box::new(|| fs::rename(&f, v.join("renamed.bin"))),
+        ),
+        (
+            "rename a file across directories",
+            Box::new(|| fs::rename(&f, v.join("a/weights.bin"))),
+        ),
+        (
+            "rename a file over another",
+            Box::new(|| fs::rename(&f, v.join("config.json"))),
+        ),
+        (
+            "rename a directory",
+            Box::new(|| fs::rename(v.join("a"), v.join("a2"))),
+        ),
+        (
+            "rename a version directory",
+            Box::new(|| fs::rename(&v, m.path("models/x@9"))),
+        ),
+        (
+            "rename the latest symlink",
+            Box::new(|| fs::rename(m.path("models/x@latest"), m.path("models/x@old"))),
+        ),
+        (
+            "chmod a file",
+            Box::new(|| fs::set_permissions(&f, fs::Permissions::from_mode(0o600))),
+        ),
+        (
+            "chmod a directory",
+            Box::new(|| fs::set_permissions(v.join("a"), fs::Permissions::from_mode(0o700))),
+        ),
+        (
+            "chmod a version directory",
+            Box::new(|| fs::set_permissions(&v, fs::Permissions::from_mode(0o700))),
+        ),
+        ("chown a file", Box::new(|| chown(&f, uid, gid))),
+        ("set times (touch)", Box::new(|| touch_times(&f))),
+        (
+            "mkdir in a version",
+            Box::new(|| fs::create_dir(v.join("newdir"))),
+        ),
+        (
+            "mkdir in a version subdirectory",
+            Box::new(|| fs::create_dir(v.join("a/b/newdir"))),
+        ),
+        (
+            "mkdir models/newthing",
+            Box::new(|| fs::create_dir(m.path("models/newthing"))),
+        ),
+        (
+            "mkdir models/x@7",
+            Box::new(|| fs::create_dir(m.path("models/x@7"))),
+        ),
+        (
+            "mkdir at the root",
+            Box::new(|| fs::create_dir(m.path("datasets"))),
+        ),
+        (
+            "rmdir an empty directory",
+            Box::new(|| fs::remove_dir(v.join("emptydir"))),
+        ),
+        (
+            "rmdir a non-empty directory",
+            Box::new(|| fs::remove_dir(v.join("a/b"))),
+        ),
+        ("rmdir a version directory", Box::new(|| fs::remove_dir(&v))),
+        (
+            "symlink in a version",
+            Box::new(|| std::os::unix::fs::symlink("weights.bin", v.join("ln"))),
+        ),
+        (
+            "symlink as a new alias",
+            Box::new(|| std::os::unix::fs::symlink("x@1", m.path("models/x@mine"))),
+        ),
+        (
+            "hard link in a version",
+            Box::new(|| fs::hard_link(&f, v.join("hard.bin"))),
+        ),
+        (
+            "hard link into models/",
+            Box::new(|| fs::hard_link(&f, m.path("models/hard.bin"))),
+        ),
+        ("mkfifo in a version", Box::new(|| mkfifo(&v.join("fifo")))),
+        (
+            "setxattr user.foo",
+            Box::new(|| setxattr(&f, "user.foo", b"bar")),
+        ),
+        (
+            "setxattr user.assetfs.blake3",
+            Box::new(|| setxattr(&f, "user.assetfs.blake3", b"00")),
+        ),
+        (
+            "setxattr on a directory",
+            Box::new(|| setxattr(&v, "user.foo", b"bar")),
+        ),
+        (
+            "removexattr user.assetfs.blake3",
+            Box::new(|| removexattr(&f, "user.assetfs.blake3")),
+        ),
+    ];
+    let mut wrong = vec![];
+    for (what, op) in &ops {
+        match op() {
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
+            Err(e) => wrong.push(format!(
+                "{what}: {e} (errno {:?}), want EROFS",
+                e.raw_os_error()
+            )),
+            Ok(()) => wrong.push(format!("{what}: succeeded, want EROFS")),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} write operations did not fail with EROFS:\n  {}",
+        wrong.len(),
+        ops.len(),
+        wrong.join("\n  ")
+    );
+
+    // Writing through a read-only descriptor is refused by the kernel (EBADF).
+    {
+        use std::io::Write;
+        let mut ro = fs::File::open(&f).expect("open read-only");
+        assert!(ro.write(b"x").is_err(), "write through a read-only fd");
+    }
+    drop(ops);
+    // Nothing changed.
+    assert_tree_same(&src, &v);
+    assert_eq!(names(&m.path("models")), ["x@1", "x@1.json", "x@latest"]);
+    assert_eq!(names(&m.mnt), ["features", "models"]);
+    m.unmount();
+}
+
+// ---------------------------------------------------------------------------
+// 3. mmap, pread, seek, concurrent readers
+
+#[test]
+fn mmap_pread_and_concurrent_readers() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(4);
+    let size = 5 * MIB + 12_345;
+    let pread_src = random_file(&src, "pread.bin", &mut r, size);
+    let mmap_src = random_file(&src, "mmap/weights.bin", &mut r, size + 1);
+    let conc_src = random_file(&src, "shared.bin", &mut r, size + 2);
+    env.push("models/big", &src, &[]);
+    let m = env.mount("bigread", &[]);
+    let v = m.path("models/big@1");
+
+    // pread at 200 random offsets and lengths on a cold file, some crossing
+    // or past EOF, some tiny, some spanning several chunks.
+    let f = fs::File::open(v.join("pread.bin")).expect("open pread.bin");
+    assert_eq!(f.metadata().unwrap().len(), size as u64);
+    let mut rng = StdRng::seed_from_u64(40);
+    for i in 0..200 {
+        let off = match i % 10 {
+            0 => size as u64 - rng.gen_range(0..5000),
+            1 => size as u64 + rng.gen_range(0..5000),
+            _ => rng.gen_range(0..size as u64),
+        };
+        let len = match i % 3 {
+            0 => rng.gen_range(1..64),
+            1 => rng.gen_range(1..200_000),
+            _ => rng.gen_range(200_000..2_500_000),
+        };
+        let got = pread_range(&f, off, len).unwrap_or_else(|e| panic!("pread {len}@{off}: {e}"));
+        let s = (off as usize).min(size);
+        let e = (off as usize + len).min(size);
+        assert_same_bytes(&format!("pread #{i} {len}@{off}"), &got, &pread_src[s..e]);
+    }
+    // seek + read, backwards.
+    let mut f2 = fs::File::open(v.join("pread.bin")).expect("open");
+    for off in [4 * MIB as u64 + 7, MIB as u64 * 2 - 3, 12_345, 0] {
+        f2.seek(SeekFrom::Start(off)).unwrap();
+        let mut buf = vec![0u8; 300_000];
+        f2.read_exact(&mut buf).unwrap();
+        assert_same_bytes(
+            &format!("seek {off}"),
+            &buf,
+            &pread_src[off as usize..off as usize + 300_000],
+        );
+    }
+    assert_eq!(f2.seek(SeekFrom::End(0)).unwrap(), size as u64);
+
+    // mmap of a cold multi-chunk file: fault pages in from the end first,
+    // then compare everything; then a private mapping.
+    let mf = fs::File::open(v.join("mmap/weights.bin")).expect("open mmap file");
+    {
+        let map = Mapping::new(&mf, false).expect("mmap MAP_SHARED");
+        let b = map.bytes();
+        assert_eq!(b.len(), mmap_src.len());
+        let page = 4096;
+        let mut off = b.len();
+        while off > 0 {
+            let start = off.saturating_sub(page * 37);
+            assert_same_bytes(
+                &format!("mapping [{start}, {off})"),
+                &b[start..off],
+                &mmap_src[start..off],
+            );
+            off = start;
+        }
+        assert_same_bytes("whole MAP_SHARED mapping", b, &mmap_src);
+    }
+    {
+        let map = Mapping::new(&mf, true).expect("mmap MAP_PRIVATE");
+        assert_same_bytes("whole MAP_PRIVATE mapping", map.bytes(), &mmap_src);
+    }
+
+    // 8 threads read one cold file at once, each in full with its own
+    // buffer size, each compared.
+    let conc_src = std::sync::Arc::new(conc_src);
+    let path = v.join("shared.bin");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (want, path, barrier) = (conc_src.clone(), path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let buf = 4096 * (1 + 3 * i) + 7 * i;
+                let got = read_in_pieces(&path, buf).unwrap_or_else(|e| panic!("thread {i}: {e}"));
+                assert_same_bytes(&format!("thread {i} (buffer {buf})"), &got, &want);
+            })
+        })
+        .collect();
+    let failed: Vec<usize> = handles
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.join().is_err().then_some(i))
+        .collect();
+    assert!(failed.is_empty(), "concurrent readers failed: {failed:?}");
+    // Open files keep the mount busy.
+    drop((f, f2, mf));
+    m.unmount();
+}
+
+// ---------------------------------------------------------------------------
+// 4. Python: numpy.load, mmap_mode, numpy.memmap, a streamed tar shard
+
+const PY_GEN: &str = r#"
+import io, os, sys, tarfile
+import numpy as np
+src = sys.argv[1]
+rng = np.random.default_rng(7)
+np.save(os.path.join(src, "arr.npy"), rng.standard_normal((700, 513)).astype(np.float32))
+np.save(os.path.join(src, "labels.npy"), rng.integers(0, 1000, size=50_001, dtype=np.int64))
+raw = os.path.join(src, "raw")
+os.makedirs(os.path.join(raw, "sub"))
+files = {"m0.bin": rng.bytes(300_017), "m1.txt": b"hello tar\n" * 100,
+         "sub/m2.bin": rng.bytes(1_200_011), "sub/empty": b"", "m3.bin": rng.bytes(65_536)}
+for name, data in files.items():
+    with open(os.path.join(raw, name), "wb") as f:
+        f.write(data)
+os.makedirs(os.path.join(src, "shards"))
+with tarfile.open(os.path.join(src, "shards", "shard-000.tar"), "w") as t:
+    for name in sorted(files):
+        t.add(os.path.join(raw, name), arcname=name)
+print(len(files))
+"#;
+
+const PY_CHECK: &str = r#"
+import errno, os, sys, tarfile
+import numpy as np
+import numpy.lib.format as fmt
+mnt, src, out = sys.argv[1], sys.argv[2], sys.argv[3]
+checked = 0
+for name in ["arr.npy", "labels.npy"]:
+    want = np.load(os.path.join(src, name))
+    path = os.path.join(mnt, name)
+    a = np.load(path)
+    assert a.dtype == want.dtype and a.shape == want.shape, (name, a.dtype, a.shape)
+    assert np.array_equal(a, want), name
+    m = np.load(path, mmap_mode="r")
+    assert isinstance(m, np.memmap), type(m)
+    assert np.array_equal(m, want), name
+    assert np.array_equal(m[-3:], want[-3:]) and np.array_equal(m[123:456], want[123:456]), name
+    # numpy.memmap by hand, at the offset the .npy header ends.
+    with open(path, "rb") as f:
+        version = fmt.read_magic(f)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    assert np.array_equal(mm, want), name
+    del m, mm
+    # A writable mapping is refused: the version is read-only.
+    try:
+        np.load(path, mmap_mode="r+")
+        raise AssertionError("mmap_mode='r+' succeeded on a committed version")
+    except OSError as e:
+        assert e.errno == errno.EROFS, e
+    checked += 1
+
+raw = os.path.join(src, "raw")
+tar = os.path.join(mnt, "shards", "shard-000.tar")
+members = 0
+with tarfile.open(tar, mode="r|") as t:
+    for mem in t:
+        if not mem.isfile():
+            continue
+        data = t.extractfile(mem).read()
+        with open(os.path.join(raw, mem.name), "rb") as f:
+            assert data == f.read(), mem.name
+        members += 1
+with tarfile.open(tar, mode="r|") as t:
+    if hasattr(tarfile, "data_filter"):
+        t.extractall(out, filter="data")
+    else:
+        t.extractall(out)
+for root, _, files in os.walk(raw):
+    for fn in files:
+        rel = os.path.relpath(os.path.join(root, fn), raw)
+        with open(os.path.join(raw, rel), "rb") as a, open(os.path.join(out, rel), "rb") as b:
+            assert a.read() == b.read(), rel
+print(f"OK arrays={checked} members={members}")
+"#;
+
+fn python(env: &TestEnv, py: &str, script: &str, args: &[&str]) -> String {
+    let mut all = vec!["-c", script];
+    all.extend_from_slice(args);
+    let o = run_limited(&mut env.spec.command(py, &all), Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        o.status.success(),
+        "{}\n(numpy missing? the venv of scripts/test-servers.sh installs it: rerun servers_start)",
+        describe(&format!("{py} script"), &o)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn python_numpy_and_tar_stream() {
+    let py = require_env("ASSETFS_TEST_PYTHON");
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let n = python(&env, &py, PY_GEN, &[s(&src)]);
+    assert_eq!(n, "5", "generator output");
+    env.push("features/emb", &src, &[]);
+    let m = env.mount("python", &[]);
+    let out = env.path("extracted");
+    let res = python(
+        &env,
+        &py,
+        PY_CHECK,
+        &[s(&m.path("features/emb@1")), s(&src), s(&out)],
+    );
+    assert_eq!(res, "OK arrays=2 members=5", "python check output");
+    m.unmount();
+}
+
+// ---------------------------------------------------------------------------
+// 5. The cache serves a remount while the store is down
+
+#[test]
+fn cache_serves_remount_with_store_stopped() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut moto = Moto::start(scratch.path(), "offline");
+    let url = format!("s3://offline/p{:08x}", rand::random::<u32>());
+    let env = TestEnv::with_store(&url, moto.env());
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(5);
+    random_file(&src, "weights/model.safetensors", &mut r, 2 * MIB + 333);
+    random_file(&src, "weights/head.bin", &mut r, 400_000);
+    random_file(&src, "tokenizer.json", &mut r, 1234);
+    write_file(&src, "README.md", b"# model\n", 0o644);
+    symlink(&src, "model.bin", "weights/model.safetensors");
+    env.push("models/m", &src, &["-m", "offline test"]);
+
+    let cache = env.path("cache-offline");
+    let m = env.mount_with_cache("online", &cache, &["--timeout", "3s"]);
+    assert_tree_same(&src, &m.path("models/m@1"));
+    let sidecar = fs::read(m.path("models/m@1.json")).expect("read sidecar");
+    m.unmount();
+
+    moto.kill();
+    assert!(
+        http_status(moto.port, "GET", "/").is_err(),
+        "the store still answers after being killed"
+    );
+
+    let t = Instant::now();
+    let m = env.mount_with_cache("offline", &cache, &["--timeout", "3s"]);
+    assert!(
+        m.ready_line.contains("unreachable"),
+        "the mount should say the store is unreachable: {:?}",
+        m.ready_line
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "mount took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(names(&m.path("models")), ["m@1", "m@1.json", "m@latest"]);
+    assert_eq!(readlink(&m.path("models/m@latest")), "m@1");
+    assert_tree_same(&src, &m.path("models/m@1"));
+    assert_eq!(
+        fs::read(m.path("models/m@1.json")).expect("read sidecar offline"),
+        sidecar
+    );
+    m.unmount();
+}
+
+// ---------------------------------------------------------------------------
+// 6. A corrupt cached chunk is dropped and fetched again
+
+fn chunk_files(cache: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = walkdir::WalkDir::new(cache.join("chunks"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.file_name().len() == 64)
+        .map(|e| e.into_path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn corrupt_cached_chunk_is_refetched() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(6);
+    let data = random_file(&src, "w.bin", &mut r, 3 * MIB + 99);
+    env.push("models/c", &src, &[]);
+
+    let cache = env.path("cache-corrupt");
+    let m = env.mount_with_cache("first", &cache, &[]);
+    assert_same_bytes(
+        "first read",
+        &fs::read(m.path("models/c@1/w.bin")).unwrap(),
+        &data,
+    );
+    m.unmount();
+
+    let chunks = chunk_files(&cache);
+    assert!(
+        chunks.len() >= 3,
+        "a 3 MiB file should be several cached chunks: {chunks:?}"
+    );
+    let victim = &chunks[chunks.len() / 2];
+    let mut bytes = fs::read(victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    fs::write(victim, &bytes).unwrap();
+    let before = env.cache_stats(&cache);
+
+    let m = env.mount_with_cache("second", &cache, &[]);
+    assert_same_bytes(
+        "read after corrupting a cached chunk",
+        &fs::read(m.path("models/c@1/w.bin")).unwrap(),
+        &data,
+    );
+    m.unmount();
+
+    let after = env.cache_stats(&cache);
+    let dropped = |v: &Value| v["corrupt_dropped"].as_u64().expect("corrupt_dropped");
+    assert!(
+        dropped(&after) >= 1 && dropped(&after) > dropped(&before),
+        "cache stats should count the dropped chunk: before {before}, after {after}"
+    );
+    // The entry was fetched again: the file at that name is intact.
+    let healed = fs::read(victim).expect("the chunk is cached again");
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        blake3_hex(&healed),
+        name,
+        "re-cached chunk {}",
+        victim.display()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 7. Store stopped mid-read: uncached reads fail with EIO, cached ones work
+
+fn assert_eio_within(path: &Path, bound: Duration, why: &str) {
+    let t = Instant::now();
+    let r = fs::read(path);
+    let took = t.elapsed();
+    match r {
+        Ok(b) => panic!(
+            "{why}: reading {} succeeded ({} bytes), want EIO",
+            path.display(),
+            b.len()
+        ),
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EIO),
+            "{why}: reading {} failed with {e}, want EIO",
+            path.display()
+        ),
+    }
+    eprintln!("{why}: EIO after {took:?}");
+    assert!(took < bound, "{why}: EIO took {took:?}, bound {bound:?}");
+}
+
+#[test]
+fn store_stopped_mid_read_gives_eio() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut moto = Moto::start(scratch.path(), "midread");
+    let url = format!("s3://midread/p{:08x}", rand::random::<u32>());
+    let env = TestEnv::with_store(&url, moto.env());
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(7);
+    let a = random_file(&src, "a.bin", &mut r, 1_200_000);
+    random_file(&src, "b.bin", &mut r, 800_000);
+    random_file(&src, "c.bin", &mut r, 500_000);
+    env.push("models/s", &src, &[]);
+
+    let m = env.mount("midread", &["--timeout", "3s"]);
+    let (pa, pb, pc) = (
+        m.path("models/s@1/a.bin"),
+        m.path("models/s@1/b.bin"),
+        m.path("models/s@1/c.bin"),
+    );
+    assert_same_bytes("A while the store is up", &fs::read(&pa).unwrap(), &a);
+    // Looking B and C up needs only the (already fetched) manifest.
+    assert_eq!(fs::metadata(&pb).unwrap().len(), 800_000);
+    assert_eq!(fs::metadata(&pc).unwrap().len(), 500_000);
+
+    // A store that accepts connections but never answers: the --timeout bounds it.
+    moto.freeze();
+    assert_eio_within(&pb, Duration::from_secs(15), "store frozen");
+    drop_page_cache(&pa);
+    assert_same_bytes(
+        "A (cached) while the store is frozen",
+        &fs::read(&pa).unwrap(),
+        &a,
+    );
+
+    // A store that is gone: connections are refused.
+    moto.kill();
+    assert_eio_within(&pc, Duration::from_secs(15), "store killed");
+    assert_eio_within(&pb, Duration::from_secs(15), "store killed, second try");
+    drop_page_cache(&pa);
+    assert_same_bytes(
+        "A (cached) after the store died",
+        &fs::read(&pa).unwrap(),
+        &a,
+    );
+    assert_eq!(names(&m.path("models")), ["s@1", "s@1.json", "s@latest"]);
+    m.unmount();
+}
+
+// ---------------------------------------------------------------------------
+// 8. A version pushed elsewhere appears within the refresh interval
+
+fn poll_until(bound: Duration, mut ok: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    while t.elapsed() < bound {
+        if ok() {
+            return Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn new_version_appears_within_refresh() {
+    let env = TestEnv::file_store();
+    let mut r = StdRng::seed_from_u64(8);
+    let v1 = env.path("v1");
+    let v2 = env.path("v2");
+    let d1 = random_file(&v1, "data.bin", &mut r, 2 * MIB + 1);
+    let d2 = random_file(&v2, "data.bin", &mut r, MIB + 2);
+    write_file(&v2, "extra.txt", b"new in v2\n", 0o644);
+    env.push("models/x", &v1, &["-m", "one"]);
+
+    let m = env.mount("refresh", &["--refresh", "2s"]);
+    assert_eq!(names(&m.path("models")), ["x@1", "x@1.json", "x@latest"]);
+    assert_eq!(readlink(&m.path("models/x@latest")), "x@1");
+    let sidecar = |v: u32| -> Value {
+        let p = m.path(&format!("models/x@{v}.json"));
+        serde_json::from_slice(
+            &fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())),
+        )
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+    };
+    // Read (and so page-cache) the sidecar while v1 is `latest`.
+    assert_eq!(sidecar(1), env.show_json("models/x@1"));
+    assert_eq!(sidecar(1)["aliases"], json!(["latest"]));
+    // Open version 1 through the latest alias and read part of it.
+    let open_v1 = fs::File::open(m.path("models/x@latest/data.bin")).expect("open via latest");
+    let half = d1.len() / 2;
+    assert_same_bytes(
+        "first half of v1",
+        &pread_range(&open_v1, 0, half).unwrap(),
+        &d1[..half],
+    );
+
+    // A name looked up before it exists must not stay negative.
+    assert_eq!(
+        fs::metadata(m.path("models/x@2"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENOENT)
+    );
+    // Other processes commit version 2 to the same store and pin v1 as
+    // `stable` (so x@1.json's aliases go from ["latest"] to ["stable"]).
+    env.push("models/x", &v2, &["-m", "two"]);
+    env.ok(&["alias", "models/x@1", "stable"]);
+
+    let listed = poll_until(Duration::from_secs(10), || {
+        names(&m.path("models")) == ["x@1", "x@1.json", "x@2", "x@2.json", "x@latest", "x@stable"]
+    });
+    assert!(
+        listed.is_some(),
+        "x@2 not listed within 10 s: {:?}",
+        names(&m.path("models"))
+    );
+    let flipped = poll_until(Duration::from_secs(10), || {
+        fs::read_link(m.path("models/x@latest")).is_ok_and(|t| t == Path::new("x@2"))
+    });
+    assert!(
+        flipped.is_some(),
+        "x@latest still -> {:?} after 10 s",
+        fs::read_link(m.path("models/x@latest"))
+    );
+    assert_eq!(readlink(&m.path("models/x@stable")), "x@1");
+    assert_tree_same(&v2, &m.path("models/x@2"));
+    // Sidecars follow the catalog within the refresh interval, including one
+    // the kernel has cached whose new content has the same length.
+    let (show1, show2) = (env.show_json("models/x@1"), env.show_json("models/x@2"));
+    assert_eq!(show1["aliases"], json!(["stable"]));
+    assert_eq!(sidecar(2), show2);
+    let fresh = poll_until(Duration::from_secs(10), || sidecar(1) == show1);
+    assert!(
+        fresh.is_some(),
+        "x@1.json still stale 10 s after the catalog changed: {} vs show {}",
+        sidecar(1)["aliases"],
+        show1["aliases"]
+    );
+    assert_same_bytes(
+        "x@latest/data.bin after the flip",
+        &fs::read(m.path("models/x@latest/data.bin")).unwrap(),
+        &d2,
+    );
+
+    // The descriptor opened before keeps reading version 1, to the end.
+    assert_same_bytes(
+        "rest of v1 via the old fd",
+        &pread_range(&open_v1, half as u64, d1.len()).unwrap(),
+        &d1[half..],
+    );
+    assert_same_bytes(
+        "all of v1 via the old fd",
+        &pread_range(&open_v1, 0, d1.len() + 10).unwrap(),
+        &d1,
+    );
+    assert_eq!(open_v1.metadata().unwrap().len(), d1.len() as u64);
+    assert_tree_same(&v1, &m.path("models/x@1"));
+    let sc: Value = serde_json::from_slice(&fs::read(m.path("models/x@2.json")).unwrap()).unwrap();
+    assert_eq!(sc["message"], json!("two"));
+    drop(open_v1);
+    m.unmount();
+}
