@@ -259,6 +259,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 aliases: commit.aliases.clone(),
                 progress: !cli.json,
                 cache_dir: Some(cache_dir(&cli)),
+                base: None,
             };
             let out = assetfs::push::push(&catalog, &target, dir, opts).await?;
             if cli.json {

@@ -17,6 +17,7 @@ pub const RESERVED: &[&str] = &[
     "total_bytes",
     "aliases",
     "ref",
+    "base",
 ];
 
 /// Sections with a defined shape, kept in this order in the sidecar.
@@ -261,6 +262,11 @@ pub fn sidecar(asset: &AssetId, rec: &VersionRecord, aliases: Vec<String>, lates
         "parent".into(),
         rec.parent.map(Value::from).unwrap_or(Value::Null),
     );
+    // A staging commit records the version it started from; with another
+    // node's commit in between, `base` differs from `parent`.
+    if let Some(base) = meta.get("base") {
+        out.insert("base".into(), base.clone());
+    }
     out.insert("manifest".into(), rec.manifest.clone().into());
     out.insert("file_count".into(), get("file_count"));
     out.insert("total_bytes".into(), get("total_bytes"));

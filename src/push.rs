@@ -65,6 +65,8 @@ pub struct PushOptions {
     pub progress: bool,
     /// Where chunk indexes are cached between runs.
     pub cache_dir: Option<PathBuf>,
+    /// The version a staging commit started from (recorded as `base`).
+    pub base: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,10 +87,62 @@ pub fn asset_for_new_version(r: &Reference) -> Result<AssetId, PushError> {
     }
 }
 
+/// One entry of the tree being committed.
+#[derive(Debug, Clone)]
+pub enum TreeItem {
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    /// A local file, chunked and hashed at commit time.
+    Local {
+        path: String,
+        mode: u32,
+        file: PathBuf,
+        size: u64,
+    },
+    /// A file whose chunks the store already has (unchanged since the base
+    /// version): committed without reading or hashing it again.
+    Stored {
+        path: String,
+        mode: u32,
+        size: u64,
+        hash: Hash,
+        chunks: Vec<(Hash, ChunkLocation)>,
+    },
+}
+
+/// `push`: commit a local directory.
 pub async fn push(
     catalog: &Catalog,
     target: &Reference,
     dir: &Path,
+    opts: PushOptions,
+) -> Result<PushOutcome, PushError> {
+    asset_for_new_version(target)?;
+    let meta_dir = std::fs::metadata(dir).map_err(|source| PushError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !meta_dir.is_dir() {
+        return Err(PushError::NotADir(dir.to_path_buf()));
+    }
+    let d = dir.to_path_buf();
+    let items = tokio::task::spawn_blocking(move || scan_dir(&d))
+        .await
+        .expect("scan worker panicked")?;
+    commit_tree(catalog, target, items, opts).await
+}
+
+/// The one commit implementation, shared by `push` and the mount's `commit`.
+pub async fn commit_tree(
+    catalog: &Catalog,
+    target: &Reference,
+    items: Vec<TreeItem>,
     mut opts: PushOptions,
 ) -> Result<PushOutcome, PushError> {
     let asset = asset_for_new_version(target)?;
@@ -99,13 +153,6 @@ pub async fn push(
     opts.meta.validate()?;
     for s in opts.meta.take_file_inputs()? {
         opts.inputs.push(Reference::parse(&s)?);
-    }
-    let meta_dir = std::fs::metadata(dir).map_err(|source| PushError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    if !meta_dir.is_dir() {
-        return Err(PushError::NotADir(dir.to_path_buf()));
     }
     for input in &opts.inputs {
         let v = catalog
@@ -122,18 +169,20 @@ pub async fn push(
 
     let store = catalog.store().clone();
     let rt = Handle::current();
-    let dir = dir.to_path_buf();
     let progress = opts.progress;
     let (builder, files, total, stats) = tokio::task::spawn_blocking(move || {
         let mut packer = Packer::new(store, rt, index);
-        let (builder, files, total) = scan_tree(&dir, &mut packer, progress)?;
+        let (builder, files, total) = build_tree(items, &mut packer, progress)?;
         let stats = packer.finish()?;
         Ok::<_, PushError>((builder, files, total, stats))
     })
     .await
     .expect("push worker panicked")?;
 
-    let meta = opts.meta.build(&asset, files, total)?;
+    let mut meta = opts.meta.build(&asset, files, total)?;
+    if let Some(base) = opts.base {
+        meta.insert("base".into(), base.into());
+    }
     let manifest = builder.finish(serde_json::to_string(&meta).expect("meta serialises"));
     let hash = catalog.put_manifest(&manifest).await?;
     let version = catalog.claim_version(&asset, &hash, &meta).await?;
@@ -150,20 +199,13 @@ pub async fn push(
     })
 }
 
-/// Walks `dir`, chunks every file into the packer, and returns the manifest
-/// builder with the file count and byte total.
-fn scan_tree(
-    dir: &Path,
-    packer: &mut Packer,
-    progress: bool,
-) -> Result<(ManifestBuilder, u64, u64), PushError> {
+/// Walks `dir` into tree items (no file is read yet).
+pub fn scan_dir(dir: &Path) -> Result<Vec<TreeItem>, PushError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PushError::Io { path, source }
     };
-    // First pass: the list of entries and the byte total for the progress bar.
-    let mut entries = vec![];
-    let mut total = 0u64;
+    let mut items = vec![];
     for e in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .sort_by_file_name()
@@ -180,52 +222,99 @@ fn scan_tree(
             .path()
             .strip_prefix(dir)
             .expect("walkdir stays under its root");
-        let rel = rel
+        let path = rel
             .to_str()
             .ok_or_else(|| PushError::NotUtf8(e.path().to_path_buf()))?
             .to_string();
         let md = e.path().symlink_metadata().map_err(io(e.path()))?;
-        if md.is_file() {
-            total += md.len();
-        } else if !md.is_dir() && !md.file_type().is_symlink() {
-            return Err(PushError::Unsupported(e.path().to_path_buf()));
-        }
-        entries.push((e.into_path(), rel, md));
-    }
-    let bar = Progress::bytes(total, "push", progress);
-    let mut builder = ManifestBuilder::default();
-    let mut files = 0u64;
-    for (path, rel, md) in entries {
         let mode = md.permissions().mode();
         if md.is_dir() {
-            builder.add_dir(&rel, mode);
+            items.push(TreeItem::Dir { path, mode });
         } else if md.file_type().is_symlink() {
-            let target = std::fs::read_link(&path).map_err(io(&path))?;
+            let target = std::fs::read_link(e.path()).map_err(io(e.path()))?;
             let target = target
                 .to_str()
-                .ok_or_else(|| PushError::NotUtf8(path.clone()))?;
-            builder.add_symlink(&rel, target);
+                .ok_or_else(|| PushError::NotUtf8(e.path().to_path_buf()))?
+                .to_string();
+            items.push(TreeItem::Symlink { path, target });
+        } else if md.is_file() {
+            items.push(TreeItem::Local {
+                path,
+                mode,
+                file: e.into_path(),
+                size: md.len(),
+            });
         } else {
-            let file = File::open(&path).map_err(io(&path))?;
-            let mut chunks: Vec<(Hash, ChunkLocation)> = vec![];
-            let (hash, size) = chunk_stream(file, |c| {
-                bar.inc(c.data.len() as u64);
-                let loc = packer.add(c.hash, &c.data)?;
-                chunks.push((c.hash, loc));
-                Ok::<_, PushError>(())
-            })
-            .map_err(|e| match e {
-                PushError::Io { source, .. } => PushError::Io {
-                    path: path.clone(),
-                    source,
-                },
-                other => other,
-            })?;
-            if size != md.len() {
-                return Err(PushError::Changed(path));
+            return Err(PushError::Unsupported(e.path().to_path_buf()));
+        }
+    }
+    Ok(items)
+}
+
+/// Chunks every local file into the packer and returns the manifest builder
+/// with the file count and byte total.
+fn build_tree(
+    items: Vec<TreeItem>,
+    packer: &mut Packer,
+    progress: bool,
+) -> Result<(ManifestBuilder, u64, u64), PushError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PushError::Io { path, source }
+    };
+    let local: u64 = items
+        .iter()
+        .map(|i| match i {
+            TreeItem::Local { size, .. } => *size,
+            _ => 0,
+        })
+        .sum();
+    let bar = Progress::bytes(local, "push", progress);
+    let mut builder = ManifestBuilder::default();
+    let (mut files, mut total) = (0u64, 0u64);
+    for item in items {
+        match item {
+            TreeItem::Dir { path, mode } => builder.add_dir(&path, mode),
+            TreeItem::Symlink { path, target } => builder.add_symlink(&path, &target),
+            TreeItem::Stored {
+                path,
+                mode,
+                size,
+                hash,
+                chunks,
+            } => {
+                builder.add_file(&path, mode, size, hash, &chunks);
+                files += 1;
+                total += size;
             }
-            builder.add_file(&rel, mode, size, hash, &chunks);
-            files += 1;
+            TreeItem::Local {
+                path,
+                mode,
+                file,
+                size: expected,
+            } => {
+                let f = File::open(&file).map_err(io(&file))?;
+                let mut chunks: Vec<(Hash, ChunkLocation)> = vec![];
+                let (hash, size) = chunk_stream(f, |c| {
+                    bar.inc(c.data.len() as u64);
+                    let loc = packer.add(c.hash, &c.data)?;
+                    chunks.push((c.hash, loc));
+                    Ok::<_, PushError>(())
+                })
+                .map_err(|e| match e {
+                    PushError::Io { source, .. } => PushError::Io {
+                        path: file.clone(),
+                        source,
+                    },
+                    other => other,
+                })?;
+                if size != expected {
+                    return Err(PushError::Changed(file));
+                }
+                builder.add_file(&path, mode, size, hash, &chunks);
+                files += 1;
+                total += size;
+            }
         }
     }
     bar.finish();
