@@ -3,7 +3,22 @@
 use libc::c_int;
 
 use crate::catalog::CatalogError;
+use crate::staging::StagingError;
 use crate::vfs::VfsError;
+
+pub fn staging_errno(e: &StagingError) -> c_int {
+    match e {
+        StagingError::NotFound => libc::ENOENT,
+        StagingError::Exists => libc::EEXIST,
+        StagingError::NotDir => libc::ENOTDIR,
+        StagingError::IsDir => libc::EISDIR,
+        StagingError::NotEmpty => libc::ENOTEMPTY,
+        StagingError::Invalid(_) => libc::EINVAL,
+        StagingError::NoSpace => libc::ENOSPC,
+        StagingError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        StagingError::Db(_) => libc::EIO,
+    }
+}
 
 pub fn errno(e: &VfsError) -> c_int {
     match e {

@@ -31,6 +31,7 @@ pub mod prefetch;
 pub mod progress;
 pub mod push;
 pub mod reader;
+pub mod staging;
 pub mod store;
 pub mod verify;
 pub mod vfs;

@@ -1,0 +1,712 @@
+//! `<name>@staging`: a writable working copy of an asset on local disk.
+//!
+//! The tree lives in SQLite (one row per node: parent, name, kind, mode,
+//! size, symlink target, and where the content is), so every metadata
+//! operation is one transaction and survives a crash of the daemon. Content
+//! is copy-on-write: a file unchanged since the base version points at its
+//! base manifest entry and is served from the cache and store; the first
+//! write copies it up into `data/<node id>`. Commit hashes only the copied-up
+//! files; unchanged files are committed with their existing chunk lists.
+//!
+//! Semantics follow a local POSIX filesystem (see the reference-model test):
+//! create/mkdir fail with EEXIST, unlink of a directory with EISDIR, rmdir of
+//! a non-empty directory with ENOTEMPTY, rename replaces a file or an empty
+//! directory and refuses to move a directory into itself (EINVAL). Hard links
+//! are not supported (EPERM).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::manifest::{EntryKind, Manifest};
+use crate::push::TreeItem;
+
+pub const ROOT: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("no space left on device")]
+    NoSpace,
+    #[error("staging I/O: {0}")]
+    Io(std::io::Error),
+    #[error("staging index: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+impl From<std::io::Error> for StagingError {
+    fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            StagingError::NoSpace
+        } else {
+            StagingError::Io(e)
+        }
+    }
+}
+
+pub type Result<T, E = StagingError> = std::result::Result<T, E>;
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    None,
+    /// Unchanged since the base version: that manifest's entry index.
+    Base(u32),
+    /// Copied up or written: `data/<id>`.
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: u64,
+    pub parent: u64,
+    pub name: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub size: u64,
+    pub content: Content,
+    pub target: Option<String>,
+}
+
+/// One change against the base version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub path: String,
+    /// `added`, `modified` or `deleted`.
+    pub change: &'static str,
+}
+
+pub struct Staging {
+    dir: PathBuf,
+    db: Mutex<Connection>,
+}
+
+fn kind_code(k: EntryKind) -> i64 {
+    match k {
+        EntryKind::Dir => 0,
+        EntryKind::File => 1,
+        EntryKind::Symlink => 2,
+    }
+}
+
+fn kind_of(c: i64) -> EntryKind {
+    match c {
+        0 => EntryKind::Dir,
+        2 => EntryKind::Symlink,
+        _ => EntryKind::File,
+    }
+}
+
+const NODE_COLS: &str = "id, parent, name, kind, mode, size, base, local, target";
+
+fn row_node(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
+    let base: Option<i64> = r.get(6)?;
+    let local: bool = r.get(7)?;
+    Ok(Node {
+        id: r.get::<_, i64>(0)? as u64,
+        parent: r.get::<_, i64>(1)? as u64,
+        name: r.get(2)?,
+        kind: kind_of(r.get(3)?),
+        mode: r.get::<_, i64>(4)? as u32,
+        size: r.get::<_, i64>(5)? as u64,
+        content: match (local, base) {
+            (true, _) => Content::Local,
+            (false, Some(b)) => Content::Base(b as u32),
+            _ => Content::None,
+        },
+        target: r.get(8)?,
+    })
+}
+
+impl Staging {
+    /// Opens (creating if needed) the staging area in `dir`.
+    pub fn open(dir: &Path) -> Result<Staging> {
+        std::fs::create_dir_all(dir.join("data"))?;
+        let db = Connection::open(dir.join("staging.sqlite"))?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a metadata change that returned is on disk.
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+             CREATE TABLE IF NOT EXISTS nodes (
+                 id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name TEXT NOT NULL,
+                 kind INTEGER NOT NULL, mode INTEGER NOT NULL, size INTEGER NOT NULL,
+                 base INTEGER, local INTEGER NOT NULL DEFAULT 0, target TEXT);
+             CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_name ON nodes(parent, name);
+             CREATE TABLE IF NOT EXISTS writers (id INTEGER NOT NULL, pid INTEGER NOT NULL);",
+        )?;
+        Ok(Staging {
+            dir: dir.to_path_buf(),
+            db: Mutex::new(db),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().expect("staging db lock")
+    }
+
+    /// The base version and manifest hash, once initialised.
+    pub fn base(&self) -> Result<Option<(Option<u64>, Option<String>)>> {
+        let db = self.db();
+        let init: Option<String> = db
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'initialised'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if init.is_none() {
+            return Ok(None);
+        }
+        let get = |k: &str| -> Result<Option<String>> {
+            Ok(db
+                .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+                .optional()?)
+        };
+        let v = get("base_version")?.and_then(|v| v.parse().ok());
+        Ok(Some((v, get("base_manifest")?)))
+    }
+
+    /// Fills the tree from a base version (or empty), unless already done.
+    pub fn init(&self, base: Option<(u64, &str, &Manifest)>) -> Result<()> {
+        if self.base()?.is_some() {
+            return Ok(());
+        }
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM nodes", [])?;
+        tx.execute(
+            "INSERT INTO nodes (id, parent, name, kind, mode, size) VALUES (?1, 0, '', 0, ?2, 0)",
+            params![ROOT as i64, 0o755],
+        )?;
+        if let Some((v, hash, m)) = base {
+            // Entries are sorted, so a parent is always inserted before its children.
+            let mut ids: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+            let mut st = tx.prepare(
+                "INSERT INTO nodes (parent, name, kind, mode, size, base, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (i, e) in m.entries.iter().enumerate() {
+                let (parent, name) = match e.path.rsplit_once('/') {
+                    Some((p, n)) => (*ids.get(p).unwrap_or(&(ROOT as i64)), n),
+                    None => (ROOT as i64, &*e.path),
+                };
+                let base = (e.kind == EntryKind::File).then_some(i as i64);
+                st.execute(params![
+                    parent,
+                    name,
+                    kind_code(e.kind),
+                    e.mode as i64,
+                    e.size as i64,
+                    base,
+                    e.target.as_deref()
+                ])?;
+                if e.kind == EntryKind::Dir {
+                    ids.insert(&e.path, tx.last_insert_rowid());
+                }
+            }
+            drop(st);
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('base_version', ?1), ('base_manifest', ?2)",
+                params![v.to_string(), hash],
+            )?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('initialised', '1')",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets everything: the next `init` starts from a new base.
+    pub fn reset(&self) -> Result<()> {
+        let db = self.db();
+        db.execute_batch("DELETE FROM nodes; DELETE FROM meta; DELETE FROM writers;")?;
+        drop(db);
+        let data = self.dir.join("data");
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
+        std::fs::create_dir_all(&data)?;
+        Ok(())
+    }
+
+    pub fn data_path(&self, id: u64) -> PathBuf {
+        self.dir.join("data").join(id.to_string())
+    }
+
+    pub fn get(&self, id: u64) -> Result<Node> {
+        let db = self.db();
+        db.query_row(
+            &format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"),
+            [id as i64],
+            row_node,
+        )
+        .optional()?
+        .ok_or(StagingError::NotFound)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Node> {
+        let p = self.get(parent)?;
+        if p.kind != EntryKind::Dir {
+            return Err(StagingError::NotDir);
+        }
+        let db = self.db();
+        db.query_row(
+            &format!("SELECT {NODE_COLS} FROM nodes WHERE parent = ?1 AND name = ?2"),
+            params![parent as i64, name],
+            row_node,
+        )
+        .optional()?
+        .ok_or(StagingError::NotFound)
+    }
+
+    pub fn children(&self, id: u64) -> Result<Vec<Node>> {
+        if self.get(id)?.kind != EntryKind::Dir {
+            return Err(StagingError::NotDir);
+        }
+        let db = self.db();
+        let mut st = db.prepare_cached(&format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE parent = ?1 ORDER BY name"
+        ))?;
+        let rows = st.query_map([id as i64], row_node)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn check_name(name: &str) -> Result<()> {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.len() > 255
+        {
+            return Err(StagingError::Invalid("bad file name"));
+        }
+        Ok(())
+    }
+
+    fn insert(
+        &self,
+        parent: u64,
+        name: &str,
+        kind: EntryKind,
+        mode: u32,
+        target: Option<&str>,
+    ) -> Result<Node> {
+        Self::check_name(name)?;
+        match self.lookup(parent, name) {
+            Ok(_) => return Err(StagingError::Exists),
+            Err(StagingError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let size = target.map(|t| t.len()).unwrap_or(0) as i64;
+        let id = {
+            let db = self.db();
+            db.execute(
+                "INSERT INTO nodes (parent, name, kind, mode, size, local, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    parent as i64,
+                    name,
+                    kind_code(kind),
+                    (mode & 0o7777) as i64,
+                    size,
+                    kind == EntryKind::File,
+                    target
+                ],
+            )?;
+            db.last_insert_rowid() as u64
+        };
+        if kind == EntryKind::File {
+            File::create(self.data_path(id))?;
+        }
+        self.get(id)
+    }
+
+    pub fn create(&self, parent: u64, name: &str, mode: u32) -> Result<Node> {
+        self.insert(parent, name, EntryKind::File, mode, None)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &str, mode: u32) -> Result<Node> {
+        self.insert(parent, name, EntryKind::Dir, mode, None)
+    }
+
+    pub fn symlink(&self, parent: u64, name: &str, target: &str) -> Result<Node> {
+        if target.is_empty() || target.contains('\0') {
+            return Err(StagingError::Invalid("bad symlink target"));
+        }
+        self.insert(parent, name, EntryKind::Symlink, 0o777, Some(target))
+    }
+
+    fn remove_node(&self, n: &Node) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM nodes WHERE id = ?1", [n.id as i64])?;
+        if n.content == Content::Local {
+            let _ = std::fs::remove_file(self.data_path(n.id));
+        }
+        Ok(())
+    }
+
+    pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        let n = self.lookup(parent, name)?;
+        if n.kind == EntryKind::Dir {
+            return Err(StagingError::IsDir);
+        }
+        self.remove_node(&n)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        let n = self.lookup(parent, name)?;
+        if n.kind != EntryKind::Dir {
+            return Err(StagingError::NotDir);
+        }
+        if !self.children(n.id)?.is_empty() {
+            return Err(StagingError::NotEmpty);
+        }
+        self.remove_node(&n)
+    }
+
+    fn is_ancestor(&self, anc: u64, mut id: u64) -> Result<bool> {
+        while id != 0 {
+            if id == anc {
+                return Ok(true);
+            }
+            id = self.get(id)?.parent;
+        }
+        Ok(false)
+    }
+
+    /// POSIX rename(2) within the staging tree.
+    pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str) -> Result<()> {
+        Self::check_name(newname)?;
+        let src = self.lookup(parent, name)?;
+        let np = self.get(newparent)?;
+        if np.kind != EntryKind::Dir {
+            return Err(StagingError::NotDir);
+        }
+        if src.kind == EntryKind::Dir && self.is_ancestor(src.id, newparent)? {
+            return Err(StagingError::Invalid("cannot move a directory into itself"));
+        }
+        match self.lookup(newparent, newname) {
+            Ok(dst) if dst.id == src.id => return Ok(()),
+            // Replacing an ancestor of the source: the kernel says ENOTEMPTY.
+            Ok(dst) if dst.kind == EntryKind::Dir && self.is_ancestor(dst.id, src.parent)? => {
+                Err(StagingError::NotEmpty)
+            }
+            Ok(dst) => {
+                match (src.kind == EntryKind::Dir, dst.kind == EntryKind::Dir) {
+                    (true, false) => return Err(StagingError::NotDir),
+                    (false, true) => return Err(StagingError::IsDir),
+                    (true, true) if !self.children(dst.id)?.is_empty() => {
+                        return Err(StagingError::NotEmpty)
+                    }
+                    _ => {}
+                }
+                let mut db = self.db();
+                let tx = db.transaction()?;
+                tx.execute("DELETE FROM nodes WHERE id = ?1", [dst.id as i64])?;
+                tx.execute(
+                    "UPDATE nodes SET parent = ?1, name = ?2 WHERE id = ?3",
+                    params![newparent as i64, newname, src.id as i64],
+                )?;
+                tx.commit()?;
+                drop(db);
+                if dst.content == Content::Local {
+                    let _ = std::fs::remove_file(self.data_path(dst.id));
+                }
+                Ok(())
+            }
+            Err(StagingError::NotFound) => {
+                self.db().execute(
+                    "UPDATE nodes SET parent = ?1, name = ?2 WHERE id = ?3",
+                    params![newparent as i64, newname, src.id as i64],
+                )?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn chmod(&self, id: u64, mode: u32) -> Result<Node> {
+        self.db().execute(
+            "UPDATE nodes SET mode = ?1 WHERE id = ?2",
+            params![(mode & 0o7777) as i64, id as i64],
+        )?;
+        self.get(id)
+    }
+
+    /// Turns a base file into a local one whose bytes `fill` writes. Must be
+    /// called before writing to or truncating a `Content::Base` file.
+    pub fn copy_up(&self, id: u64, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<Node> {
+        let n = self.get(id)?;
+        if n.content == Content::Local {
+            return Ok(n);
+        }
+        let tmp = self.dir.join("data").join(format!("{id}.copyup"));
+        let mut f = File::create(&tmp)?;
+        fill(&mut f)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, self.data_path(id))?;
+        self.db().execute(
+            "UPDATE nodes SET local = 1, base = NULL WHERE id = ?1",
+            [id as i64],
+        )?;
+        self.get(id)
+    }
+
+    fn local_file(&self, n: &Node) -> Result<File> {
+        match n.kind {
+            EntryKind::Dir => return Err(StagingError::IsDir),
+            EntryKind::Symlink => return Err(StagingError::Invalid("a symlink")),
+            EntryKind::File => {}
+        }
+        if n.content != Content::Local {
+            return Err(StagingError::Invalid("copy up before writing"));
+        }
+        Ok(OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.data_path(n.id))?)
+    }
+
+    pub fn truncate(&self, id: u64, size: u64) -> Result<Node> {
+        let n = self.get(id)?;
+        let f = self.local_file(&n)?;
+        f.set_len(size)?;
+        self.db().execute(
+            "UPDATE nodes SET size = ?1 WHERE id = ?2",
+            params![size as i64, id as i64],
+        )?;
+        self.get(id)
+    }
+
+    pub fn write(&self, id: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let n = self.get(id)?;
+        let f = self.local_file(&n)?;
+        f.write_all_at(data, offset)?;
+        let end = offset + data.len() as u64;
+        if end > n.size {
+            self.db().execute(
+                "UPDATE nodes SET size = ?1 WHERE id = ?2",
+                params![end as i64, id as i64],
+            )?;
+        }
+        Ok(data.len())
+    }
+
+    /// Reads a local file's bytes (base files are read through the store).
+    pub fn read_local(&self, id: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
+        let n = self.get(id)?;
+        let f = self.local_file(&n)?;
+        let end = (offset + size as u64).min(n.size);
+        let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let k = f.read_at(&mut buf[done..], offset + done as u64)?;
+            if k == 0 {
+                break;
+            }
+            done += k;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub fn fsync(&self, id: u64) -> Result<()> {
+        let n = self.get(id)?;
+        if n.content == Content::Local {
+            File::open(self.data_path(id))?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Records that process `pid` holds node `id` open for writing.
+    pub fn add_writer(&self, id: u64, pid: u32) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO writers (id, pid) VALUES (?1, ?2)",
+            params![id as i64, pid as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_writer(&self, id: u64, pid: u32) -> Result<()> {
+        self.db().execute(
+            "DELETE FROM writers WHERE rowid IN (SELECT rowid FROM writers WHERE id = ?1 AND pid = ?2 LIMIT 1)",
+            params![id as i64, pid as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Paths of files open for writing by live processes.
+    pub fn open_writers(&self) -> Result<Vec<String>> {
+        let rows: Vec<(i64, i64)> = {
+            let db = self.db();
+            let mut st = db.prepare("SELECT id, pid FROM writers")?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            r.collect::<Result<_, _>>()?
+        };
+        let mut out = vec![];
+        for (id, pid) in rows {
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+            if !alive {
+                continue;
+            }
+            if let Ok(p) = self.path_of(id as u64) {
+                out.push(p);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The path of a node relative to the staging root.
+    pub fn path_of(&self, mut id: u64) -> Result<String> {
+        let mut parts = vec![];
+        while id != ROOT {
+            let n = self.get(id)?;
+            parts.push(n.name);
+            id = n.parent;
+        }
+        parts.reverse();
+        Ok(parts.join("/"))
+    }
+
+    /// Every node with its path, parents before children, sorted by path.
+    pub fn walk(&self) -> Result<Vec<(String, Node)>> {
+        let mut out = vec![];
+        let mut stack = vec![(String::new(), ROOT)];
+        while let Some((prefix, id)) = stack.pop() {
+            for c in self.children(id)? {
+                let path = if prefix.is_empty() {
+                    c.name.clone()
+                } else {
+                    format!("{prefix}/{}", c.name)
+                };
+                if c.kind == EntryKind::Dir {
+                    stack.push((path.clone(), c.id));
+                }
+                out.push((path, c));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The tree to commit: unchanged files keep their base chunks.
+    pub fn items(&self, base: Option<&Manifest>) -> Result<Vec<TreeItem>> {
+        let mut items = vec![];
+        for (path, n) in self.walk()? {
+            items.push(match (n.kind, n.content) {
+                (EntryKind::Dir, _) => TreeItem::Dir { path, mode: n.mode },
+                (EntryKind::Symlink, _) => TreeItem::Symlink {
+                    path,
+                    target: n.target.unwrap_or_default(),
+                },
+                (EntryKind::File, Content::Base(i)) => {
+                    let m = base.ok_or(StagingError::Invalid("base manifest missing"))?;
+                    let e = &m.entries[i as usize];
+                    let chunks = m
+                        .chunks_of(e)
+                        .iter()
+                        .map(|c| {
+                            (
+                                c.hash,
+                                crate::manifest::ChunkLocation {
+                                    pack: m.packs[c.pack as usize],
+                                    offset: c.offset,
+                                    len: c.len,
+                                },
+                            )
+                        })
+                        .collect();
+                    TreeItem::Stored {
+                        path,
+                        mode: n.mode,
+                        size: e.size,
+                        hash: e.hash,
+                        chunks,
+                    }
+                }
+                (EntryKind::File, _) => TreeItem::Local {
+                    path,
+                    mode: n.mode,
+                    file: self.data_path(n.id),
+                    size: n.size,
+                },
+            });
+        }
+        Ok(items)
+    }
+
+    /// What changed against the base manifest.
+    pub fn status(&self, base: Option<&Manifest>) -> Result<Vec<Change>> {
+        let now = self.walk()?;
+        let mut out = vec![];
+        let mut seen = std::collections::HashSet::new();
+        for (path, n) in &now {
+            let old = base.and_then(|m| m.get(path));
+            seen.insert(path.clone());
+            let change = match old {
+                None => Some("added"),
+                Some(e)
+                    if e.kind != n.kind
+                        || e.mode != n.mode
+                        || e.target.as_deref() != n.target.as_deref() =>
+                {
+                    Some("modified")
+                }
+                Some(_) if n.kind == EntryKind::File && n.content == Content::Local => {
+                    Some("modified")
+                }
+                Some(_) => None,
+            };
+            if let Some(change) = change {
+                out.push(Change {
+                    path: path.clone(),
+                    change,
+                });
+            }
+        }
+        if let Some(m) = base {
+            for e in &m.entries {
+                if !seen.contains(&*e.path) {
+                    out.push(Change {
+                        path: e.path.to_string(),
+                        change: "deleted",
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+}
+
+/// Where the staging area of an asset lives: under the data dir, keyed by
+/// store so two stores never share a working copy.
+pub fn staging_dir(data_home: &Path, store_url: &str, asset: &crate::names::AssetId) -> PathBuf {
+    let tag = blake3::hash(store_url.as_bytes()).to_hex();
+    data_home
+        .join("assetfs")
+        .join("staging")
+        .join(&tag[..16])
+        .join(asset.kind.as_str())
+        .join(asset.name.as_str())
+}
