@@ -72,6 +72,24 @@ enum Command {
         #[command(flatten)]
         commit: CommitArgs,
     },
+    /// Turn REF@staging (written through a mount) into the next version
+    Commit {
+        /// The asset, e.g. models/resnet
+        reference: String,
+        /// Wait for files still open for writing instead of refusing
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        commit: CommitArgs,
+    },
+    /// What REF@staging changed against its base version
+    Status { reference: String },
+    /// Discard REF@staging (asks first, unless --yes)
+    Reset {
+        reference: String,
+        #[arg(long)]
+        yes: bool,
+    },
     /// Materialise a version into a directory (re-runs fetch only what is missing)
     Get { reference: String, dir: PathBuf },
     /// List kinds, assets, versions, or the files of a version
@@ -249,40 +267,52 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         } => {
             let target = parse_ref(reference)?;
             ensure_marker(&store).await?;
-            let opts = PushOptions {
-                meta: meta_input(commit)?,
-                inputs: commit
-                    .inputs
-                    .iter()
-                    .map(|s| parse_ref(s))
-                    .collect::<Result<_>>()?,
-                aliases: commit.aliases.clone(),
-                progress: !cli.json,
-                cache_dir: Some(cache_dir(&cli)),
-                base: None,
-            };
+            let opts = push_options(&cli, commit)?;
             let out = assetfs::push::push(&catalog, &target, dir, opts).await?;
+            print_outcome(&out, cli.json);
+        }
+        Command::Commit {
+            reference,
+            wait,
+            commit,
+        } => {
+            let r = parse_ref(reference)?;
+            ensure_marker(&store).await?;
+            let staging = open_staging(&store, &r)?;
+            let opts = push_options(&cli, commit)?;
+            let out = assetfs::commit::commit(&catalog, &staging, &r, opts, *wait).await?;
+            print_outcome(&out, cli.json);
+        }
+        Command::Status { reference } => {
+            let r = parse_ref(reference)?;
+            let staging = open_staging(&store, &r)?;
+            let (base, changes) = assetfs::commit::status(&catalog, &staging, &r.asset).await?;
             if cli.json {
-                print_json(&json!({
-                    "ref": out.reference.to_string(),
-                    "version": out.version,
-                    "manifest": out.manifest,
-                    "files": out.files,
-                    "total_bytes": out.total_bytes,
-                    "new_bytes": out.stats.bytes_new,
-                    "new_chunks": out.stats.chunks_new,
-                    "reused_chunks": out.stats.chunks_reused,
-                    "packs": out.stats.packs,
-                }));
-            } else {
-                println!("{}", out.reference);
-                eprintln!(
-                    "{} files, {} ({} new in {} packs)",
-                    out.files,
-                    human_bytes(out.total_bytes),
-                    human_bytes(out.stats.bytes_new),
-                    out.stats.packs
+                print_json(
+                    &json!({"asset": r.asset.to_string(), "base": base, "changes": changes}),
                 );
+            } else {
+                match base {
+                    Some(v) => println!("{}@staging, based on {}", r.asset, r.asset.at(v)),
+                    None => println!("{}@staging, a new asset", r.asset),
+                }
+                for c in &changes {
+                    println!("{:<9} {}", c.change, c.path);
+                }
+                if changes.is_empty() {
+                    println!("(no changes)");
+                }
+            }
+        }
+        Command::Reset { reference, yes } => {
+            let r = parse_ref(reference)?;
+            let staging = open_staging(&store, &r)?;
+            if !*yes && !confirm(&format!("discard every change in {}@staging?", r.asset))? {
+                bail!("not confirmed; nothing was discarded (use --yes to skip the question)");
+            }
+            staging.reset()?;
+            if !cli.json {
+                println!("{}@staging reset", r.asset);
             }
         }
         Command::Get { reference, dir } => {
@@ -361,6 +391,66 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Cache { cmd } => cache_cmd(&cli, &store, cmd).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn push_options(cli: &Cli, commit: &CommitArgs) -> Result<PushOptions> {
+    Ok(PushOptions {
+        meta: meta_input(commit)?,
+        inputs: commit
+            .inputs
+            .iter()
+            .map(|s| parse_ref(s))
+            .collect::<Result<_>>()?,
+        aliases: commit.aliases.clone(),
+        progress: !cli.json,
+        cache_dir: Some(cache_dir(cli)),
+        base: None,
+    })
+}
+
+fn print_outcome(out: &assetfs::push::PushOutcome, as_json: bool) {
+    if as_json {
+        print_json(&json!({
+            "ref": out.reference.to_string(),
+            "version": out.version,
+            "manifest": out.manifest,
+            "files": out.files,
+            "total_bytes": out.total_bytes,
+            "new_bytes": out.stats.bytes_new,
+            "new_chunks": out.stats.chunks_new,
+            "reused_chunks": out.stats.chunks_reused,
+            "packs": out.stats.packs,
+        }));
+    } else {
+        println!("{}", out.reference);
+        eprintln!(
+            "{} files, {} ({} new in {} packs)",
+            out.files,
+            human_bytes(out.total_bytes),
+            human_bytes(out.stats.bytes_new),
+            out.stats.packs
+        );
+    }
+}
+
+fn open_staging(store: &Store, r: &Reference) -> Result<assetfs::staging::Staging> {
+    Ok(assetfs::commit::open_staging(
+        &store::data_home(),
+        store.url(),
+        &r.asset,
+    )?)
+}
+
+/// Asks on the terminal; anything but y/yes (or no terminal) is a no.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn meta_input(c: &CommitArgs) -> Result<MetaInput> {

@@ -34,6 +34,10 @@ pub fn errno(e: &VfsError) -> c_int {
         | VfsError::Catalog(CatalogError::NoVersions(_))
         | VfsError::Catalog(CatalogError::NoSuchAlias { .. }) => libc::ENOENT,
         VfsError::Catalog(_) => libc::EIO,
+        VfsError::Staging(e) => staging_errno(e),
+        VfsError::Invalid(_) => libc::EINVAL,
+        VfsError::NotPermitted(_) => libc::EPERM,
+        VfsError::CrossDevice(_) => libc::EXDEV,
     }
 }
 

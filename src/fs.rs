@@ -26,6 +26,15 @@ pub struct AssetFs {
 }
 
 impl AssetFs {
+    /// Unsupported operations: EROFS on committed versions, EOPNOTSUPP in staging.
+    fn not_writable(&self, ino: u64) -> libc::c_int {
+        if self.vfs.is_staging(ino) {
+            libc::EOPNOTSUPP
+        } else {
+            libc::EROFS
+        }
+    }
+
     pub fn new(vfs: Arc<Vfs>, rt: Handle) -> AssetFs {
         AssetFs {
             vfs,
@@ -107,15 +116,18 @@ impl Filesystem for AssetFs {
         });
     }
 
-    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let vfs = self.vfs.clone();
+        let pid = req.pid();
         self.rt.spawn(async move {
-            match vfs.open(ino, flags).await {
+            match vfs.open(ino, flags, pid).await {
                 // Versions are immutable: keep the page cache across opens. A
                 // sidecar bypasses it, so each handle reads the snapshot it opened.
                 Ok(fh) if vfs.is_immutable(ino) => {
                     reply.opened(fh, fuser::consts::FOPEN_KEEP_CACHE)
                 }
+                // Staging files: ordinary page caching, dropped at each open.
+                Ok(fh) if vfs.is_staging(ino) => reply.opened(fh, 0),
                 Ok(fh) => reply.opened(fh, fuser::consts::FOPEN_DIRECT_IO),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -217,16 +229,17 @@ impl Filesystem for AssetFs {
         });
     }
 
-    // Everything below modifies the tree: committed versions are immutable.
+    // Everything below modifies the tree: only `@staging` accepts it; committed
+    // versions answer EROFS (decided in `vfs`).
 
     fn setattr(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
-        _mode: Option<u32>,
+        ino: u64,
+        mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
-        _size: Option<u64>,
+        size: Option<u64>,
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
@@ -237,133 +250,245 @@ impl Filesystem for AssetFs {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
-        reply.error(libc::EROFS);
+        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
+        self.rt.spawn(async move {
+            match vfs.setattr(ino, mode, size).await {
+                Ok(a) => reply.attr(&a.ttl, &to_fuse(&a, uid, gid)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn mknod(
         &mut self,
         _req: &Request<'_>,
-        _parent: u64,
+        parent: u64,
         _name: &OsStr,
         _mode: u32,
         _umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(libc::EROFS);
+        // Device nodes and FIFOs have no place in a model or feature set.
+        reply.error(if self.vfs.is_staging(parent) {
+            libc::EPERM
+        } else {
+            libc::EROFS
+        });
     }
 
     fn mkdir(
         &mut self,
         _req: &Request<'_>,
-        _parent: u64,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(libc::EROFS);
+        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
+        let Some(name) = name_str(name) else {
+            return reply.error(libc::EINVAL);
+        };
+        self.rt.spawn(async move {
+            match vfs.mkdir(parent, &name, mode & !umask).await {
+                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), 0),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
-    fn unlink(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(libc::EROFS);
+    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let vfs = self.vfs.clone();
+        let Some(name) = name_str(name) else {
+            return reply.error(libc::ENOENT);
+        };
+        self.rt.spawn(async move {
+            match vfs.unlink(parent, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
-    fn rmdir(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(libc::EROFS);
+    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let vfs = self.vfs.clone();
+        let Some(name) = name_str(name) else {
+            return reply.error(libc::ENOENT);
+        };
+        self.rt.spawn(async move {
+            match vfs.rmdir(parent, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn symlink(
         &mut self,
         _req: &Request<'_>,
-        _parent: u64,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
+        parent: u64,
+        link_name: &OsStr,
+        target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        reply.error(libc::EROFS);
+        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
+        let (Some(name), Some(target)) = (name_str(link_name), target.to_str().map(str::to_string))
+        else {
+            return reply.error(libc::EINVAL);
+        };
+        self.rt.spawn(async move {
+            match vfs.symlink(parent, &name, &target).await {
+                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), 0),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn rename(
         &mut self,
         _req: &Request<'_>,
-        _parent: u64,
-        _name: &OsStr,
-        _newparent: u64,
-        _newname: &OsStr,
-        _flags: u32,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(libc::EROFS);
+        if flags != 0 {
+            // RENAME_EXCHANGE / RENAME_NOREPLACE are not supported.
+            return reply.error(libc::EINVAL);
+        }
+        let vfs = self.vfs.clone();
+        let (Some(name), Some(newname)) = (name_str(name), name_str(newname)) else {
+            return reply.error(libc::ENOENT);
+        };
+        self.rt.spawn(async move {
+            match vfs.rename(parent, &name, newparent, &newname).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn link(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         _newparent: u64,
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(libc::EROFS);
+        let vfs = self.vfs.clone();
+        self.rt.spawn(async move {
+            match vfs.link(ino).await {
+                Ok(_) => reply.error(libc::EPERM),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn write(
         &mut self,
         _req: &Request<'_>,
         _ino: u64,
-        _fh: u64,
-        _offset: i64,
-        _data: &[u8],
+        fh: u64,
+        offset: i64,
+        data: &[u8],
         _write_flags: u32,
         _flags: i32,
         _lock_owner: Option<u64>,
         reply: ReplyWrite,
     ) {
-        reply.error(libc::EROFS);
+        let vfs = self.vfs.clone();
+        let data = data.to_vec();
+        self.rt.spawn(async move {
+            match vfs.write(fh, offset.max(0) as u64, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn create(
         &mut self,
-        _req: &Request<'_>,
-        _parent: u64,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(libc::EROFS);
+        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
+        let pid = req.pid();
+        let Some(name) = name_str(name) else {
+            return reply.error(libc::EINVAL);
+        };
+        self.rt.spawn(async move {
+            match vfs.create(parent, &name, mode & !umask, pid).await {
+                Ok((a, fh)) => reply.created(&a.ttl, &to_fuse(&a, uid, gid), 0, fh, 0),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn fsync(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let vfs = self.vfs.clone();
+        self.rt.spawn(async move {
+            match vfs.fsync(fh).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn flush(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _lock_owner: u64,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
     }
 
     fn setxattr(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         _name: &OsStr,
         _value: &[u8],
         _flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(libc::EROFS);
+        reply.error(self.not_writable(ino));
     }
 
-    fn removexattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(libc::EROFS);
+    fn removexattr(&mut self, _req: &Request<'_>, ino: u64, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(self.not_writable(ino));
     }
 
     fn fallocate(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         _fh: u64,
         _offset: i64,
         _length: i64,
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(libc::EROFS);
+        reply.error(self.not_writable(ino));
     }
 }
 

@@ -9,11 +9,15 @@
 //! - [`meta`]: version metadata and the sidecar JSON
 //! - [`push`], [`get`], [`verify`], [`diff`]: the data commands
 //! - [`fetch`]: verified, range-grouped chunk reads
+//! - [`context`], [`secrets`], [`schema`], [`npy`]: version context capture and checks
+//! - [`lineage`], [`history`], [`vtest`]: lineage queries, `log`, stored input/output tests
 
 pub mod cache;
 pub mod catalog;
 pub mod catalog_cache;
 pub mod chunker;
+pub mod commit;
+pub mod context;
 pub mod diff;
 pub mod errno;
 pub mod faults;
@@ -21,17 +25,24 @@ pub mod fetch;
 pub mod fs;
 pub mod fsutil;
 pub mod get;
+pub mod history;
 pub mod ids;
+pub mod lineage;
 pub mod manifest;
 pub mod meta;
 pub mod mount;
 pub mod names;
+pub mod npy;
 pub mod packer;
 pub mod prefetch;
 pub mod progress;
 pub mod push;
 pub mod reader;
+pub mod schema;
+pub mod secrets;
 pub mod staging;
 pub mod store;
 pub mod verify;
 pub mod vfs;
+pub mod vfs_staging;
+pub mod vtest;

@@ -127,6 +127,7 @@ pub async fn prepare(store: Store, cfg: &MountConfig) -> Result<(Arc<Vfs>, Strin
     }
     let vfs_cfg = VfsConfig {
         refresh: cfg.refresh,
+        staging_home: (!cfg.read_only).then(crate::store::data_home),
     };
     let status;
     let vfs = match failure {

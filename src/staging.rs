@@ -144,7 +144,7 @@ impl Staging {
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
              CREATE TABLE IF NOT EXISTS nodes (
-                 id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name TEXT NOT NULL,
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER NOT NULL, name TEXT NOT NULL,
                  kind INTEGER NOT NULL, mode INTEGER NOT NULL, size INTEGER NOT NULL,
                  base INTEGER, local INTEGER NOT NULL DEFAULT 0, target TEXT);
              CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_name ON nodes(parent, name);
@@ -240,6 +240,7 @@ impl Staging {
     /// Forgets everything: the next `init` starts from a new base.
     pub fn reset(&self) -> Result<()> {
         let db = self.db();
+        // AUTOINCREMENT ids are never reused, so a stale inode cannot alias a new node.
         db.execute_batch("DELETE FROM nodes; DELETE FROM meta; DELETE FROM writers;")?;
         drop(db);
         let data = self.dir.join("data");
@@ -461,6 +462,23 @@ impl Staging {
         fill(&mut f)?;
         f.sync_all()?;
         drop(f);
+        std::fs::rename(&tmp, self.data_path(id))?;
+        self.db().execute(
+            "UPDATE nodes SET local = 1, base = NULL WHERE id = ?1",
+            [id as i64],
+        )?;
+        self.get(id)
+    }
+
+    /// A path where a copy-up can be assembled before [`Staging::adopt_copy`].
+    pub fn copy_path(&self, id: u64) -> PathBuf {
+        self.dir.join("data").join(format!("{id}.copyup"))
+    }
+
+    /// Makes the fully written file at [`Staging::copy_path`] the node's content.
+    pub fn adopt_copy(&self, id: u64) -> Result<Node> {
+        let tmp = self.copy_path(id);
+        File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, self.data_path(id))?;
         self.db().execute(
             "UPDATE nodes SET local = 1, base = NULL WHERE id = ?1",

@@ -54,6 +54,14 @@ pub enum VfsError {
     Read(#[from] ReadError),
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
+    #[error("staging: {0}")]
+    Staging(#[from] crate::staging::StagingError),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("not permitted: {0}")]
+    NotPermitted(&'static str),
+    #[error("cross-device: {0}")]
+    CrossDevice(&'static str),
 }
 
 pub type Result<T, E = VfsError> = std::result::Result<T, E>;
@@ -87,6 +95,8 @@ pub struct DirEntry {
 pub struct VfsConfig {
     /// How often listings of versions and aliases are refreshed.
     pub refresh: Duration,
+    /// Where staging areas live (the data dir); `None` disables `@staging`.
+    pub staging_home: Option<std::path::PathBuf>,
 }
 
 /// A committed version that the mount has looked at.
@@ -101,20 +111,21 @@ pub struct VersionSlot {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Misc {
+pub(crate) enum Misc {
     Sidecar(AssetId, u64),
     Alias(AssetId, String),
 }
 
-enum Node {
+pub(crate) enum Node {
     Root,
     KindDir(Kind),
     VersionRoot(Arc<VersionSlot>),
     Entry(Arc<VersionSlot>, u32),
     Misc(Misc),
+    Staging(Arc<crate::vfs_staging::StagingSlot>, u64),
 }
 
-enum OpenFile {
+pub(crate) enum OpenFile {
     Version {
         manifest: Arc<Manifest>,
         idx: u32,
@@ -122,6 +133,12 @@ enum OpenFile {
         readahead: Mutex<ReadAhead>,
     },
     Bytes(Bytes),
+    Staging {
+        slot: Arc<crate::vfs_staging::StagingSlot>,
+        id: u64,
+        writable: bool,
+        pid: u32,
+    },
 }
 
 struct CachedListing {
@@ -130,18 +147,19 @@ struct CachedListing {
 }
 
 pub struct Vfs {
-    meta: CatalogCache,
-    source: Arc<ChunkSource>,
-    cfg: VfsConfig,
+    pub(crate) meta: CatalogCache,
+    pub(crate) source: Arc<ChunkSource>,
+    pub(crate) cfg: VfsConfig,
+    pub(crate) staging: crate::vfs_staging::StagingTable,
     slots: RwLock<Vec<Arc<VersionSlot>>>,
     slot_ids: Mutex<HashMap<(AssetId, u64), u32>>,
     misc: RwLock<Vec<Misc>>,
     misc_ids: Mutex<HashMap<Misc, u64>>,
     listings: Mutex<HashMap<Kind, CachedListing>>,
     sidecars: Mutex<HashMap<(AssetId, u64), (Instant, Bytes)>>,
-    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    next_fh: std::sync::atomic::AtomicU64,
-    mounted_at: SystemTime,
+    pub(crate) handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    pub(crate) next_fh: std::sync::atomic::AtomicU64,
+    pub(crate) mounted_at: SystemTime,
 }
 
 fn kind_ino(k: Kind) -> u64 {
@@ -163,6 +181,7 @@ impl Vfs {
             misc_ids: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
             sidecars: Mutex::new(HashMap::new()),
+            staging: Default::default(),
             handles: Mutex::new(HashMap::new()),
             next_fh: std::sync::atomic::AtomicU64::new(1),
             mounted_at: SystemTime::now(),
@@ -259,7 +278,10 @@ impl Vfs {
         ino
     }
 
-    fn node(&self, ino: u64) -> Result<Node> {
+    pub(crate) fn node(&self, ino: u64) -> Result<Node> {
+        if let Some(n) = self.staging_node(ino) {
+            return n;
+        }
         match ino {
             ROOT => return Ok(Node::Root),
             2 => return Ok(Node::KindDir(Kind::Models)),
@@ -328,6 +350,7 @@ impl Vfs {
 
     pub async fn getattr(&self, ino: u64) -> Result<Attr> {
         match self.node(ino)? {
+            Node::Staging(slot, id) => self.staging_attr(&slot, id),
             Node::Root | Node::KindDir(_) => {
                 Ok(self.dir_attr(ino, self.cfg.refresh, self.mounted_at))
             }
@@ -443,6 +466,10 @@ impl Vfs {
             Node::VersionRoot(vs) => self.lookup_in_version(&vs, None, name).await,
             Node::Entry(vs, i) => self.lookup_in_version(&vs, Some(i), name).await,
             Node::Misc(_) => Err(VfsError::NotDir),
+            Node::Staging(slot, id) => {
+                let n = slot.st()?.lookup(id, name)?;
+                self.staging_attr(&slot, n.id)
+            }
         }
     }
 
@@ -456,6 +483,10 @@ impl Vfs {
             kind,
             name: AssetName::parse(asset_name).map_err(|_| VfsError::NotFound)?,
         };
+        if sel == "staging" && !sidecar {
+            let slot = self.staging_for(&asset, false).await?;
+            return self.staging_attr(&slot, crate::staging::ROOT);
+        }
         if let Ok(v) = parse_version(sel) {
             if !self.version_exists(&asset, v).await? {
                 return Err(VfsError::NotFound);
@@ -510,6 +541,7 @@ impl Vfs {
         let all = match self.node(ino)? {
             Node::VersionRoot(vs) => return self.version_children(&vs, None, offset, limit).await,
             Node::Entry(vs, i) => return self.version_children(&vs, Some(i), offset, limit).await,
+            Node::Staging(slot, id) => return self.staging_children(&slot, id, offset, limit),
             other => self.small_dir(other).await?,
         };
         Ok(all.into_iter().skip(offset).take(limit).collect())
@@ -528,6 +560,16 @@ impl Vfs {
             Node::KindDir(kind) => {
                 let listing = self.listing(kind, false).await?;
                 let mut out = vec![];
+                for name in self.staged_only_assets(kind) {
+                    if !listing.assets.contains_key(name.as_str()) {
+                        let asset = AssetId { kind, name };
+                        out.push(DirEntry {
+                            ino: self.staging_root_ino(&asset),
+                            kind: FileKind::Dir,
+                            name: format!("{}@staging", asset.name),
+                        });
+                    }
+                }
                 for (name, state) in &listing.assets {
                     let asset = AssetId {
                         kind,
@@ -543,6 +585,13 @@ impl Vfs {
                             ino: self.misc_ino(Misc::Sidecar(asset.clone(), *v)),
                             kind: FileKind::File,
                             name: format!("{name}@{v}.json"),
+                        });
+                    }
+                    if self.cfg.staging_home.is_some() {
+                        out.push(DirEntry {
+                            ino: self.staging_root_ino(&asset),
+                            kind: FileKind::Dir,
+                            name: format!("{name}@staging"),
                         });
                     }
                     let aliases = state
@@ -640,12 +689,16 @@ impl Vfs {
                     .map(str::to_string)
                     .ok_or(VfsError::NotSymlink)
             }
+            Node::Staging(slot, id) => slot.st()?.get(id)?.target.ok_or(VfsError::NotSymlink),
             _ => Err(VfsError::NotSymlink),
         }
     }
 
-    /// Opens a file for reading. Any write access is refused.
-    pub async fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+    /// Opens a file. Write access is refused outside `@staging`.
+    pub async fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<u64> {
+        if let Node::Staging(slot, id) = self.node(ino)? {
+            return self.staging_open(slot, id, flags, pid).await;
+        }
         let acc = flags & libc::O_ACCMODE;
         if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return Err(VfsError::ReadOnly);
@@ -689,7 +742,40 @@ impl Vfs {
     }
 
     pub fn release(&self, fh: u64) {
-        self.handles.lock().expect("handles lock").remove(&fh);
+        let f = self.handles.lock().expect("handles lock").remove(&fh);
+        if let Some(f) = f {
+            if let OpenFile::Staging {
+                slot,
+                id,
+                writable: true,
+                pid,
+            } = &*f
+            {
+                if let Err(e) = slot.st().and_then(|st| Ok(st.remove_writer(*id, *pid)?)) {
+                    tracing::warn!("staging writer bookkeeping: {e}");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn handle(&self, fh: u64) -> Result<Arc<OpenFile>> {
+        self.handles
+            .lock()
+            .expect("handles lock")
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)
+    }
+
+    pub(crate) fn add_handle(&self, f: OpenFile) -> u64 {
+        let fh = self
+            .next_fh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.handles
+            .lock()
+            .expect("handles lock")
+            .insert(fh, Arc::new(f));
+        fh
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
@@ -719,6 +805,7 @@ impl Vfs {
                 let e = &manifest.entries[*idx as usize];
                 Ok(read_range(&self.source, manifest, e, map, offset, size as u64, ahead).await?)
             }
+            OpenFile::Staging { slot, id, .. } => self.staging_read(slot, *id, offset, size).await,
         }
     }
 
@@ -790,6 +877,7 @@ mod tests {
             source,
             VfsConfig {
                 refresh: Duration::from_secs(30),
+                staging_home: None,
             },
         );
         (vfs, big)
@@ -823,7 +911,7 @@ mod tests {
         assert_eq!(f.size, big.len() as u64);
         assert_eq!(f.ttl, FOREVER);
 
-        let fh = vfs.open(f.ino, libc::O_RDONLY).await.unwrap();
+        let fh = vfs.open(f.ino, libc::O_RDONLY, 1).await.unwrap();
         let mut got = vec![];
         let mut off = 0u64;
         while off < f.size {
@@ -845,17 +933,17 @@ mod tests {
         ));
         for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
             assert!(matches!(
-                vfs.open(f.ino, flags).await,
+                vfs.open(f.ino, flags, 1).await,
                 Err(VfsError::ReadOnly)
             ));
         }
         assert_eq!(
-            crate::errno::errno(&vfs.open(f.ino, libc::O_WRONLY).await.unwrap_err()),
+            crate::errno::errno(&vfs.open(f.ino, libc::O_WRONLY, 1).await.unwrap_err()),
             libc::EROFS
         );
 
         let side = vfs.lookup(models.ino, "m@1.json").await.unwrap();
-        let fh = vfs.open(side.ino, libc::O_RDONLY).await.unwrap();
+        let fh = vfs.open(side.ino, libc::O_RDONLY, 1).await.unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&vfs.read(fh, 0, 1 << 20).await.unwrap()).unwrap();
         assert_eq!(json["version"], 1);

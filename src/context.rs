@@ -1,0 +1,463 @@
+//! Capturing the context of a version (DESIGN.md section 3) from the command
+//! line, and the checks that need the directory being committed.
+//!
+//! [`ContextOptions`] are the flags `push` (and `commit`) share. They are
+//! merged into [`MetaInput`] on top of `--meta-file` (flags win over a
+//! `--context-file`, which wins over the meta file's `context`):
+//!
+//! | flag | stored in |
+//! | --- | --- |
+//! | `--context-file F` (JSON or TOML object) | `context.*` |
+//! | `--framework`, `--command`, `--paper URL` | `context.framework`, `.command`, `.paper` |
+//! | `--container IMAGE@sha256:<64 hex>` | `context.container` |
+//! | `--log PATH` (a file inside the version) | `context.log` |
+//! | `--metric NAME=NUMBER`, `--metrics-file F` | `metrics.NAME` |
+//! | `--source TEXT` | `lineage.source` |
+//! | `--tests-file F` (JSON array) | appended to `tests` |
+//!
+//! [`check_version_dir`] runs before anything is uploaded: it validates
+//! `context.container`, `context.paper`, `context.log` and the stored tests
+//! against the directory, and for a feature snapshot adds the `schema`
+//! summary (see [`crate::schema`]).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Number, Value};
+
+use crate::meta::MetaInput;
+use crate::names::Kind;
+use crate::vtest::SpecError;
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ContextOptions {
+    /// JSON or TOML object of context fields (framework, command, paper, container, log, notes, ...)
+    #[arg(long = "context-file", value_name = "FILE")]
+    pub context_file: Option<PathBuf>,
+    /// Framework and version, e.g. "pytorch 2.3"
+    #[arg(long, value_name = "TEXT")]
+    pub framework: Option<String>,
+    /// How to run or reproduce this version, e.g. "python train.py --epochs 3"
+    #[arg(long = "command", value_name = "CMD")]
+    pub command: Option<String>,
+    /// Paper or project link
+    #[arg(long, value_name = "URL")]
+    pub paper: Option<String>,
+    /// Container image pinned by digest: IMAGE@sha256:<64 hex digits>
+    #[arg(long, value_name = "IMAGE@sha256:DIGEST")]
+    pub container: Option<String>,
+    /// The training log: a file inside the version being committed
+    #[arg(long = "log", value_name = "PATH")]
+    pub log: Option<String>,
+    /// A metric, stored under `metrics` (repeatable)
+    #[arg(long = "metric", value_name = "NAME=NUMBER")]
+    pub metrics: Vec<String>,
+    /// JSON object of metric names to numbers
+    #[arg(long = "metrics-file", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// How the data was chosen (for feature snapshots), stored in `lineage.source`
+    #[arg(long, value_name = "TEXT")]
+    pub source: Option<String>,
+    /// JSON array of stored input/output tests (see `assetfs test`)
+    #[arg(long = "tests-file", value_name = "FILE")]
+    pub tests_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("{flag} {path}: {why}")]
+    File {
+        flag: &'static str,
+        path: String,
+        why: String,
+    },
+    #[error("--metric {0:?}: expected NAME=NUMBER with a finite number")]
+    Metric(String),
+    #[error("container {0:?}: expected IMAGE@sha256:<64 hex digits>, an image pinned by digest (a tag can move)")]
+    Container(String),
+    #[error("paper link {0:?}: expected an absolute URL, e.g. https://arxiv.org/abs/...")]
+    Paper(String),
+    #[error("training log {path:?}: {why}")]
+    Log { path: String, why: String },
+    #[error("metadata field `{field}` must be {expected}")]
+    Shape {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("metadata field `schema` is computed by assetfs for feature snapshots and cannot be set")]
+    SchemaReserved,
+    #[error(transparent)]
+    Tests(#[from] SpecError),
+}
+
+impl ContextOptions {
+    /// Merges the flags into the metadata.
+    pub fn apply(&self, meta: &mut MetaInput) -> Result<(), ContextError> {
+        let mut context = take_object(meta, "context", "a JSON object")?;
+        if let Some(p) = &self.context_file {
+            for (k, v) in read_object(p, "--context-file")? {
+                context.insert(k, v);
+            }
+        }
+        for (k, v) in [
+            ("framework", &self.framework),
+            ("command", &self.command),
+            ("paper", &self.paper),
+            ("container", &self.container),
+            ("log", &self.log),
+        ] {
+            if let Some(v) = v {
+                context.insert(k.into(), v.clone().into());
+            }
+        }
+        if !context.is_empty() || meta.fields.contains_key("context") {
+            meta.fields.insert("context".into(), Value::Object(context));
+        }
+
+        let mut metrics = take_object(meta, "metrics", "an object of numbers")?;
+        if let Some(p) = &self.metrics_file {
+            for (k, v) in read_object(p, "--metrics-file")? {
+                if !v.is_number() {
+                    return Err(ContextError::File {
+                        flag: "--metrics-file",
+                        path: p.display().to_string(),
+                        why: format!("metric {k:?} is not a number"),
+                    });
+                }
+                metrics.insert(k, v);
+            }
+        }
+        for m in &self.metrics {
+            let (k, v) = parse_metric(m)?;
+            metrics.insert(k, v);
+        }
+        if !metrics.is_empty() || meta.fields.contains_key("metrics") {
+            meta.fields.insert("metrics".into(), Value::Object(metrics));
+        }
+
+        if let Some(s) = &self.source {
+            let mut lineage = take_object(meta, "lineage", "a JSON object")?;
+            lineage.insert("source".into(), s.clone().into());
+            meta.fields.insert("lineage".into(), Value::Object(lineage));
+        }
+
+        if let Some(p) = &self.tests_file {
+            let file_err = |why: String| ContextError::File {
+                flag: "--tests-file",
+                path: p.display().to_string(),
+                why,
+            };
+            let text = std::fs::read_to_string(p).map_err(|e| file_err(e.to_string()))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+            let Value::Array(new) = v else {
+                return Err(file_err("expected a JSON array of tests".into()));
+            };
+            let mut tests = match meta.fields.remove("tests") {
+                None => vec![],
+                Some(Value::Array(a)) => a,
+                Some(_) => {
+                    return Err(ContextError::Shape {
+                        field: "tests",
+                        expected: "a JSON array",
+                    })
+                }
+            };
+            tests.extend(new);
+            meta.fields.insert("tests".into(), Value::Array(tests));
+        }
+        Ok(())
+    }
+}
+
+/// Removes `field` from the metadata and returns it as an object (empty when
+/// absent).
+fn take_object(
+    meta: &mut MetaInput,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<Map<String, Value>, ContextError> {
+    match meta.fields.get(field) {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(_) => Err(ContextError::Shape { field, expected }),
+    }
+}
+
+/// `NAME=NUMBER`.
+pub fn parse_metric(s: &str) -> Result<(String, Value), ContextError> {
+    let bad = || ContextError::Metric(s.to_string());
+    let (k, v) = s.split_once('=').ok_or_else(bad)?;
+    let (k, v) = (k.trim(), v.trim());
+    if k.is_empty() {
+        return Err(bad());
+    }
+    let n = match serde_json::from_str::<Number>(v) {
+        Ok(n) => n,
+        Err(_) => v
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .ok_or_else(bad)?,
+    };
+    Ok((k.to_string(), Value::Number(n)))
+}
+
+/// A JSON or TOML file holding an object: TOML for `.toml`, JSON for
+/// `.json`, otherwise whichever parses.
+fn read_object(path: &Path, flag: &'static str) -> Result<Map<String, Value>, ContextError> {
+    let err = |why: String| ContextError::File {
+        flag,
+        path: path.display().to_string(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let from_toml = |text: &str| -> Result<Value, String> {
+        let t: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        toml_to_json(toml::Value::Table(t))
+    };
+    let v = match ext.as_deref() {
+        Some("toml") => from_toml(&text).map_err(|e| err(format!("not valid TOML: {e}")))?,
+        Some("json") => serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?,
+        _ => match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(json_err) => from_toml(&text)
+                .map_err(|_| err(format!("neither JSON ({json_err}) nor TOML")))?,
+        },
+    };
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(err("expected an object".into())),
+    }
+}
+
+fn toml_to_json(v: toml::Value) -> Result<Value, String> {
+    Ok(match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} cannot be stored in JSON"))?,
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(
+            a.into_iter()
+                .map(toml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        toml::Value::Table(t) => Value::Object(
+            t.into_iter()
+                .map(|(k, v)| Ok((k, toml_to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+/// `IMAGE@sha256:<64 lowercase hex>`.
+pub fn check_container(s: &str) -> Result<(), ContextError> {
+    let ok = s.rsplit_once("@sha256:").is_some_and(|(image, digest)| {
+        !image.is_empty()
+            && !image.chars().any(char::is_whitespace)
+            && digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ContextError::Container(s.to_string()))
+    }
+}
+
+pub fn check_paper(s: &str) -> Result<(), ContextError> {
+    match url::Url::parse(s) {
+        Ok(u) if u.has_host() || u.scheme() == "doi" => Ok(()),
+        _ => Err(ContextError::Paper(s.to_string())),
+    }
+}
+
+/// The checks that need the directory being committed, before anything is
+/// uploaded; adds the schema summary of a feature snapshot.
+pub fn check_version_dir(meta: &mut MetaInput, kind: Kind, dir: &Path) -> Result<(), ContextError> {
+    if let Some(Value::Object(ctx)) = meta.fields.get_mut("context") {
+        match ctx.get("container") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => check_container(s)?,
+            Some(other) => return Err(ContextError::Container(other.to_string())),
+        }
+        match ctx.get("paper") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => check_paper(s)?,
+            Some(other) => return Err(ContextError::Paper(other.to_string())),
+        }
+        match ctx.get("log") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                let rel = log_path(s, dir)?;
+                ctx.insert("log".into(), rel.into());
+            }
+            Some(other) => {
+                return Err(ContextError::Log {
+                    path: other.to_string(),
+                    why: "must be a path (a string)".into(),
+                })
+            }
+        }
+    }
+    if let Some(tests) = meta.fields.get("tests") {
+        let specs = crate::vtest::parse_specs(tests)?;
+        crate::vtest::check_files(&specs, dir)?;
+    }
+    if kind == Kind::Features {
+        if meta.fields.contains_key("schema") {
+            return Err(ContextError::SchemaReserved);
+        }
+        meta.fields
+            .insert("schema".into(), crate::schema::summarise_dir(dir));
+    }
+    Ok(())
+}
+
+/// The log's path relative to the version root: given relative to it, or as
+/// a path (absolute or relative to the working directory) inside `dir`.
+fn log_path(s: &str, dir: &Path) -> Result<String, ContextError> {
+    let err = |why: String| ContextError::Log {
+        path: s.to_string(),
+        why,
+    };
+    let candidate = Path::new(s);
+    let rel = if candidate.is_absolute() {
+        let (Ok(abs), Ok(root)) = (std::fs::canonicalize(candidate), std::fs::canonicalize(dir))
+        else {
+            return Err(err(format!("not a file inside {}", dir.display())));
+        };
+        abs.strip_prefix(&root)
+            .map_err(|_| err(format!("is outside the version being committed ({})", dir.display())))?
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        crate::vtest::check_rel_path(s).map_err(err)?;
+        s.trim_start_matches("./").to_string()
+    };
+    if !dir.join(&rel).is_file() {
+        return Err(err(format!(
+            "not a file in the version being committed ({}); give its path inside the version",
+            dir.display()
+        )));
+    }
+    Ok(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flags_merge_over_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("ctx.toml");
+        std::fs::write(
+            &toml_path,
+            "framework = \"jax\"\nnotes = \"from toml\"\n[hyper]\nlr = 0.1\nwhen = 2024-01-02\n",
+        )
+        .unwrap();
+        let metrics_path = dir.path().join("m.json");
+        std::fs::write(&metrics_path, r#"{"auc": 0.8, "loss": 2}"#).unwrap();
+        let mut meta = MetaInput::default();
+        meta.fields
+            .insert("context".into(), json!({"framework": "tf", "kept": 1}));
+        meta.fields.insert("metrics".into(), json!({"old": 1}));
+        let opts = ContextOptions {
+            context_file: Some(toml_path),
+            command: Some("python train.py".into()),
+            metrics: vec!["auc=0.9".into(), "n=3".into()],
+            metrics_file: Some(metrics_path),
+            source: Some("clicks of 2024-01".into()),
+            ..Default::default()
+        };
+        opts.apply(&mut meta).unwrap();
+        assert_eq!(
+            Value::Object(meta.fields.clone()),
+            json!({
+                "context": {"framework": "jax", "kept": 1, "notes": "from toml",
+                            "hyper": {"lr": 0.1, "when": "2024-01-02"},
+                            "command": "python train.py"},
+                "metrics": {"old": 1, "auc": 0.9, "loss": 2, "n": 3},
+                "lineage": {"source": "clicks of 2024-01"}
+            })
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for m in ["acc", "=1", "acc=high", "acc=NaN", "acc=inf"] {
+            assert!(parse_metric(m).is_err(), "{m}");
+        }
+        assert_eq!(parse_metric("a=1e-3").unwrap().1, json!(0.001));
+        let digest = "a".repeat(64);
+        check_container(&format!("ghcr.io/org/img:1.0@sha256:{digest}")).unwrap();
+        for c in [
+            "ghcr.io/org/img:1.0".to_string(),
+            format!("@sha256:{digest}"),
+            format!("img@sha256:{}", "A".repeat(64)),
+            format!("img@sha256:{}", "a".repeat(63)),
+        ] {
+            assert!(check_container(&c).is_err(), "{c}");
+        }
+        check_paper("https://arxiv.org/abs/1706.03762").unwrap();
+        assert!(check_paper("arxiv 1706.03762").is_err());
+    }
+
+    #[test]
+    fn dir_checks_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        std::fs::write(dir.path().join("logs/train.log"), "ok").unwrap();
+        std::fs::write(dir.path().join("a.csv"), "x\n1\n").unwrap();
+        let mut meta = MetaInput::default();
+        meta.fields
+            .insert("context".into(), json!({"log": "./logs/train.log"}));
+        check_version_dir(&mut meta, Kind::Features, dir.path()).unwrap();
+        assert_eq!(meta.fields["context"]["log"], "logs/train.log");
+        assert_eq!(meta.fields["schema"]["files"]["a.csv"]["rows"], 1);
+
+        let abs = dir.path().join("logs/train.log");
+        let mut meta = MetaInput::default();
+        meta.fields
+            .insert("context".into(), json!({"log": abs.to_str().unwrap()}));
+        check_version_dir(&mut meta, Kind::Models, dir.path()).unwrap();
+        assert_eq!(meta.fields["context"]["log"], "logs/train.log");
+        assert!(!meta.fields.contains_key("schema"));
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path().join("other.log");
+        std::fs::write(&outside, "x").unwrap();
+        for (ctx, word) in [
+            (json!({"log": "logs/missing.log"}), "not a file"),
+            (json!({"log": "../x"}), ".."),
+            (json!({"log": outside.to_str().unwrap()}), "outside"),
+            (json!({"container": "img:latest"}), "sha256"),
+        ] {
+            let mut meta = MetaInput::default();
+            meta.fields.insert("context".into(), ctx);
+            let e = check_version_dir(&mut meta, Kind::Models, dir.path()).unwrap_err();
+            assert!(e.to_string().contains(word), "{e}");
+        }
+        let mut meta = MetaInput::default();
+        meta.fields.insert(
+            "tests".into(),
+            json!([{"name": "t", "command": "cat {input}", "input": "a.csv", "expected": "nope.csv"}]),
+        );
+        let e = check_version_dir(&mut meta, Kind::Models, dir.path()).unwrap_err();
+        assert!(e.to_string().contains("nope.csv"), "{e}");
+        let mut meta = MetaInput::default();
+        meta.fields.insert("schema".into(), json!({}));
+        assert!(matches!(
+            check_version_dir(&mut meta, Kind::Features, dir.path()),
+            Err(ContextError::SchemaReserved)
+        ));
+    }
+}
