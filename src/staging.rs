@@ -403,7 +403,7 @@ impl Staging {
             return Err(StagingError::Invalid("cannot move a directory into itself"));
         }
         match self.lookup(newparent, newname) {
-            Ok(dst) if dst.id == src.id => return Ok(()),
+            Ok(dst) if dst.id == src.id => Ok(()),
             // Replacing an ancestor of the source: the kernel says ENOTEMPTY.
             Ok(dst) if dst.kind == EntryKind::Dir && self.is_ancestor(dst.id, src.parent)? => {
                 Err(StagingError::NotEmpty)
