@@ -257,13 +257,27 @@ impl Staging {
 
     pub fn get(&self, id: u64) -> Result<Node> {
         let db = self.db();
-        db.query_row(
-            &format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"),
-            [id as i64],
-            row_node,
-        )
-        .optional()?
-        .ok_or(StagingError::NotFound)
+        let n = db
+            .query_row(
+                &format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"),
+                [id as i64],
+                row_node,
+            )
+            .optional()?
+            .ok_or(StagingError::NotFound)?;
+        drop(db);
+        Ok(self.with_size(n))
+    }
+
+    /// A local file's size is its data file's length: writes then need no
+    /// index update (and no fsync of the index) at all.
+    fn with_size(&self, mut n: Node) -> Node {
+        if n.content == Content::Local {
+            if let Ok(md) = std::fs::metadata(self.data_path(n.id)) {
+                n.size = md.len();
+            }
+        }
+        n
     }
 
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Node> {
@@ -272,13 +286,16 @@ impl Staging {
             return Err(StagingError::NotDir);
         }
         let db = self.db();
-        db.query_row(
-            &format!("SELECT {NODE_COLS} FROM nodes WHERE parent = ?1 AND name = ?2"),
-            params![parent as i64, name],
-            row_node,
-        )
-        .optional()?
-        .ok_or(StagingError::NotFound)
+        let n = db
+            .query_row(
+                &format!("SELECT {NODE_COLS} FROM nodes WHERE parent = ?1 AND name = ?2"),
+                params![parent as i64, name],
+                row_node,
+            )
+            .optional()?
+            .ok_or(StagingError::NotFound)?;
+        drop(db);
+        Ok(self.with_size(n))
     }
 
     pub fn children(&self, id: u64) -> Result<Vec<Node>> {
@@ -289,8 +306,12 @@ impl Staging {
         let mut st = db.prepare_cached(&format!(
             "SELECT {NODE_COLS} FROM nodes WHERE parent = ?1 ORDER BY name"
         ))?;
-        let rows = st.query_map([id as i64], row_node)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows: Vec<Node> = st
+            .query_map([id as i64], row_node)?
+            .collect::<Result<_, _>>()?;
+        drop(st);
+        drop(db);
+        Ok(rows.into_iter().map(|n| self.with_size(n)).collect())
     }
 
     fn check_name(name: &str) -> Result<()> {
@@ -506,10 +527,6 @@ impl Staging {
         let n = self.get(id)?;
         let f = self.local_file(&n)?;
         f.set_len(size)?;
-        self.db().execute(
-            "UPDATE nodes SET size = ?1 WHERE id = ?2",
-            params![size as i64, id as i64],
-        )?;
         self.get(id)
     }
 
@@ -517,13 +534,6 @@ impl Staging {
         let n = self.get(id)?;
         let f = self.local_file(&n)?;
         f.write_all_at(data, offset)?;
-        let end = offset + data.len() as u64;
-        if end > n.size {
-            self.db().execute(
-                "UPDATE nodes SET size = ?1 WHERE id = ?2",
-                params![end as i64, id as i64],
-            )?;
-        }
         Ok(data.len())
     }
 
