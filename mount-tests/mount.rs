@@ -81,12 +81,23 @@ fn browse(env: &TestEnv) {
     let fsrc = env.path("src-features");
     make_model(&src, 1);
     make_features(&fsrc, 2);
+    env.push("features/clicks", &fsrc, &["-m", "clicks v1"]);
     env.push(
         "models/x",
         &src,
-        &["-m", "first model", "--meta", "lr=0.01"],
+        &[
+            "-m",
+            "first model",
+            "--meta",
+            "lr=0.01",
+            "--input",
+            "features/clicks",
+            "--metric",
+            "auc=0.9",
+            "--log",
+            "config.json",
+        ],
     );
-    env.push("features/clicks", &fsrc, &["-m", "clicks v1"]);
     env.ok(&["alias", "models/x@1", "production"]);
 
     let m = env.mount("browse", &[]);
@@ -101,17 +112,18 @@ fn browse(env: &TestEnv) {
     assert_eq!(names(&m.mnt), ["features", "models"]);
     assert_eq!(
         names(&m.path("models")),
-        ["x@1", "x@1.json", "x@latest", "x@production"]
+        ["x@1", "x@1.json", "x@latest", "x@production", "x@staging"]
     );
     assert_eq!(
         names(&m.path("features")),
-        ["clicks@1", "clicks@1.json", "clicks@latest"]
+        ["clicks@1", "clicks@1.json", "clicks@latest", "clicks@staging"]
     );
     for (p, kind) in [
         ("models/x@1", "dir"),
         ("models/x@1.json", "file"),
         ("models/x@latest", "symlink"),
         ("models/x@production", "symlink"),
+        ("models/x@staging", "dir"),
         ("features/clicks@1", "dir"),
         ("features/clicks@1.json", "file"),
         ("features/clicks@latest", "symlink"),
@@ -187,6 +199,16 @@ fn browse(env: &TestEnv) {
     assert_eq!(sc["message"], json!("first model"));
     assert_eq!(sc["aliases"], json!(["latest", "production"]));
     assert_eq!(sc["user"]["lr"], json!(0.01));
+    // Context through the mount (the intended `jq .lineage` inspection path).
+    assert_eq!(sc["lineage"]["inputs"], json!(["features/clicks@1"]));
+    assert_eq!(sc["metrics"], json!({"auc": 0.9}));
+    assert_eq!(sc["context"]["log"], json!("config.json"));
+    let fsc: Value =
+        serde_json::from_slice(&fs::read(m.path("features/clicks@1.json")).unwrap()).unwrap();
+    assert_eq!(
+        fsc["schema"]["files"]["stats/summary.csv"]["rows"],
+        json!(1)
+    );
 
     // xattrs beyond what assert_tree_same checked.
     let w = m.path("models/x@1/weights.bin");
@@ -487,7 +509,10 @@ fn write_ops_fail_with_erofs() {
     drop(ops);
     // Nothing changed.
     assert_tree_same(&src, &v);
-    assert_eq!(names(&m.path("models")), ["x@1", "x@1.json", "x@latest"]);
+    assert_eq!(
+        names(&m.path("models")),
+        ["x@1", "x@1.json", "x@latest", "x@staging"]
+    );
     assert_eq!(names(&m.mnt), ["features", "models"]);
     m.unmount();
 }
@@ -752,7 +777,10 @@ fn cache_serves_remount_with_store_stopped() {
         "mount took {:?}",
         t.elapsed()
     );
-    assert_eq!(names(&m.path("models")), ["m@1", "m@1.json", "m@latest"]);
+    assert_eq!(
+        names(&m.path("models")),
+        ["m@1", "m@1.json", "m@latest", "m@staging"]
+    );
     assert_eq!(readlink(&m.path("models/m@latest")), "m@1");
     assert_tree_same(&src, &m.path("models/m@1"));
     assert_eq!(
@@ -898,7 +926,10 @@ fn store_stopped_mid_read_gives_eio() {
         &fs::read(&pa).unwrap(),
         &a,
     );
-    assert_eq!(names(&m.path("models")), ["s@1", "s@1.json", "s@latest"]);
+    assert_eq!(
+        names(&m.path("models")),
+        ["s@1", "s@1.json", "s@latest", "s@staging"]
+    );
     m.unmount();
 }
 
@@ -928,7 +959,10 @@ fn new_version_appears_within_refresh() {
     env.push("models/x", &v1, &["-m", "one"]);
 
     let m = env.mount("refresh", &["--refresh", "2s"]);
-    assert_eq!(names(&m.path("models")), ["x@1", "x@1.json", "x@latest"]);
+    assert_eq!(
+        names(&m.path("models")),
+        ["x@1", "x@1.json", "x@latest", "x@staging"]
+    );
     assert_eq!(readlink(&m.path("models/x@latest")), "x@1");
     let sidecar = |v: u32| -> Value {
         let p = m.path(&format!("models/x@{v}.json"));
@@ -962,7 +996,8 @@ fn new_version_appears_within_refresh() {
     env.ok(&["alias", "models/x@1", "stable"]);
 
     let listed = poll_until(Duration::from_secs(10), || {
-        names(&m.path("models")) == ["x@1", "x@1.json", "x@2", "x@2.json", "x@latest", "x@stable"]
+        names(&m.path("models"))
+            == ["x@1", "x@1.json", "x@2", "x@2.json", "x@latest", "x@stable", "x@staging"]
     });
     assert!(
         listed.is_some(),
@@ -1013,5 +1048,94 @@ fn new_version_appears_within_refresh() {
     let sc: Value = serde_json::from_slice(&fs::read(m.path("models/x@2.json")).unwrap()).unwrap();
     assert_eq!(sc["message"], json!("two"));
     drop(open_v1);
+    m.unmount();
+}
+
+/// `commit` takes the context options `push` takes: they are checked
+/// against the staged tree before anything is stored, then appear in the new
+/// version's sidecar, through the mount too; a feature file carried over from
+/// the base keeps its schema summary.
+#[test]
+fn commit_carries_context() {
+    let env = TestEnv::file_store();
+    let fsrc = env.path("src-features");
+    write_file(&fsrc, "a.csv", b"k,v\n1,x\n", 0o644);
+    env.push("features/clicks", &fsrc, &["--source", "day 1"]);
+    let src = env.path("src-model");
+    write_file(&src, "weights.bin", b"w1", 0o644);
+    env.push("models/x", &src, &[]);
+
+    let m = env.mount("commit-context", &["--refresh", "1s"]);
+    let st = m.path("models/x@staging");
+    fs::create_dir_all(st.join("logs")).expect("mkdir in staging");
+    fs::write(st.join("logs/train.log"), b"epoch 1\n").unwrap();
+    fs::write(st.join("in.txt"), b"abc\n").unwrap();
+    fs::write(st.join("out.txt"), b"ABC\n").unwrap();
+    fs::write(m.path("features/clicks@staging/b.csv"), b"n\n1\n2\n").unwrap();
+    let tests = env.path("tests.json");
+    fs::write(
+        &tests,
+        json!([{"name": "upper", "command": "tr a-z A-Z < {input}",
+                "input": "in.txt", "expected": "out.txt"}])
+        .to_string(),
+    )
+    .unwrap();
+
+    // A log that is not in the staged tree is refused; nothing is committed.
+    let o = env
+        .cmd(&["commit", "models/x", "--log", "logs/none.log"])
+        .output()
+        .expect("run commit");
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("logs/none.log"),
+        "{}",
+        describe("commit with a missing log", &o)
+    );
+    env.ok(&[
+        "commit",
+        "models/x",
+        "-m",
+        "staged",
+        "--log",
+        "logs/train.log",
+        "--metric",
+        "auc=0.9",
+        "--framework",
+        "numpy",
+        "--tests-file",
+        s(&tests),
+        "--input",
+        "features/clicks",
+    ]);
+    env.ok(&["commit", "features/clicks", "--source", "day 2"]);
+    let sc = env.show_json("models/x@2");
+    assert_eq!(sc["lineage"]["inputs"], json!(["features/clicks@1"]));
+    assert_eq!(
+        sc["context"],
+        json!({"framework": "numpy", "log": "logs/train.log"})
+    );
+    assert_eq!(sc["metrics"], json!({"auc": 0.9}));
+    assert_eq!(sc["tests"][0]["name"], json!("upper"));
+    let fsc = env.show_json("features/clicks@2");
+    assert_eq!(fsc["lineage"]["source"], json!("day 2"));
+    assert_eq!(fsc["schema"]["files"]["a.csv"]["rows"], json!(1));
+    assert_eq!(fsc["schema"]["files"]["b.csv"]["rows"], json!(2));
+    env.ok(&["test", "models/x@2"]);
+
+    // The mount's sidecar says the same once it has refreshed.
+    let side = m.path("models/x@2.json");
+    let want = env.show_json("models/x@2");
+    let mut last = Value::Null;
+    let same = poll_until(Duration::from_secs(10), || {
+        last = fs::read(&side)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        last == want
+    });
+    assert!(
+        same.is_some(),
+        "models/x@2.json within 10 s: {last:#} vs show {want:#}"
+    );
     m.unmount();
 }

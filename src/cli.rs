@@ -58,6 +58,8 @@ struct CommitArgs {
     /// Author (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
     #[arg(long)]
     author: Option<String>,
+    #[command(flatten)]
+    context: assetfs::context::ContextOptions,
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,7 +104,33 @@ enum Command {
     /// A version's sidecar JSON
     Show { reference: String },
     /// Point an alias at a version
-    Alias { reference: String, alias: String },
+    Alias {
+        reference: String,
+        alias: String,
+        /// Refuse unless the version has stored tests and they all pass
+        #[arg(long)]
+        require_tests: bool,
+        /// Time limit per test with --require-tests, e.g. 120s, 10m
+        #[arg(long, default_value = "120s")]
+        timeout: String,
+    },
+    /// What a version was built from (recursively), or with --used-by what was built from it
+    Lineage {
+        reference: String,
+        /// Versions built from REF (scans every version record)
+        #[arg(long)]
+        used_by: bool,
+        /// Levels to follow (default: all)
+        #[arg(long)]
+        depth: Option<usize>,
+    },
+    /// Run a version's stored input/output tests; exits 1 if any fails
+    Test {
+        reference: String,
+        /// Time limit per test (a test's own `timeout` wins), e.g. 120s, 10m
+        #[arg(long, default_value = "120s")]
+        timeout: String,
+    },
     /// Files and metadata that differ between two versions
     Diff { from: String, to: String },
     /// Re-fetch and re-hash every chunk of a version (all versions without REF)
@@ -343,9 +371,17 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let v = catalog.resolve(&r).await?;
             print_json(&catalog.sidecar(&r.asset, v).await?);
         }
-        Command::Alias { reference, alias } => {
+        Command::Alias {
+            reference,
+            alias,
+            require_tests,
+            timeout,
+        } => {
             let r = parse_ref(reference)?;
             let v = catalog.resolve(&r).await?;
+            if *require_tests {
+                require_passing_tests(&catalog, &r.asset.at(v), alias, timeout, cli.json).await?;
+            }
             store.check_conditional_writes().await?;
             catalog.set_alias(&r.asset, alias, v).await?;
             if cli.json {
@@ -380,6 +416,44 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Verify { reference } => {
             return verify(&catalog, reference.as_deref(), cli.json).await;
+        }
+        Command::Lineage {
+            reference,
+            used_by,
+            depth,
+        } => {
+            let r = parse_ref(reference)?;
+            let meta = assetfs::catalog_cache::CatalogCache::new(catalog.clone(), &cache_dir(&cli));
+            let tree = if *used_by {
+                assetfs::lineage::used_by_tree(&meta, &r, *depth).await?
+            } else {
+                assetfs::lineage::inputs_tree(&meta, &r, *depth).await?
+            };
+            if cli.json {
+                print_json(&tree.to_json());
+            } else {
+                print!("{}", tree.render());
+            }
+        }
+        Command::Test { reference, timeout } => {
+            let r = parse_ref(reference)?;
+            let t = assetfs::vtest::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
+            let rep = assetfs::vtest::test_version(&catalog, &r, t).await?;
+            if cli.json {
+                print_json(&rep);
+            } else {
+                print!("{}", rep.render());
+            }
+            if rep.failed > 0 {
+                eprintln!(
+                    "assetfs: error: {} of {} stored tests of {} failed: {}",
+                    rep.failed,
+                    rep.tests.len(),
+                    rep.reference,
+                    rep.failed_names().join(", ")
+                );
+                return Ok(std::process::ExitCode::FAILURE);
+            }
         }
         Command::Mount(_) => unreachable!("handled before the runtime starts"),
         Command::Unmount { mountpoint } => {
@@ -465,6 +539,7 @@ fn meta_input(c: &CommitArgs) -> Result<MetaInput> {
     for kv in &c.meta {
         m.add_kv(kv)?;
     }
+    c.context.apply(&mut m)?;
     Ok(m)
 }
 
@@ -638,24 +713,32 @@ async fn log(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()> {
         print_json(&rows);
         return Ok(());
     }
-    for s in rows {
-        let aliases: Vec<&str> = s["aliases"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let tag = if aliases.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", aliases.join(", "))
-        };
-        println!(
-            "@{}{tag}  {}  {}  {}",
-            s["version"],
-            s["created"].as_str().unwrap_or_default(),
-            s["author"].as_str().unwrap_or_default(),
-            s["message"].as_str().unwrap_or_default()
+    print!("{}", assetfs::history::log_table(&rows));
+    Ok(())
+}
+
+/// `alias --require-tests`: the version's stored tests must exist and pass.
+async fn require_passing_tests(
+    catalog: &Catalog,
+    r: &Reference,
+    alias: &str,
+    timeout: &str,
+    as_json: bool,
+) -> Result<()> {
+    let t = assetfs::vtest::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
+    let rep = assetfs::vtest::test_version(catalog, r, t).await?;
+    if !as_json {
+        print!("{}", rep.render());
+    }
+    if rep.tests.is_empty() {
+        bail!("refusing to point {alias} at {r}: it has no stored tests (--require-tests needs at least one, all passing)");
+    }
+    if rep.failed > 0 {
+        bail!(
+            "refusing to point {alias} at {r}: {} of {} stored tests failed ({}); see `assetfs test {r}`",
+            rep.failed,
+            rep.tests.len(),
+            rep.failed_names().join(", ")
         );
     }
     Ok(())

@@ -15,17 +15,25 @@
 //! | `--source TEXT` | `lineage.source` |
 //! | `--tests-file F` (JSON array) | appended to `tests` |
 //!
-//! [`check_version_dir`] runs before anything is uploaded: it validates
-//! `context.container`, `context.paper`, `context.log` and the stored tests
-//! against the directory, and for a feature snapshot adds the `schema`
-//! summary (see [`crate::schema`]).
+//! [`check_tree`] runs in the shared commit path (`push` and `commit`)
+//! before anything is uploaded: it validates `context.container`,
+//! `context.paper`, `context.log` and the stored tests against the tree being
+//! committed, and for a feature snapshot adds the `schema` summary (see
+//! [`crate::schema`]).
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Number, Value};
 
+use crate::catalog::Catalog;
+use crate::ids::{to_hex, Hash};
+use crate::manifest::ChunkLocation;
 use crate::meta::MetaInput;
-use crate::names::Kind;
+use crate::names::{AssetId, Kind};
+use crate::push::TreeItem;
+use crate::store::{keys, StoreError};
 use crate::vtest::SpecError;
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -83,10 +91,18 @@ pub enum ContextError {
         field: &'static str,
         expected: &'static str,
     },
-    #[error("metadata field `schema` is computed by assetfs for feature snapshots and cannot be set")]
+    #[error(
+        "metadata field `schema` is computed by assetfs for feature snapshots and cannot be set"
+    )]
     SchemaReserved,
     #[error(transparent)]
     Tests(#[from] SpecError),
+    #[error("temporary file for a schema summary: {0}")]
+    Temp(std::io::Error),
+    #[error("chunk {0} read for a schema summary is corrupt")]
+    Chunk(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ContextOptions {
@@ -219,11 +235,14 @@ fn read_object(path: &Path, flag: &'static str) -> Result<Map<String, Value>, Co
     };
     let v = match ext.as_deref() {
         Some("toml") => from_toml(&text).map_err(|e| err(format!("not valid TOML: {e}")))?,
-        Some("json") => serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?,
+        Some("json") => {
+            serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?
+        }
         _ => match serde_json::from_str(&text) {
             Ok(v) => v,
-            Err(json_err) => from_toml(&text)
-                .map_err(|_| err(format!("neither JSON ({json_err}) nor TOML")))?,
+            Err(json_err) => {
+                from_toml(&text).map_err(|_| err(format!("neither JSON ({json_err}) nor TOML")))?
+            }
         },
     };
     match v {
@@ -241,11 +260,9 @@ fn toml_to_json(v: toml::Value) -> Result<Value, String> {
             .ok_or_else(|| format!("{f} cannot be stored in JSON"))?,
         toml::Value::Boolean(b) => b.into(),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
-        toml::Value::Array(a) => Value::Array(
-            a.into_iter()
-                .map(toml_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
+        toml::Value::Array(a) => {
+            Value::Array(a.into_iter().map(toml_to_json).collect::<Result<_, _>>()?)
+        }
         toml::Value::Table(t) => Value::Object(
             t.into_iter()
                 .map(|(k, v)| Ok((k, toml_to_json(v)?)))
@@ -278,9 +295,38 @@ pub fn check_paper(s: &str) -> Result<(), ContextError> {
     }
 }
 
-/// The checks that need the directory being committed, before anything is
-/// uploaded; adds the schema summary of a feature snapshot.
-pub fn check_version_dir(meta: &mut MetaInput, kind: Kind, dir: &Path) -> Result<(), ContextError> {
+/// A path inside a version as the manifest spells it (`./a//b` -> `a/b`).
+pub fn normalise(p: &str) -> String {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The checks that need the tree being committed, run before anything is
+/// uploaded: `context.container`, `context.paper` and `context.log` (a file
+/// of the tree), and the stored tests (their files are in the tree). For a
+/// feature snapshot it adds the `schema` summary: local files are read where
+/// they are; a file carried over unchanged from the `base` version reuses
+/// that version's summary, or is fetched from the store to be summarised.
+pub async fn check_tree(
+    meta: &mut MetaInput,
+    catalog: &Catalog,
+    asset: &AssetId,
+    items: &[TreeItem],
+    base: Option<u64>,
+) -> Result<(), ContextError> {
+    let files: BTreeSet<&str> = items
+        .iter()
+        .filter_map(|i| match i {
+            TreeItem::Local { path, .. } | TreeItem::Stored { path, .. } => Some(path.as_str()),
+            _ => None,
+        })
+        .collect();
     if let Some(Value::Object(ctx)) = meta.fields.get_mut("context") {
         match ctx.get("container") {
             None | Some(Value::Null) => {}
@@ -295,7 +341,18 @@ pub fn check_version_dir(meta: &mut MetaInput, kind: Kind, dir: &Path) -> Result
         match ctx.get("log") {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => {
-                let rel = log_path(s, dir)?;
+                let err = |why: &str| ContextError::Log {
+                    path: s.clone(),
+                    why: why.to_string(),
+                };
+                crate::vtest::check_rel_path(s).map_err(|e| err(&e))?;
+                let rel = normalise(s);
+                if !files.contains(rel.as_str()) {
+                    return Err(err(
+                        "not a file in the version being committed; give its path \
+                         relative to the version root, e.g. logs/train.log",
+                    ));
+                }
                 ctx.insert("log".into(), rel.into());
             }
             Some(other) => {
@@ -308,46 +365,112 @@ pub fn check_version_dir(meta: &mut MetaInput, kind: Kind, dir: &Path) -> Result
     }
     if let Some(tests) = meta.fields.get("tests") {
         let specs = crate::vtest::parse_specs(tests)?;
-        crate::vtest::check_files(&specs, dir)?;
+        crate::vtest::check_files(&specs, |p| files.contains(normalise(p).as_str()))?;
     }
-    if kind == Kind::Features {
+    if asset.kind == Kind::Features {
         if meta.fields.contains_key("schema") {
             return Err(ContextError::SchemaReserved);
         }
-        meta.fields
-            .insert("schema".into(), crate::schema::summarise_dir(dir));
+        let schema = schema_of_tree(catalog, asset, items, base).await?;
+        meta.fields.insert("schema".into(), schema);
     }
     Ok(())
 }
 
-/// The log's path relative to the version root: given relative to it, or as
-/// a path (absolute or relative to the working directory) inside `dir`.
-fn log_path(s: &str, dir: &Path) -> Result<String, ContextError> {
-    let err = |why: String| ContextError::Log {
-        path: s.to_string(),
-        why,
-    };
-    let candidate = Path::new(s);
-    let rel = if candidate.is_absolute() {
-        let (Ok(abs), Ok(root)) = (std::fs::canonicalize(candidate), std::fs::canonicalize(dir))
-        else {
-            return Err(err(format!("not a file inside {}", dir.display())));
-        };
-        abs.strip_prefix(&root)
-            .map_err(|_| err(format!("is outside the version being committed ({})", dir.display())))?
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        crate::vtest::check_rel_path(s).map_err(err)?;
-        s.trim_start_matches("./").to_string()
-    };
-    if !dir.join(&rel).is_file() {
-        return Err(err(format!(
-            "not a file in the version being committed ({}); give its path inside the version",
-            dir.display()
-        )));
+/// Where a file to summarise is read from.
+enum Source {
+    Local(PathBuf),
+    Fetched(tempfile::NamedTempFile),
+    Reused(Value),
+}
+
+async fn schema_of_tree(
+    catalog: &Catalog,
+    asset: &AssetId,
+    items: &[TreeItem],
+    base: Option<u64>,
+) -> Result<Value, ContextError> {
+    // The base version's summaries and manifest, for unchanged files.
+    let mut base_files = Map::new();
+    let mut base_manifest = None;
+    if let Some(b) = base {
+        if let Ok(rec) = catalog.record(asset, b).await {
+            if let Some(Value::Object(f)) = rec.meta.get("schema").and_then(|s| s.get("files")) {
+                base_files = f.clone();
+                base_manifest = catalog.manifest(&rec.manifest).await.ok();
+            }
+        }
     }
-    Ok(rel)
+    let mut jobs: Vec<(String, &'static str, Source)> = vec![];
+    let mut truncated = false;
+    for item in items {
+        let path = match item {
+            TreeItem::Local { path, .. } | TreeItem::Stored { path, .. } => path,
+            _ => continue,
+        };
+        let Some(format) = crate::schema::format_of(path) else {
+            continue;
+        };
+        if jobs.len() == crate::schema::MAX_FILES {
+            truncated = true;
+            break;
+        }
+        let source = match item {
+            TreeItem::Stored { hash, chunks, .. } => {
+                let same = base_manifest
+                    .as_ref()
+                    .and_then(|m: &crate::manifest::Manifest| m.get(path))
+                    .is_some_and(|e| e.hash == *hash);
+                match base_files.get(path.as_str()) {
+                    Some(v) if same => Source::Reused(v.clone()),
+                    _ => Source::Fetched(fetch_to_temp(catalog, chunks).await?),
+                }
+            }
+            TreeItem::Local { file, .. } => Source::Local(file.clone()),
+            _ => unreachable!("only files get here"),
+        };
+        jobs.push((path.clone(), format, source));
+    }
+    let files = tokio::task::spawn_blocking(move || {
+        let mut files = Map::new();
+        for (path, format, source) in jobs {
+            let v = match source {
+                Source::Local(p) => crate::schema::summarise_file(&p, format),
+                Source::Fetched(t) => crate::schema::summarise_file(t.path(), format),
+                Source::Reused(v) => v,
+            };
+            files.insert(path, v);
+        }
+        files
+    })
+    .await
+    .expect("schema worker panicked");
+    let mut out = Map::new();
+    out.insert("files".into(), Value::Object(files));
+    if truncated {
+        out.insert("truncated".into(), true.into());
+    }
+    Ok(Value::Object(out))
+}
+
+/// A stored file's bytes, chunk by chunk, each verified, in a temporary file.
+async fn fetch_to_temp(
+    catalog: &Catalog,
+    chunks: &[(Hash, ChunkLocation)],
+) -> Result<tempfile::NamedTempFile, ContextError> {
+    let mut t = tempfile::NamedTempFile::new().map_err(ContextError::Temp)?;
+    for (hash, loc) in chunks {
+        let key = keys::pack(&to_hex(&loc.pack));
+        let range = loc.offset as u64..loc.offset as u64 + loc.len as u64;
+        let data = catalog.store().get_ranges(&key, &[range]).await?;
+        let data = data.into_iter().next().unwrap_or_default();
+        if blake3::hash(&data).as_bytes() != hash {
+            return Err(ContextError::Chunk(to_hex(hash)));
+        }
+        t.write_all(&data).map_err(ContextError::Temp)?;
+    }
+    t.flush().map_err(ContextError::Temp)?;
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -411,52 +534,63 @@ mod tests {
         assert!(check_paper("arxiv 1706.03762").is_err());
     }
 
-    #[test]
-    fn dir_checks_and_schema() {
+    async fn check(meta: &mut MetaInput, kind: Kind, dir: &Path) -> Result<(), ContextError> {
+        let catalog = Catalog::new(crate::store::Store::open("memory://").unwrap());
+        let items = crate::push::scan_dir(dir).unwrap();
+        let asset = crate::names::Reference::parse(&format!("{kind}/x"))
+            .unwrap()
+            .asset;
+        check_tree(meta, &catalog, &asset, &items, None).await
+    }
+
+    #[tokio::test]
+    async fn tree_checks_and_schema() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         std::fs::write(dir.path().join("logs/train.log"), "ok").unwrap();
         std::fs::write(dir.path().join("a.csv"), "x\n1\n").unwrap();
         let mut meta = MetaInput::default();
         meta.fields
-            .insert("context".into(), json!({"log": "./logs/train.log"}));
-        check_version_dir(&mut meta, Kind::Features, dir.path()).unwrap();
+            .insert("context".into(), json!({"log": "./logs//train.log"}));
+        check(&mut meta, Kind::Features, dir.path()).await.unwrap();
         assert_eq!(meta.fields["context"]["log"], "logs/train.log");
         assert_eq!(meta.fields["schema"]["files"]["a.csv"]["rows"], 1);
 
-        let abs = dir.path().join("logs/train.log");
         let mut meta = MetaInput::default();
         meta.fields
-            .insert("context".into(), json!({"log": abs.to_str().unwrap()}));
-        check_version_dir(&mut meta, Kind::Models, dir.path()).unwrap();
-        assert_eq!(meta.fields["context"]["log"], "logs/train.log");
+            .insert("context".into(), json!({"log": "logs/train.log"}));
+        check(&mut meta, Kind::Models, dir.path()).await.unwrap();
         assert!(!meta.fields.contains_key("schema"));
 
-        let elsewhere = tempfile::tempdir().unwrap();
-        let outside = elsewhere.path().join("other.log");
-        std::fs::write(&outside, "x").unwrap();
         for (ctx, word) in [
             (json!({"log": "logs/missing.log"}), "not a file"),
+            (json!({"log": "logs"}), "not a file"),
             (json!({"log": "../x"}), ".."),
-            (json!({"log": outside.to_str().unwrap()}), "outside"),
+            (json!({"log": "/etc/passwd"}), "relative"),
+            (json!({"log": 3}), "a path"),
             (json!({"container": "img:latest"}), "sha256"),
+            (json!({"paper": "see the wiki"}), "absolute URL"),
         ] {
             let mut meta = MetaInput::default();
             meta.fields.insert("context".into(), ctx);
-            let e = check_version_dir(&mut meta, Kind::Models, dir.path()).unwrap_err();
+            let e = check(&mut meta, Kind::Models, dir.path())
+                .await
+                .unwrap_err();
             assert!(e.to_string().contains(word), "{e}");
         }
         let mut meta = MetaInput::default();
         meta.fields.insert(
             "tests".into(),
-            json!([{"name": "t", "command": "cat {input}", "input": "a.csv", "expected": "nope.csv"}]),
+            json!([{"name": "t", "command": "cat {input}", "input": "./a.csv", "expected": "nope.csv"}]),
         );
-        let e = check_version_dir(&mut meta, Kind::Models, dir.path()).unwrap_err();
+        let e = check(&mut meta, Kind::Models, dir.path())
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("nope.csv"), "{e}");
         let mut meta = MetaInput::default();
         meta.fields.insert("schema".into(), json!({}));
         assert!(matches!(
-            check_version_dir(&mut meta, Kind::Features, dir.path()),
+            check(&mut meta, Kind::Features, dir.path()).await,
             Err(ContextError::SchemaReserved)
         ));
     }

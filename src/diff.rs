@@ -127,7 +127,24 @@ pub fn diff_meta(a: &Value, b: &Value) -> Vec<MetaChange> {
             continue;
         }
         let (x, y) = (&a[k], &b[k]);
-        if NESTED.contains(&k.as_str()) && (x.is_object() || y.is_object()) {
+        if k == "schema" && (x.is_object() || y.is_object()) {
+            // Feature schema summaries: one change per file.
+            out.extend(
+                diff_meta_flat(&x["files"], &y["files"])
+                    .into_iter()
+                    .map(|mut c| {
+                        c.field = format!("schema.files.{}", c.field);
+                        c
+                    }),
+            );
+            if x["truncated"] != y["truncated"] {
+                out.push(meta_change(
+                    "schema.truncated",
+                    &x["truncated"],
+                    &y["truncated"],
+                ));
+            }
+        } else if NESTED.contains(&k.as_str()) && (x.is_object() || y.is_object()) {
             out.extend(diff_meta_flat(x, y).into_iter().map(|mut c| {
                 c.field = format!("{k}.{}", c.field);
                 c
@@ -158,10 +175,23 @@ fn meta_change(k: &str, x: &Value, y: &Value) -> MetaChange {
         old: x.clone(),
         new: y.clone(),
         delta: match (x.as_f64(), y.as_f64()) {
-            (Some(p), Some(q)) => Some(q - p),
+            (Some(p), Some(q)) => Some(tidy(q - p)),
             _ => None,
         },
     }
+}
+
+/// A difference of two decimals without binary noise: 0.95 - 0.9 is 0.05,
+/// not 0.04999999999999993 (rounded to 12 significant digits).
+fn tidy(d: f64) -> f64 {
+    if d == 0.0 || !d.is_finite() {
+        return d;
+    }
+    let scale = 10f64.powi(11 - d.abs().log10().floor() as i32);
+    if !scale.is_finite() || scale == 0.0 {
+        return d;
+    }
+    (d * scale).round() / scale
 }
 
 #[cfg(test)]
@@ -211,5 +241,11 @@ mod tests {
         assert_eq!(d[0].field, "message");
         assert_eq!(d[1].field, "metrics.acc");
         assert_eq!(d[1].delta, Some(0.25));
+        let a = json!({"metrics": {"acc": 0.9}, "schema": {"files": {"a.csv": {"rows": 1}, "b.npy": {"rows": 2}}}});
+        let b = json!({"metrics": {"acc": 0.95}, "schema": {"files": {"a.csv": {"rows": 3}, "b.npy": {"rows": 2}}}});
+        let d = diff_meta(&a, &b);
+        assert_eq!(d[0].delta, Some(0.05));
+        assert_eq!(d[1].field, "schema.files.a.csv");
+        assert_eq!(d.len(), 2);
     }
 }

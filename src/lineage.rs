@@ -125,7 +125,10 @@ pub async fn inputs_tree(
                 }
             }
         }
-        frontier = next.into_iter().filter(|r| !edges.contains_key(r)).collect();
+        frontier = next
+            .into_iter()
+            .filter(|r| !edges.contains_key(r))
+            .collect();
         level += 1;
     }
     Ok(Tree {
@@ -135,7 +138,9 @@ pub async fn inputs_tree(
 }
 
 /// Every version of every asset with the inputs its record lists.
-pub async fn all_inputs(cache: &CatalogCache) -> Result<BTreeMap<String, Vec<String>>, CatalogError> {
+pub async fn all_inputs(
+    cache: &CatalogCache,
+) -> Result<BTreeMap<String, Vec<String>>, CatalogError> {
     let mut versions = vec![];
     for kind in Kind::ALL {
         for name in cache.catalog().assets(kind).await? {
@@ -170,7 +175,7 @@ pub async fn used_by_tree(
         }
     }
     for list in users.values_mut() {
-        list.sort_by(|a, b| ref_order(a).cmp(&ref_order(b)));
+        list.sort_by_key(|a| ref_order(a));
     }
     Ok(Tree {
         direction: Direction::UsedBy,
@@ -227,8 +232,13 @@ fn build_node(
     for k in kids {
         // The same input listed twice is one edge.
         if seen_here.insert(k.clone()) {
-            node.children
-                .push(build_node(&k, edges, errors, depth.map(|d| d - 1), expanded));
+            node.children.push(build_node(
+                &k,
+                edges,
+                errors,
+                depth.map(|d| d - 1),
+                expanded,
+            ));
         }
     }
     node
@@ -246,9 +256,7 @@ impl Tree {
         let mut out = BTreeSet::new();
         walk(&self.root, &mut out);
         out.remove(&ref_order(&self.root.reference));
-        out.into_iter()
-            .map(|(a, v)| format!("{a}@{v}"))
-            .collect()
+        out.into_iter().map(|(a, v)| format!("{a}@{v}")).collect()
     }
 
     /// `{"ref": ..., "inputs"|"used_by": [...], "all": [...]}`; a node may
@@ -329,7 +337,10 @@ mod tests {
     #[test]
     fn diamond_cycle_depth_and_render() {
         let e = edges(&[
-            ("models/m@1", &["features/a@1", "features/b@1", "features/a@1"]),
+            (
+                "models/m@1",
+                &["features/a@1", "features/b@1", "features/a@1"],
+            ),
             ("features/a@1", &["features/raw@2"]),
             ("features/b@1", &["features/raw@2"]),
             ("features/raw@2", &["features/raw@2"]),
@@ -361,13 +372,16 @@ mod tests {
             root: build("models/z@1", &e, &BTreeMap::new(), None),
         };
         assert!(alone.render().contains("no version records it"));
-        assert_eq!(alone.to_json(), json!({"ref": "models/z@1", "used_by": [], "all": []}));
+        assert_eq!(
+            alone.to_json(),
+            json!({"ref": "models/z@1", "used_by": [], "all": []})
+        );
     }
 
     #[test]
     fn versions_sort_numerically() {
         let mut v = vec!["models/a@10", "models/a@9", "features/b@1"];
-        v.sort_by(|a, b| ref_order(a).cmp(&ref_order(b)));
+        v.sort_by_key(|a| ref_order(a));
         assert_eq!(v, ["features/b@1", "models/a@9", "models/a@10"]);
     }
 }

@@ -36,6 +36,8 @@ pub enum MetaError {
         field: &'static str,
         expected: &'static str,
     },
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 pub fn now_rfc3339() -> String {
@@ -151,7 +153,14 @@ impl MetaInput {
         check_shape(&self.fields, "metrics", "an object of numbers", |v| {
             v.as_object()
                 .is_some_and(|m| m.values().all(Value::is_number))
-        })
+        })?;
+        // Secrets never belong in metadata (see crate::secrets).
+        crate::secrets::check_str("message", &self.message)?;
+        if let Some(a) = &self.author {
+            crate::secrets::check_str("author", a)?;
+        }
+        crate::secrets::check(&self.fields)?;
+        Ok(())
     }
 
     /// Removes `lineage.inputs` given in a metadata file and returns them, so

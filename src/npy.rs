@@ -21,7 +21,9 @@ pub enum NpyError {
     Io(#[from] std::io::Error),
     #[error("not a .npy file: {0}")]
     Format(String),
-    #[error("dtype {0} is not a plain numeric type (numeric comparison needs bool, int, uint or float)")]
+    #[error(
+        "dtype {0} is not a plain numeric type (numeric comparison needs bool, int, uint or float)"
+    )]
     NotNumeric(String),
     #[error("the data is truncated: {want} bytes expected after the header, {got} present")]
     Truncated { want: u64, got: u64 },
@@ -88,7 +90,8 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, NpyError> {
     let mut text = vec![0u8; len];
     r.read_exact(&mut text)
         .map_err(|_| NpyError::Format("truncated header".into()))?;
-    let text = String::from_utf8(text).map_err(|_| NpyError::Format("header is not text".into()))?;
+    let text =
+        String::from_utf8(text).map_err(|_| NpyError::Format("header is not text".into()))?;
     let lit = Parser::new(&text)
         .value()
         .map_err(|e| NpyError::Format(format!("header {:?}: {e}", text.trim())))?;
@@ -438,8 +441,7 @@ pub fn write_f64(path: &Path, shape: &[u64], values: &[f64]) -> std::io::Result<
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header =
-        format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_repr}, }}");
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_repr}, }}");
     // Pad so that the data starts on a 64-byte boundary; the header ends in \n.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -488,7 +490,10 @@ mod tests {
     fn ints_big_endian_fortran_and_structured() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("i.npy");
-        let data: Vec<u8> = [-1i16, 2, -3, 4].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let data: Vec<u8> = [-1i16, 2, -3, 4]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
         std::fs::write(
             &p,
             npy(
@@ -518,7 +523,10 @@ mod tests {
 
         std::fs::write(
             &p,
-            npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }", &[0; 8]),
+            npy(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }",
+                &[0; 8],
+            ),
         )
         .unwrap();
         assert!(matches!(read_values(&p), Err(NpyError::Truncated { .. })));

@@ -51,6 +51,8 @@ pub enum PushError {
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -164,6 +166,8 @@ pub async fn commit_tree(
             })?;
         opts.meta.inputs.push(input.asset.at(v).to_string());
     }
+    // Log path, stored tests and (features) schema summary, against the tree.
+    crate::context::check_tree(&mut opts.meta, catalog, &asset, &items, opts.base).await?;
     catalog.store().check_conditional_writes().await?;
     let index = ChunkIndex::load(catalog.store(), opts.cache_dir.clone()).await?;
 

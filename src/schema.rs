@@ -108,7 +108,8 @@ fn npy_summary(path: &Path) -> Result<Value, String> {
 fn parquet_summary(path: &Path) -> Result<Value, String> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let r = SerializedFileReader::new(f).map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let r =
+        SerializedFileReader::new(f).map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let md = r.metadata();
     let columns: Vec<Value> = md
         .file_metadata()
@@ -132,9 +133,9 @@ fn parquet_summary(path: &Path) -> Result<Value, String> {
 }
 
 /// A readable column type: the logical type where there is one, else the
-/// physical type.
+/// legacy converted type, else the physical type.
 fn parquet_dtype(c: &parquet::schema::types::ColumnDescriptor) -> String {
-    use parquet::basic::{LogicalType, TimeUnit, Type};
+    use parquet::basic::{ConvertedType as C, LogicalType, TimeUnit, Type};
     let unit = |u: &TimeUnit| match u {
         TimeUnit::MILLIS => "ms",
         TimeUnit::MICROS => "us",
@@ -157,6 +158,35 @@ fn parquet_dtype(c: &parquet::schema::types::ColumnDescriptor) -> String {
             LogicalType::Time(t) => format!("time[{}]", unit(&t.unit)),
             other => format!("{other:?}").to_lowercase(),
         };
+    }
+    let converted = match c.converted_type() {
+        C::UTF8 => Some("string".to_string()),
+        C::ENUM => Some("enum".into()),
+        C::JSON => Some("json".into()),
+        C::BSON => Some("bson".into()),
+        C::DATE => Some("date".into()),
+        C::INTERVAL => Some("interval".into()),
+        C::TIME_MILLIS => Some("time[ms]".into()),
+        C::TIME_MICROS => Some("time[us]".into()),
+        C::TIMESTAMP_MILLIS => Some("timestamp[ms]".into()),
+        C::TIMESTAMP_MICROS => Some("timestamp[us]".into()),
+        C::INT_8 => Some("int8".into()),
+        C::INT_16 => Some("int16".into()),
+        C::INT_32 => Some("int32".into()),
+        C::INT_64 => Some("int64".into()),
+        C::UINT_8 => Some("uint8".into()),
+        C::UINT_16 => Some("uint16".into()),
+        C::UINT_32 => Some("uint32".into()),
+        C::UINT_64 => Some("uint64".into()),
+        C::DECIMAL => Some(format!(
+            "decimal({},{})",
+            c.type_precision(),
+            c.type_scale()
+        )),
+        _ => None,
+    };
+    if let Some(t) = converted {
+        return t;
     }
     match c.physical_type() {
         Type::BOOLEAN => "bool".into(),
@@ -189,10 +219,7 @@ impl CsvType {
             CsvType::Int
         } else if t.parse::<f64>().is_ok() {
             CsvType::Float
-        } else if matches!(
-            t.to_ascii_lowercase().as_str(),
-            "true" | "false"
-        ) {
+        } else if matches!(t.to_ascii_lowercase().as_str(), "true" | "false") {
             CsvType::Bool
         } else {
             CsvType::String

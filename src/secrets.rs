@@ -97,10 +97,7 @@ fn secret_in_text(s: &str) -> Option<&'static str> {
     }
     let b = s.as_bytes();
     // AWS access key ids: AKIA/ASIA + 16 of [A-Z0-9], as a whole word.
-    for (i, _) in s
-        .match_indices("AKIA")
-        .chain(s.match_indices("ASIA"))
-    {
+    for (i, _) in s.match_indices("AKIA").chain(s.match_indices("ASIA")) {
         let end = i + 20;
         let before_ok = i == 0 || !b[i - 1].is_ascii_alphanumeric();
         let after_ok = end == b.len() || (end < b.len() && !b[end].is_ascii_alphanumeric());
@@ -153,7 +150,10 @@ mod tests {
         for (v, path) in [
             (json!({"user": {"hf_token": "abc"}}), "user.hf_token"),
             (json!({"user": {"API_TOKEN": "abc"}}), "user.API_TOKEN"),
-            (json!({"context": {"db": {"Password": "x"}}}), "context.db.Password"),
+            (
+                json!({"context": {"db": {"Password": "x"}}}),
+                "context.db.Password",
+            ),
             (json!({"x": [{"client_secret": 1}]}), "x[0].client_secret"),
             (json!({"secrets": {}}), "secrets"),
             (json!({"tokens": "abc"}), "tokens"),
@@ -183,11 +183,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.path, "context.command");
         assert!(e.why.contains("access key id"));
-        let e = check_json(json!({"user": {"k": ["ok", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]}}))
-            .unwrap_err();
+        let e =
+            check_json(json!({"user": {"k": ["ok", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]}}))
+                .unwrap_err();
         assert_eq!(e.path, "user.k[1]");
         assert!(e.why.contains("secret access key"));
-        let e = check_json(json!({"notes": "-----BEGIN RSA PRIVATE KEY-----\nMII..."})).unwrap_err();
+        let e =
+            check_json(json!({"notes": "-----BEGIN RSA PRIVATE KEY-----\nMII..."})).unwrap_err();
         assert_eq!(e.path, "notes");
         assert!(check_str("message", "ASIAY34FZKBOKMUTVV7A").is_err());
     }

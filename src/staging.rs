@@ -12,7 +12,9 @@
 //! create/mkdir fail with EEXIST, unlink of a directory with EISDIR, rmdir of
 //! a non-empty directory with ENOTEMPTY, rename replaces a file or an empty
 //! directory and refuses to move a directory into itself (EINVAL). Hard links
-//! are not supported (EPERM).
+//! are not supported (EPERM). A file removed (unlink, or replaced by
+//! rename) while this process has it open stays readable and writable
+//! through its open handles, as on a local disk, until the last one closes.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -93,6 +95,10 @@ pub struct Change {
 pub struct Staging {
     dir: PathBuf,
     db: Mutex<Connection>,
+    /// Open handles per node in this process. A node removed while open
+    /// becomes an orphan (parent 0, reachable only through its handles)
+    /// until the last handle closes.
+    open: Mutex<std::collections::HashMap<u64, u32>>,
 }
 
 fn kind_code(k: EntryKind) -> i64 {
@@ -153,6 +159,7 @@ impl Staging {
         Ok(Staging {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
+            open: Mutex::new(Default::default()),
         })
     }
 
@@ -374,13 +381,61 @@ impl Staging {
         self.insert(parent, name, EntryKind::Symlink, 0o777, Some(target))
     }
 
-    fn remove_node(&self, n: &Node) -> Result<()> {
+    fn open_handles(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u32>> {
+        self.open.lock().expect("staging open handles lock")
+    }
+
+    /// Records a handle opened on node `id` by this process.
+    pub fn opened(&self, id: u64) {
+        *self.open_handles().entry(id).or_default() += 1;
+    }
+
+    /// Records that a handle on `id` was closed; the last close of a removed
+    /// node deletes it.
+    pub fn closed(&self, id: u64) -> Result<()> {
+        let mut open = self.open_handles();
+        match open.get_mut(&id) {
+            Some(c) if *c > 1 => *c -= 1,
+            Some(_) => {
+                open.remove(&id);
+                match self.get(id) {
+                    Ok(n) if n.parent == 0 && n.id != ROOT => self.delete_node(&n)?,
+                    _ => {}
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn delete_node(&self, n: &Node) -> Result<()> {
         self.db()
             .execute("DELETE FROM nodes WHERE id = ?1", [n.id as i64])?;
         if n.content == Content::Local {
             let _ = std::fs::remove_file(self.data_path(n.id));
         }
         Ok(())
+    }
+
+    /// The SQL that removes node `?1` from the tree: deletes it, or orphans it
+    /// while this process has it open. Call with the open-handles lock held.
+    fn removal_sql(open: &std::collections::HashMap<u64, u32>, id: u64) -> &'static str {
+        if open.contains_key(&id) {
+            "UPDATE nodes SET parent = 0, name = '.removed-' || id WHERE id = ?1"
+        } else {
+            "DELETE FROM nodes WHERE id = ?1"
+        }
+    }
+
+    fn remove_node(&self, n: &Node) -> Result<()> {
+        let open = self.open_handles();
+        if open.contains_key(&n.id) {
+            self.db()
+                .execute(Self::removal_sql(&open, n.id), [n.id as i64])?;
+            Ok(())
+        } else {
+            self.delete_node(n)
+        }
     }
 
     pub fn unlink(&self, parent: u64, name: &str) -> Result<()> {
@@ -438,16 +493,17 @@ impl Staging {
                     }
                     _ => {}
                 }
+                let open = self.open_handles();
                 let mut db = self.db();
                 let tx = db.transaction()?;
-                tx.execute("DELETE FROM nodes WHERE id = ?1", [dst.id as i64])?;
+                tx.execute(Self::removal_sql(&open, dst.id), [dst.id as i64])?;
                 tx.execute(
                     "UPDATE nodes SET parent = ?1, name = ?2 WHERE id = ?3",
                     params![newparent as i64, newname, src.id as i64],
                 )?;
                 tx.commit()?;
                 drop(db);
-                if dst.content == Content::Local {
+                if dst.content == Content::Local && !open.contains_key(&dst.id) {
                     let _ = std::fs::remove_file(self.data_path(dst.id));
                 }
                 Ok(())

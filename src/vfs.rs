@@ -407,7 +407,15 @@ impl Vfs {
             }
         }
         let rec = self.meta.record(asset, v).await?;
-        let listing = self.listing(asset.kind, false).await?;
+        let mut listing = self.listing(asset.kind, false).await?;
+        // A version newer than the listing (found by direct lookup): refresh,
+        // so its sidecar's aliases (`latest`) are right from the first read.
+        if !listing
+            .asset(&asset.name)
+            .is_some_and(|s| s.versions.contains(&v))
+        {
+            listing = self.listing(asset.kind, true).await?;
+        }
         let state = listing.asset(&asset.name).cloned().unwrap_or_default();
         let aliases = state
             .aliases
@@ -747,11 +755,18 @@ impl Vfs {
             if let OpenFile::Staging {
                 slot,
                 id,
-                writable: true,
+                writable,
                 pid,
             } = &*f
             {
-                if let Err(e) = slot.st().and_then(|st| Ok(st.remove_writer(*id, *pid)?)) {
+                let done = slot.st().and_then(|st| {
+                    if *writable {
+                        st.remove_writer(*id, *pid)?;
+                    }
+                    // The last close of a file removed while open deletes it.
+                    Ok(st.closed(*id)?)
+                });
+                if let Err(e) = done {
                     tracing::warn!("staging writer bookkeeping: {e}");
                 }
             }

@@ -269,6 +269,7 @@ impl Vfs {
             }
             st.add_writer(id, pid)?;
         }
+        st.opened(id);
         Ok(self.add_handle(OpenFile::Staging {
             slot,
             id,
@@ -352,6 +353,7 @@ impl Vfs {
         let st = slot.st()?;
         let n = st.create(dir, name, mode)?;
         st.add_writer(n.id, pid)?;
+        st.opened(n.id);
         let attr = self.staging_attr(&slot, n.id)?;
         let fh = self.add_handle(OpenFile::Staging {
             slot,

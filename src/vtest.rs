@@ -175,8 +175,9 @@ fn parse_spec(index: usize, v: &Value) -> Result<TestSpec, SpecError> {
         "exact" => Compare::Exact,
         "numeric" => {
             let format = match opts.get("format") {
-                Some(Value::String(f)) => Format::parse(f)
-                    .ok_or_else(|| err(format!("`compare.format` {f:?}: use json, csv, tsv or npy")))?,
+                Some(Value::String(f)) => Format::parse(f).ok_or_else(|| {
+                    err(format!("`compare.format` {f:?}: use json, csv, tsv or npy"))
+                })?,
                 Some(_) => return Err(err("`compare.format` must be a string".into())),
                 None => Format::of_path(&expected).ok_or_else(|| {
                     err(format!(
@@ -216,6 +217,20 @@ fn parse_spec(index: usize, v: &Value) -> Result<TestSpec, SpecError> {
     })
 }
 
+/// `120s`, `10m`, or a plain number of seconds.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("--timeout {s}: must be more than zero")),
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("--timeout {s}: {e} (e.g. 120s, 10m)"))?,
+    };
+    if d.is_zero() {
+        return Err(format!("--timeout {s}: must be more than zero"));
+    }
+    Ok(d)
+}
+
 /// A path inside a version: relative, no `..`.
 pub fn check_rel_path(p: &str) -> Result<(), String> {
     let path = Path::new(p);
@@ -232,12 +247,13 @@ pub fn check_rel_path(p: &str) -> Result<(), String> {
 }
 
 /// Checks, at commit time, that every test's input and expected files are
-/// regular files in the directory being committed.
-pub fn check_files(specs: &[TestSpec], dir: &Path) -> Result<(), SpecError> {
+/// regular files of the tree being committed (`is_file` answers for a path
+/// as written in the test).
+pub fn check_files(specs: &[TestSpec], is_file: impl Fn(&str) -> bool) -> Result<(), SpecError> {
     for (index, s) in specs.iter().enumerate() {
         for (what, p) in [("input", s.input.as_ref()), ("expected", Some(&s.expected))] {
             let Some(p) = p else { continue };
-            if !dir.join(p).is_file() {
+            if !is_file(p) {
                 return Err(SpecError {
                     index,
                     name: Some(s.name.clone()),
@@ -298,7 +314,11 @@ impl TestReport {
         let width = self.tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
         for t in &self.tests {
             let status = if t.passed { "PASS" } else { "FAIL" };
-            let why = t.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
+            let why = t
+                .error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
             out.push_str(&format!(
                 "{status}  {:<width$}  {:.2}s{why}\n",
                 t.name, t.seconds
@@ -374,7 +394,10 @@ pub async fn test_version(
 /// read-only directories can be deleted.
 fn make_removable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    for e in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok) {
+    for e in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
         if e.file_type().is_dir() {
             if let Ok(md) = e.metadata() {
                 let mode = md.permissions().mode() | 0o700;
@@ -433,8 +456,8 @@ fn shell_quote(p: &Path) -> String {
 }
 
 fn run_one(dir: &Path, s: &TestSpec, timeout: Duration) -> Result<(), Failure> {
-    let dir = std::fs::canonicalize(dir)
-        .map_err(|e| Failure::new(format!("version directory: {e}")))?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| Failure::new(format!("version directory: {e}")))?;
     let expected = dir.join(&s.expected);
     let input = s.input.as_ref().map(|p| dir.join(p));
     for p in input.iter().chain(Some(&expected)) {
@@ -523,7 +546,12 @@ struct Finished {
 
 /// `sh -c CMD` in its own process group, killed (with everything it
 /// started) after `timeout`.
-fn run_bounded(cmd: &str, cwd: &Path, timeout: Duration, output: &Path) -> std::io::Result<Finished> {
+fn run_bounded(
+    cmd: &str,
+    cwd: &Path,
+    timeout: Duration,
+    output: &Path,
+) -> std::io::Result<Finished> {
     use std::os::unix::process::CommandExt;
     let mut child = Command::new("sh")
         .arg("-c")
@@ -588,7 +616,8 @@ fn run_bounded(cmd: &str, cwd: &Path, timeout: Duration, output: &Path) -> std::
 
 /// Compares an output file with the expected one.
 pub fn compare_files(c: &Compare, expected: &Path, got: &Path) -> Result<(), Failure> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| Failure::new(format!("{}: {e}", p.display())));
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| Failure::new(format!("{}: {e}", p.display())));
     match c {
         Compare::Exact => compare_exact(&read(expected)?, &read(got)?),
         Compare::Numeric {
@@ -603,12 +632,18 @@ pub fn compare_files(c: &Compare, expected: &Path, got: &Path) -> Result<(), Fai
                         serde_json::from_slice::<Value>(b)
                             .map_err(|e| Failure::new(format!("{what} is not JSON: {e}")))
                     };
-                    let (e, g) = (parse(&read(expected)?, "expected")?, parse(&read(got)?, "output")?);
+                    let (e, g) = (
+                        parse(&read(expected)?, "expected")?,
+                        parse(&read(got)?, "output")?,
+                    );
                     n.json("$", &e, &g);
                 }
                 Format::Csv | Format::Tsv => {
                     let delim = if *format == Format::Tsv { b'\t' } else { b',' };
-                    let (e, g) = (read_table(expected, delim, "expected")?, read_table(got, delim, "output")?);
+                    let (e, g) = (
+                        read_table(expected, delim, "expected")?,
+                        read_table(got, delim, "output")?,
+                    );
                     n.table(&e, &g);
                 }
                 Format::Npy => {
@@ -735,9 +770,11 @@ impl Numeric {
 
     fn json(&mut self, at: &str, e: &Value, g: &Value) {
         match (e, g) {
-            (Value::Number(a), Value::Number(b)) => {
-                self.number(at, a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN))
-            }
+            (Value::Number(a), Value::Number(b)) => self.number(
+                at,
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            ),
             (Value::Array(a), Value::Array(b)) => {
                 if a.len() != b.len() {
                     self.differ(format!("{at}: expected {} items, got {}", a.len(), b.len()));
@@ -858,27 +895,53 @@ mod tests {
     fn parse_forms_and_errors() {
         let s = spec(json!({"name": "a", "command": "cat {input}", "input": "in.txt", "expected": "out.txt"})).unwrap();
         assert_eq!(s.compare, Compare::Exact);
-        let s = spec(json!({"name": "a", "command": "x", "expected": "o.npy", "compare": "numeric"})).unwrap();
+        let s =
+            spec(json!({"name": "a", "command": "x", "expected": "o.npy", "compare": "numeric"}))
+                .unwrap();
         assert_eq!(
             s.compare,
-            Compare::Numeric { tolerance: DEFAULT_TOLERANCE, rel_tolerance: 0.0, format: Format::Npy }
+            Compare::Numeric {
+                tolerance: DEFAULT_TOLERANCE,
+                rel_tolerance: 0.0,
+                format: Format::Npy
+            }
         );
         let s = spec(json!({"name": "a", "command": "x", "expected": "o.txt",
-            "compare": {"mode": "numeric", "tolerance": 0.1, "format": "csv"}, "timeout": 5})).unwrap();
+            "compare": {"mode": "numeric", "tolerance": 0.1, "format": "csv"}, "timeout": 5}))
+        .unwrap();
         assert_eq!(
             s.compare,
-            Compare::Numeric { tolerance: 0.1, rel_tolerance: 0.0, format: Format::Csv }
+            Compare::Numeric {
+                tolerance: 0.1,
+                rel_tolerance: 0.0,
+                format: Format::Csv
+            }
         );
         assert_eq!(s.timeout, Some(Duration::from_secs(5)));
         for (bad, word) in [
             (json!({"command": "x", "expected": "o"}), "`name`"),
             (json!({"name": "a", "expected": "o"}), "`command`"),
             (json!({"name": "a", "command": "x"}), "`expected`"),
-            (json!({"name": "a", "command": "x", "expected": "../o"}), ".."),
-            (json!({"name": "a", "command": "x", "expected": "/o"}), "inside the version"),
-            (json!({"name": "a", "command": "x", "expected": "o.bin", "compare": "numeric"}), "numeric comparison needs"),
-            (json!({"name": "a", "command": "x", "expected": "o", "compare": "fuzzy"}), "unknown comparison"),
-            (json!({"name": "a", "command": "x", "expected": "o.json", "compare": {"mode": "numeric", "tolerance": -1}}), "tolerance"),
+            (
+                json!({"name": "a", "command": "x", "expected": "../o"}),
+                "..",
+            ),
+            (
+                json!({"name": "a", "command": "x", "expected": "/o"}),
+                "inside the version",
+            ),
+            (
+                json!({"name": "a", "command": "x", "expected": "o.bin", "compare": "numeric"}),
+                "numeric comparison needs",
+            ),
+            (
+                json!({"name": "a", "command": "x", "expected": "o", "compare": "fuzzy"}),
+                "unknown comparison",
+            ),
+            (
+                json!({"name": "a", "command": "x", "expected": "o.json", "compare": {"mode": "numeric", "tolerance": -1}}),
+                "tolerance",
+            ),
         ] {
             let e = spec(bad).unwrap_err().to_string();
             assert!(e.contains(word), "{e}");
@@ -896,23 +959,36 @@ mod tests {
     fn numeric_json_csv_npy() {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
-        let num = |f| Compare::Numeric { tolerance: 1e-3, rel_tolerance: 0.0, format: f };
+        let num = |f| Compare::Numeric {
+            tolerance: 1e-3,
+            rel_tolerance: 0.0,
+            format: f,
+        };
         std::fs::write(p("e.json"), r#"{"y": [1.0, 2.0, 3.0], "label": "a"}"#).unwrap();
         std::fs::write(p("g.json"), r#"{"y": [1.0001, 2.0, 3.5], "label": "a"}"#).unwrap();
         let f = compare_files(&num(Format::Json), &p("e.json"), &p("g.json")).unwrap_err();
         assert!(f.summary.contains("1 of 4 values"), "{f:?}");
-        assert!(f.details[0].starts_with("$.y[2]: expected 3, got 3.5"), "{f:?}");
+        assert!(
+            f.details[0].starts_with("$.y[2]: expected 3, got 3.5"),
+            "{f:?}"
+        );
         compare_files(&num(Format::Json), &p("e.json"), &p("e.json")).unwrap();
 
         std::fs::write(p("e.csv"), "id,score\n1,0.5\n2,0.25\n").unwrap();
         std::fs::write(p("g.csv"), "id,score\n1,0.5004\n2,0.75\n").unwrap();
         let f = compare_files(&num(Format::Csv), &p("e.csv"), &p("g.csv")).unwrap_err();
-        assert_eq!(f.details, vec!["row 3, column 2: expected 0.25, got 0.75 (|diff| 5.000e-1)"]);
+        assert_eq!(
+            f.details,
+            vec!["row 3, column 2: expected 0.25, got 0.75 (|diff| 5.000e-1)"]
+        );
 
         crate::npy::write_f64(&p("e.npy"), &[2, 2], &[1.0, 2.0, 3.0, f64::NAN]).unwrap();
         crate::npy::write_f64(&p("g.npy"), &[2, 2], &[1.0, 2.0, 3.1, f64::NAN]).unwrap();
         let f = compare_files(&num(Format::Npy), &p("e.npy"), &p("g.npy")).unwrap_err();
-        assert!(f.details[0].starts_with("[1, 0]: expected 3, got 3.1"), "{f:?}");
+        assert!(
+            f.details[0].starts_with("[1, 0]: expected 3, got 3.1"),
+            "{f:?}"
+        );
         crate::npy::write_f64(&p("g.npy"), &[4], &[1.0, 2.0, 3.0, f64::NAN]).unwrap();
         let f = compare_files(&num(Format::Npy), &p("e.npy"), &p("g.npy")).unwrap_err();
         assert!(f.details[0].contains("shape"), "{f:?}");
@@ -947,7 +1023,10 @@ mod tests {
         assert!(by["stdout"].passed, "{:?}", by["stdout"]);
         let w = by["wrong"];
         assert!(!w.passed);
-        assert!(w.error.as_ref().unwrap().contains("1 of 2 lines differ"), "{w:?}");
+        assert!(
+            w.error.as_ref().unwrap().contains("1 of 2 lines differ"),
+            "{w:?}"
+        );
         assert_eq!(w.details, vec![r#"line 2: expected "WORLD", got "THERE""#]);
         let m = by["missing"];
         assert!(m.error.as_ref().unwrap().contains("status 127"), "{m:?}");

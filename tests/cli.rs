@@ -25,11 +25,12 @@ fn meta_file_v1() -> Value {
             "command": "python train.py --epochs 3",
             "link": "https://example.org/paper",
             "image": "sha256:0123456789abcdef",
-            "log": "logs/train.log",
+            "log": "weights/deep/er/leaf.json",
             "notes": "baseline"
         },
         "metrics": {"acc": 0.9, "loss": 0.25},
-        "tests": [{"input": "tests/in.json", "output": "tests/out.json"}],
+        "tests": [{"name": "leaf", "command": "cat {input}",
+                   "input": "weights/deep/er/leaf.json", "expected": "weights/deep/er/leaf.json"}],
         "user": {"team": "vision"},
         "lineage": {"notes": "trained from scratch"},
         "x-unknown": {"kept": [1, "two", null], "deep": {"a": true}}
@@ -259,17 +260,27 @@ fn round_trip(env: &Env) {
     assert_listing_matches(env, "models/x@candidate", &m1);
     assert_listing_matches(env, "models/x@latest", &m2);
 
-    // log: newest first.
+    // log: newest first, under a header, metrics as columns.
     let r = env.ok(&["log", "models/x"]);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{r}");
-    assert!(lines[0].starts_with("@2 (latest)"), "{r}");
-    assert!(
-        lines[0].contains(AUTHOR) && lines[0].contains("second model"),
+    let lines = words(&r.stdout);
+    assert_eq!(lines.len(), 3, "{r}");
+    assert_eq!(
+        lines[0],
+        ["VERSION", "CREATED", "AUTHOR", "ALIASES", "acc", "loss", "MESSAGE"],
         "{r}"
     );
-    assert!(lines[1].starts_with("@1 (candidate)"), "{r}");
-    assert!(lines[1].contains("first model"), "{r}");
+    assert_eq!(lines[1][0], "@2", "{r}");
+    assert_eq!(
+        lines[1][2..],
+        [AUTHOR, "latest", "0.95", "0.25", "second", "model"],
+        "{r}"
+    );
+    assert_eq!(lines[2][0], "@1", "{r}");
+    assert_eq!(
+        lines[2][2..],
+        [AUTHOR, "candidate", "0.9", "0.25", "first", "model"],
+        "{r}"
+    );
     assert_eq!(versions_of(&env.json(&["log", "models/x"])), vec![2, 1]);
 
     // show: the sidecar, with every field.
