@@ -116,7 +116,12 @@ fn browse(env: &TestEnv) {
     );
     assert_eq!(
         names(&m.path("features")),
-        ["clicks@1", "clicks@1.json", "clicks@latest", "clicks@staging"]
+        [
+            "clicks@1",
+            "clicks@1.json",
+            "clicks@latest",
+            "clicks@staging"
+        ]
     );
     for (p, kind) in [
         ("models/x@1", "dir"),
@@ -997,7 +1002,15 @@ fn new_version_appears_within_refresh() {
 
     let listed = poll_until(Duration::from_secs(10), || {
         names(&m.path("models"))
-            == ["x@1", "x@1.json", "x@2", "x@2.json", "x@latest", "x@stable", "x@staging"]
+            == [
+                "x@1",
+                "x@1.json",
+                "x@2",
+                "x@2.json",
+                "x@latest",
+                "x@stable",
+                "x@staging",
+            ]
     });
     assert!(
         listed.is_some(),

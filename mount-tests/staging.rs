@@ -37,9 +37,17 @@ const MIB: usize = 1 << 20;
 /// a line, not megabytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Item {
-    Dir { mode: u32 },
-    File { mode: u32, size: u64, blake3: String },
-    Link { target: String },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+        blake3: String,
+    },
+    Link {
+        target: String,
+    },
 }
 
 type Snap = BTreeMap<String, Item>;
@@ -499,17 +507,12 @@ impl Side {
                 .write(true)
                 .open(p(*i))
                 .and_then(|f| f.set_len(*n))),
-            Op::Read(i) => fs::read(p(*i))
-                .map(read_result)
-                .map_err(|e| errno_of(&e)),
+            Op::Read(i) => fs::read(p(*i)).map(read_result).map_err(|e| errno_of(&e)),
             Op::Rename(a, b) => e(fs::rename(p(*a), p(*b))),
             Op::Unlink(i) => e(fs::remove_file(p(*i))),
             Op::Mkdir(i) => e(fs::DirBuilder::new().mode(0o755).create(p(*i))),
             Op::Rmdir(i) => e(fs::remove_dir(p(*i))),
-            Op::Chmod(i, m) => e(fs::set_permissions(
-                p(*i),
-                fs::Permissions::from_mode(*m),
-            )),
+            Op::Chmod(i, m) => e(fs::set_permissions(p(*i), fs::Permissions::from_mode(*m))),
             Op::Symlink(i, t) => e(std::os::unix::fs::symlink(TARGETS[*t], p(*i))),
             Op::Open(h, i, f) => {
                 self.handles[*h] = None;
@@ -659,7 +662,7 @@ fn staging_through_the_mount_behaves_like_a_local_directory() {
     let cases = std::env::var("ASSETFS_MOUNT_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(500);
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -812,11 +815,7 @@ fn commit_then_remount_reads_back_byte_for_byte() {
         &snapshot(&m2.path("models/x@2")),
         &want,
     );
-    assert_snap(
-        "x@1 after remount",
-        &snapshot(&m2.path("models/x@1")),
-        &v1,
-    );
+    assert_snap("x@1 after remount", &snapshot(&m2.path("models/x@1")), &v1);
     assert_same_bytes(
         "x@2/weights.bin",
         &fs::read(m2.path("models/x@2/weights.bin")).expect("read"),
@@ -838,7 +837,11 @@ fn commit_then_remount_reads_back_byte_for_byte() {
     assert_eq!(sidecar["message"], json!("two"), "{sidecar}");
     assert_eq!(sidecar, env.show_json("models/x@2"));
     env.ok(&["verify"]);
-    assert_snap("get models/x@2", &get_snapshot(&env, "models/x@2"), &mask(&want, 0o777));
+    assert_snap(
+        "get models/x@2",
+        &get_snapshot(&env, "models/x@2"),
+        &mask(&want, 0o777),
+    );
     m2.unmount();
 }
 
@@ -869,7 +872,11 @@ fn commit_refuses_open_writers_and_waits_with_wait() {
         err.contains("ckpt.bin") && err.contains("d/a") && err.contains("open for writing"),
         "the refusal names the open files: {err}"
     );
-    assert_eq!(store_versions(&env, "x"), [1], "a refused commit made a version");
+    assert_eq!(
+        store_versions(&env, "x"),
+        [1],
+        "a refused commit made a version"
+    );
 
     drop(w2);
     let o = try_cmd(&env, &["commit", "models/x", "-m", "still early"]);
@@ -896,7 +903,11 @@ fn commit_refuses_open_writers_and_waits_with_wait() {
     w.write_all(b" more").expect("write");
     let out = env.path("commit-wait.out");
     let start = Instant::now();
-    let mut c = spawn(&env, &["commit", "models/x", "-m", "waited", "--wait"], &out);
+    let mut c = spawn(
+        &env,
+        &["commit", "models/x", "-m", "waited", "--wait"],
+        &out,
+    );
     let closer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(1));
         w.write_all(b" final").expect("write");
@@ -904,7 +915,11 @@ fn commit_refuses_open_writers_and_waits_with_wait() {
     });
     std::thread::sleep(Duration::from_millis(600));
     assert!(
-        c.0.as_mut().expect("running").try_wait().expect("try_wait").is_none(),
+        c.0.as_mut()
+            .expect("running")
+            .try_wait()
+            .expect("try_wait")
+            .is_none(),
         "commit --wait exited while a file was still open: {}",
         fs::read_to_string(&out).unwrap_or_default()
     );
@@ -930,33 +945,71 @@ fn commit_refuses_open_writers_and_waits_with_wait() {
 // 4. SIGKILL of the commit process
 
 const CRASH_FILES: usize = 4;
-const CRASH_FILE_SIZE: usize = 5 * MIB + 11;
+const CRASH_FILE_SIZE: usize = 6 * MIB + 11;
 
-/// Writes fresh content (seeded by `seed`) into the four big files of staging.
+/// `n` pseudo-random bytes from a seed, fast even in a debug build (BLAKE3
+/// is optimised in every profile), so tests can write tens of MiB.
+fn fast_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut v);
+    v
+}
+
+/// Writes fresh content (seeded by `seed`) into the big files of staging.
 fn stage_big_files(st: &Path, seed: u64) {
-    let mut r = StdRng::seed_from_u64(seed);
     fs::create_dir_all(st.join("shards")).expect("mkdir shards");
     for k in 0..CRASH_FILES {
-        let data = random_bytes(&mut r, CRASH_FILE_SIZE);
+        let data = fast_bytes(seed * 100 + k as u64, CRASH_FILE_SIZE);
         fs::write(st.join(format!("shards/{k}.bin")), &data).expect("write shard");
     }
     fs::write(st.join("step.txt"), format!("step {seed}\n")).expect("write step");
 }
 
-/// What the store gained during a killed commit: where the kill landed.
-fn landed(env: &TestEnv, before: &[BTreeSet<String>; 3], new_version: bool) -> &'static str {
-    let grew = |i: usize, f: &str| store_objects(env, f).len() > before[i].len();
-    if new_version {
-        "after the version claim"
-    } else if grew(2, "manifests") {
-        "after the manifest write, before the claim"
-    } else if grew(1, "indexes") {
-        "after pack and index upload, before the manifest"
-    } else if grew(0, "packs") {
-        "during pack upload"
-    } else {
-        "during start-up, chunking or the first pack upload"
+/// The store's state, to see how far a killed commit got.
+#[derive(Clone, PartialEq)]
+struct StoreState {
+    packs: BTreeSet<String>,
+    indexes: BTreeSet<String>,
+    manifests: BTreeSet<String>,
+    versions: Vec<u64>,
+}
+
+impl StoreState {
+    fn read(env: &TestEnv) -> StoreState {
+        StoreState {
+            packs: store_objects(env, "packs"),
+            indexes: store_objects(env, "indexes"),
+            manifests: store_objects(env, "manifests"),
+            versions: store_versions(env, "x"),
+        }
     }
+
+    /// How many steps of a commit are visible since `before`: 1 a pack,
+    /// 2 a chunk index, 3 a manifest, 4 a version.
+    fn progress(&self, before: &StoreState) -> u8 {
+        if self.versions.len() > before.versions.len() {
+            4
+        } else if self.manifests.len() > before.manifests.len() {
+            3
+        } else if self.indexes.len() > before.indexes.len() {
+            2
+        } else if self.packs.len() > before.packs.len() {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// When a trial kills the commit: after a delay, or as soon as the store
+/// shows it reached a step (see [`StoreState::progress`]).
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    Delay(Duration),
+    Step(u8),
 }
 
 #[test]
@@ -975,60 +1028,98 @@ fn commit_killed_at_random_points_is_all_or_nothing() {
     let start = Instant::now();
     let v = commit(&env, "models/x", "calibration");
     let full = start.elapsed();
-    assert_snap("calibration commit", &get_snapshot(&env, &format!("models/x@{v}")), &mask(&want, 0o777));
+    assert_snap(
+        "calibration commit",
+        &get_snapshot(&env, &format!("models/x@{v}")),
+        &mask(&want, 0o777),
+    );
     m.unmount();
-    eprintln!("an uninterrupted commit of {} MiB takes {full:.2?}", CRASH_FILES * CRASH_FILE_SIZE / MIB);
+    let mib = CRASH_FILES * CRASH_FILE_SIZE / MIB;
+    eprintln!("an uninterrupted commit of {mib} MiB takes {full:.2?}");
 
-    // Delays spread over the whole commit, then bisection towards the
-    // version claim, so kills also land between manifest write and claim.
-    const SPREAD: usize = 20;
-    const BISECT: usize = 6;
-    let mut no_version_max = Duration::ZERO;
-    let mut version_min = full + full / 10;
+    // Kills at delays spread over the whole commit, then kills triggered by
+    // what appears in the store, so that they also land right after the
+    // first pack, the chunk index, the manifest and the version claim.
+    const SPREAD: u32 = 12;
+    let mut plan: Vec<KillAt> = (0..SPREAD)
+        .map(|i| {
+            let slot = full * 11 / 10 / SPREAD;
+            KillAt::Delay(slot * i + slot.mul_f64(rng.gen::<f64>()))
+        })
+        .collect();
+    for step in 1..=4 {
+        plan.extend([KillAt::Step(step); 3]);
+    }
+    let phases = [
+        "before the first pack was stored (start-up, chunking, pack upload)",
+        "after a pack was stored, before the chunk index",
+        "after the chunk index, before the manifest",
+        "after the manifest, before the version claim",
+        "after the version claim, before staging was rebased",
+        "after the version claim and the rebase",
+    ];
     let mut landings: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for t in 0..SPREAD + BISECT {
-        let delay = if t < SPREAD {
-            let lo = full * t as u32 / SPREAD as u32;
-            lo + Duration::from_micros(rng.gen_range(0..=(full.as_micros() as u64 / SPREAD as u64 + 50_000)))
-        } else {
-            (no_version_max + version_min) / 2
-        };
+    for (t, kill_at) in plan.iter().enumerate() {
         let m = env.mount_with_cache("crash", &cache, &[]);
         let st = m.path("models/x@staging");
         stage_big_files(&st, t as u64);
         let want = snapshot(&st);
-        let before_versions = store_versions(&env, "x");
-        let before = [
-            store_objects(&env, "packs"),
-            store_objects(&env, "indexes"),
-            store_objects(&env, "manifests"),
-        ];
+        let before = StoreState::read(&env);
 
         let out = env.path(&format!("commit-kill-{t}.out"));
-        let mut c = spawn(&env, &["commit", "models/x", "-m", &format!("trial {t}")], &out);
-        std::thread::sleep(delay);
-        let finished = c.0.as_mut().expect("running").try_wait().expect("try_wait").is_some();
-        if !finished {
-            sigkill(c.pid());
+        let started = Instant::now();
+        let mut c = spawn(
+            &env,
+            &["commit", "models/x", "-m", &format!("trial {t}")],
+            &out,
+        );
+        let mut finished = false;
+        loop {
+            if c.0
+                .as_mut()
+                .expect("running")
+                .try_wait()
+                .expect("try_wait")
+                .is_some()
+            {
+                finished = true;
+                break;
+            }
+            let now = match kill_at {
+                KillAt::Delay(d) => started.elapsed() >= *d,
+                KillAt::Step(step) => StoreState::read(&env).progress(&before) >= *step,
+            };
+            if now {
+                sigkill(c.pid());
+                break;
+            }
+            assert!(started.elapsed() < CMD_LIMIT, "trial {t}: commit hangs");
+            std::thread::sleep(Duration::from_micros(200));
         }
+        let killed_after = started.elapsed();
         c.wait(Duration::from_secs(10));
 
-        let after_versions = store_versions(&env, "x");
-        let new: Vec<u64> = after_versions
+        let after = StoreState::read(&env);
+        let new: Vec<u64> = after
+            .versions
             .iter()
-            .filter(|v| !before_versions.contains(v))
+            .filter(|v| !before.versions.contains(v))
             .copied()
             .collect();
-        assert!(new.len() <= 1, "trial {t}: one commit made versions {new:?}");
-        let what = if finished {
-            "finished before the kill"
-        } else {
-            landed(&env, &before, !new.is_empty())
+        assert!(
+            new.len() <= 1,
+            "trial {t}: one commit made versions {new:?}"
+        );
+        let status = status_json(&env, "models/x");
+        let what = match (finished, after.progress(&before)) {
+            (true, _) => "the commit finished before the kill",
+            (false, 4) if status["base"] == json!(before.versions.last()) => phases[4],
+            (false, 4) => phases[5],
+            (false, p) => phases[p as usize],
         };
         *landings.entry(what).or_default() += 1;
-        eprintln!("trial {t}: kill after {delay:.2?}: {what}");
+        eprintln!("trial {t}: {kill_at:?}, killed after {killed_after:.2?}: {what}");
         if let Some(&v) = new.first() {
-            version_min = version_min.min(delay);
             let r = format!("models/x@{v}");
             env.ok(&["verify", &r]);
             assert_snap(
@@ -1037,45 +1128,555 @@ fn commit_killed_at_random_points_is_all_or_nothing() {
                 &mask(&want, 0o777),
             );
         } else {
-            no_version_max = no_version_max.max(delay);
             assert_snap(
                 &format!("trial {t}: staging after a commit killed before its claim"),
                 &snapshot(&st),
                 &want,
             );
-            let status = status_json(&env, "models/x");
             assert!(
                 changes(&status).iter().any(|(p, _)| p == "shards/0.bin"),
                 "trial {t}: status lost the staged change: {status}"
             );
         }
 
-        // Re-running the commit succeeds and makes a complete version.
-        let o = try_cmd(&env, &["commit", "models/x", "-m", &format!("retry {t}")]);
-        assert!(
-            o.status.success(),
-            "trial {t}: re-running commit after a kill ({what}): {}\nkilled commit printed: {}",
-            describe("commit", &o),
-            fs::read_to_string(&out).unwrap_or_default()
-        );
-        let v = version_of(&stdout(&o), "models/x");
-        assert_eq!(
-            store_versions(&env, "x").last(),
-            Some(&v),
-            "trial {t}: the retry's version"
-        );
-        assert_snap(
-            &format!("trial {t}: x@{v} made by the retry"),
-            &snapshot(&m.path(&format!("models/x@{v}"))),
-            &want,
-        );
-        assert_eq!(changes(&status_json(&env, "models/x")), vec![], "trial {t}: staging clean");
+        // Re-running the commit succeeds (unless the killed one had already
+        // made staging a clean view of its version) and makes a complete version.
+        if what == phases[5] {
+            assert_eq!(changes(&status), vec![], "trial {t}: {status}");
+        } else {
+            let o = try_cmd(&env, &["commit", "models/x", "-m", &format!("retry {t}")]);
+            assert!(
+                o.status.success(),
+                "trial {t}: re-running commit after a kill ({what}): {}\nkilled commit printed: {}",
+                describe("commit", &o),
+                fs::read_to_string(&out).unwrap_or_default()
+            );
+            let v = version_of(&stdout(&o), "models/x");
+            assert_eq!(
+                store_versions(&env, "x").last(),
+                Some(&v),
+                "trial {t}: the retry's version"
+            );
+            assert_snap(
+                &format!("trial {t}: x@{v} made by the retry"),
+                &snapshot(&m.path(&format!("models/x@{v}"))),
+                &want,
+            );
+            assert_eq!(
+                changes(&status_json(&env, "models/x")),
+                vec![],
+                "trial {t}: staging is clean after the retry"
+            );
+        }
         m.unmount();
     }
-    eprintln!("where {} kills landed: {landings:#?}", SPREAD + BISECT);
+    eprintln!("where {} kills landed: {landings:#?}", plan.len());
     env.ok(&["verify"]);
+    let killed: Vec<_> = landings.keys().filter(|k| phases.contains(k)).collect();
     assert!(
-        landings.keys().filter(|k| **k != "finished before the kill").count() >= 2,
-        "the kills all landed in one phase: {landings:?}"
+        killed.len() >= 3,
+        "the kills landed in fewer than 3 phases of the commit: {landings:#?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 5. SIGKILL of the mount daemon while staging is being written
+
+/// Block `i` of the stream written to B: 64 KiB derived from `i`.
+fn stream_block(i: u64) -> Vec<u8> {
+    let mut r = StdRng::seed_from_u64(0xb10c_0000 + i);
+    random_bytes(&mut r, 64 * 1024)
+}
+
+/// Detaches a dead FUSE mount (its daemon was killed).
+fn detach_dead_mount(mnt: &Path) {
+    let o = run_limited(
+        Command::new("umount").args(["-l", s(mnt)]),
+        Duration::from_secs(15),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    if !o.status.success() {
+        let o2 = run_limited(
+            Command::new("fusermount3").args(["-u", "-z", s(mnt)]),
+            Duration::from_secs(15),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            o2.status.success(),
+            "{}\n{}",
+            describe("umount -l", &o),
+            describe("fusermount3 -u -z", &o2)
+        );
+    }
+    wait_unmounted(mnt, Duration::from_secs(10));
+}
+
+#[test]
+fn daemon_killed_while_writing_keeps_what_was_fsynced() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    make_base(&src, 51);
+    env.push("models/x", &src, &[]);
+
+    let m1 = env.mount("k1", &[]);
+    let st = m1.path("models/x@staging");
+    let mut r = StdRng::seed_from_u64(52);
+    let a = random_bytes(&mut r, 3 * MIB + 5);
+    {
+        let mut f = File::create(st.join("A.bin")).expect("create A");
+        f.write_all(&a).expect("write A");
+        f.sync_all().expect("fsync A");
+    }
+    // A copied-up base file, fsynced, and metadata changes.
+    let mut da = fs::read(src.join("d/a")).expect("read d/a");
+    {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(st.join("d/a"))
+            .expect("open d/a");
+        f.write_all_at(b"fsynced patch", 77).expect("write d/a");
+        f.sync_data().expect("fdatasync d/a");
+        da[77..77 + 13].copy_from_slice(b"fsynced patch");
+    }
+    fs::rename(st.join("d/a"), st.join("d/moved")).expect("rename");
+    fs::create_dir(st.join("logs")).expect("mkdir");
+
+    // B is written, never fsynced, from this thread while another kills the daemon.
+    let pid = daemon_pid(&m1.mnt);
+    let mut b = File::create(st.join("B.bin")).expect("create B");
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        sigkill(pid);
+    });
+    let start = Instant::now();
+    let mut acked = 0u64;
+    let err = loop {
+        match b.write_all(&stream_block(acked / (64 * 1024))) {
+            Ok(()) => acked += 64 * 1024,
+            Err(e) => break e,
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "writes kept succeeding 20 s after the daemon was killed"
+        );
+    };
+    killer.join().expect("killer thread");
+    assert!(
+        [libc::ENOTCONN, libc::EIO, libc::ECONNABORTED].contains(&errno_of(&err)),
+        "a write after the daemon died: {err}"
+    );
+    assert!(acked > 0, "nothing was written to B before the kill");
+    drop(b);
+    detach_dead_mount(&m1.mnt);
+    drop(m1);
+
+    let m2 = env.mount("k2", &[]);
+    let st = m2.path("models/x@staging");
+    assert_same_bytes(
+        "A.bin (fsynced)",
+        &fs::read(st.join("A.bin")).expect("read A"),
+        &a,
+    );
+    assert_same_bytes(
+        "d/moved (copied up, written, fsynced, renamed)",
+        &fs::read(st.join("d/moved")).expect("read d/moved"),
+        &da,
+    );
+    assert!(st.join("logs").is_dir(), "mkdir before the kill was lost");
+    assert_eq!(
+        fs::metadata(st.join("d/a"))
+            .map_err(|e| errno_of(&e))
+            .unwrap_err(),
+        libc::ENOENT
+    );
+    // B was never fsynced: whatever survived is a prefix of what was written.
+    let got_b = fs::read(st.join("B.bin")).expect("B.bin survives as a file");
+    let mut stream = vec![];
+    let mut i = 0;
+    while stream.len() < got_b.len() {
+        stream.extend(stream_block(i));
+        i += 1;
+    }
+    assert_same_bytes(
+        "B.bin (a prefix of the stream)",
+        &got_b,
+        &stream[..got_b.len()],
+    );
+    eprintln!(
+        "B.bin: {} bytes acknowledged before the kill, {} bytes after remount",
+        acked,
+        got_b.len()
+    );
+
+    // Staging keeps working, and the dead mount's open B does not block a commit.
+    fs::write(st.join("C.txt"), b"after the crash").expect("write C");
+    let o = try_cmd(&env, &["commit", "models/x", "-m", "after crash"]);
+    assert!(
+        o.status.success(),
+        "commit after the daemon crash (B was open in the dead mount): {}",
+        describe("commit", &o)
+    );
+    assert_eq!(version_of(&stdout(&o), "models/x"), 2);
+    assert_same_bytes(
+        "x@2/A.bin",
+        &fs::read(m2.path("models/x@2/A.bin")).expect("read"),
+        &a,
+    );
+    assert_eq!(
+        fs::read(m2.path("models/x@2/C.txt")).expect("read"),
+        b"after the crash"
+    );
+    m2.unmount();
+}
+
+// ---------------------------------------------------------------------------
+// 6. Four nodes commit the same asset at once
+
+#[test]
+fn four_nodes_commit_at_once_and_nothing_is_lost() {
+    const NODES: usize = 4;
+    const ROUNDS: u64 = 3;
+    let first = TestEnv::file_store();
+    let src = first.path("src");
+    make_base(&src, 61);
+    first.push("models/x", &src, &[]);
+    // Separate HOME, XDG dirs (so separate staging areas), push caches,
+    // mounts and mount caches; one store.
+    let mut envs = vec![first];
+    for _ in 1..NODES {
+        let store = envs[0].store.clone();
+        envs.push(TestEnv::with_store(&store, vec![]));
+    }
+    let mounts: Vec<Mounted> = envs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.mount(&format!("node{i}"), &[]))
+        .collect();
+
+    let mut bases = [1u64; NODES];
+    let mut latest = 1u64;
+    for round in 0..ROUNDS {
+        let mut want = vec![];
+        for (i, m) in mounts.iter().enumerate() {
+            let st = m.path("models/x@staging");
+            let mut r = StdRng::seed_from_u64(round * 100 + i as u64);
+            random_file(&st, &format!("node-{i}.bin"), &mut r, 200_000 + i);
+            fs::write(st.join("shared.txt"), format!("round {round} node {i}\n")).expect("write");
+            want.push(snapshot(&st));
+        }
+        // All four commits start together.
+        let outs: Vec<PathBuf> = (0..NODES)
+            .map(|i| envs[i].path(&format!("commit-{round}.out")))
+            .collect();
+        let mut children: Vec<ChildGuard> = (0..NODES)
+            .map(|i| {
+                spawn(
+                    &envs[i],
+                    &[
+                        "commit",
+                        "models/x",
+                        "-m",
+                        &format!("round {round} node {i}"),
+                    ],
+                    &outs[i],
+                )
+            })
+            .collect();
+        let mut got = vec![];
+        for (i, c) in children.iter_mut().enumerate() {
+            let st = c.wait(CMD_LIMIT);
+            let printed = fs::read_to_string(&outs[i]).unwrap_or_default();
+            assert!(
+                st.success(),
+                "round {round} node {i}: commit {st}: {printed}"
+            );
+            got.push(version_of(
+                printed.lines().next().unwrap_or_default(),
+                "models/x",
+            ));
+        }
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            ((latest + 1)..=(latest + NODES as u64)).collect::<Vec<_>>(),
+            "round {round}: each commit its own version, none skipped: {got:?}"
+        );
+        latest += NODES as u64;
+        assert_eq!(
+            store_versions(&envs[0], "x"),
+            (1..=latest).collect::<Vec<_>>(),
+            "round {round}: versions in the store"
+        );
+        for i in 0..NODES {
+            let v = got[i];
+            let show = envs[0].show_json(&format!("models/x@{v}"));
+            assert_eq!(show["parent"], json!(v - 1), "x@{v}: {show}");
+            assert_eq!(show["base"], json!(bases[i]), "x@{v} from node {i}: {show}");
+            assert_eq!(show["message"], json!(format!("round {round} node {i}")));
+            // Read back through another node's mount.
+            let other = &mounts[(i + 1) % NODES];
+            assert_snap(
+                &format!(
+                    "round {round}: x@{v} (node {i}) read on node {}",
+                    (i + 1) % NODES
+                ),
+                &snapshot(&other.path(&format!("models/x@{v}"))),
+                &want[i],
+            );
+            let status = status_json(&envs[i], "models/x");
+            assert_eq!(status["base"], json!(v), "node {i}: {status}");
+            assert_eq!(changes(&status), vec![], "node {i}: {status}");
+            bases[i] = v;
+        }
+    }
+    // `log --json` shows base and parent for every committed version.
+    let o = envs[0].ok(&["--json", "log", "models/x"]);
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).expect("log --json");
+    assert_eq!(rows.len() as u64, latest);
+    for row in &rows {
+        let v = row["version"].as_u64().expect("version");
+        if v > 1 {
+            assert_eq!(row["parent"], json!(v - 1), "{row}");
+            assert!(row["base"].as_u64().is_some_and(|b| b < v), "{row}");
+        }
+    }
+    envs[0].ok(&["verify"]);
+    for m in mounts {
+        m.unmount();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 7. A full disk under the staging area
+
+/// A tmpfs mounted for the test, lazily unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).expect("mkdir tmpfs mountpoint");
+        let o = run_limited(
+            Command::new("mount").args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                s(dir),
+            ]),
+            Duration::from_secs(15),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            o.status.success(),
+            "the disk-full test mounts a small tmpfs and needs root (or CAP_SYS_ADMIN): {}",
+            describe("mount -t tmpfs", &o)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Ok(c) = CString::new(self.0.as_os_str().as_bytes()) {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+}
+
+#[test]
+fn disk_full_under_staging_gives_enospc() {
+    let tdir = tempfile::Builder::new()
+        .prefix("assetfs-enospc-")
+        .tempdir()
+        .expect("tempdir");
+    let data = tdir.path().join("data");
+    let _tmpfs = Tmpfs::mount(&data, "8m");
+    let store = format!("file://{}", s(&tdir.path().join("store")));
+    let env = TestEnv::with_store(&store, vec![("XDG_DATA_HOME".into(), s(&data).into())]);
+    let src = env.path("src");
+    make_base(&src, 71);
+    let mut r = StdRng::seed_from_u64(72);
+    random_file(&src, "base-big.bin", &mut r, 2 * MIB);
+    env.push("models/x", &src, &[]);
+    let v1 = snapshot(&src);
+
+    let m = env.mount("full", &[]);
+    let st = m.path("models/x@staging");
+    fs::write(st.join("small.txt"), b"before the disk filled").expect("write small");
+    assert!(
+        fs::read_dir(&data).expect("data dir").next().is_some(),
+        "staging is not under the tmpfs XDG_DATA_HOME"
+    );
+
+    let block: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut big = File::create(st.join("big.bin")).expect("create big");
+    let mut written = 0usize;
+    let err = loop {
+        match big.write(&block[written % block.len()..]) {
+            Ok(0) => panic!("write returned 0"),
+            Ok(n) => written += n,
+            Err(e) => break e,
+        }
+        assert!(written < 64 * MIB, "wrote 64 MiB into an 8 MiB tmpfs");
+    };
+    assert_eq!(
+        errno_of(&err),
+        libc::ENOSPC,
+        "the write that did not fit: {err}"
+    );
+    assert!(written < 8 * MIB, "{written} bytes fit in an 8 MiB tmpfs");
+    eprintln!("{written} bytes fit before ENOSPC");
+    // What was written is there, no more.
+    let got = fs::read(st.join("big.bin")).expect("read big");
+    let want: Vec<u8> = (0..written)
+        .map(|i| (i % block.len() % 251) as u8)
+        .collect();
+    assert_same_bytes("big.bin after ENOSPC", &got, &want);
+    // Copying up a 2 MiB base file for writing cannot fit either.
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .open(st.join("base-big.bin"))
+        .expect_err("copy-up of 2 MiB into a full disk");
+    assert_eq!(errno_of(&e), libc::ENOSPC, "copy-up on a full disk: {e}");
+    // Metadata changes either still fit or fail with ENOSPC, never EIO.
+    for (what, res) in [
+        ("mkdir", fs::create_dir(st.join("newdir"))),
+        ("create", File::create(st.join("empty.txt")).map(drop)),
+    ] {
+        if let Err(e) = res {
+            assert_eq!(errno_of(&e), libc::ENOSPC, "{what} on a full disk: {e}");
+        }
+    }
+
+    // Nothing committed is affected.
+    assert_snap(
+        "x@1 while staging is full",
+        &snapshot(&m.path("models/x@1")),
+        &v1,
+    );
+    env.ok(&["verify"]);
+    assert_eq!(
+        fs::read(st.join("small.txt")).expect("read"),
+        b"before the disk filled"
+    );
+
+    // Deleting the big file makes room again.
+    drop(big);
+    fs::remove_file(st.join("big.bin")).expect("unlink big");
+    let mut r = StdRng::seed_from_u64(73);
+    let after = random_bytes(&mut r, 2 * MIB);
+    fs::write(st.join("after.bin"), &after).expect("write after the unlink");
+    assert_same_bytes(
+        "after.bin",
+        &fs::read(st.join("after.bin")).expect("read"),
+        &after,
+    );
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(st.join("base-big.bin"))
+        .expect("copy-up once there is room");
+    f.write_all_at(b"patched", 0).expect("write");
+    drop(f);
+    let want = snapshot(&st);
+    assert!(!want.contains_key("big.bin"));
+    assert_eq!(commit(&env, "models/x", "after the disk was full"), 2);
+    assert_snap("x@2", &snapshot(&m.path("models/x@2")), &want);
+    m.unmount();
+}
+
+// ---------------------------------------------------------------------------
+// 8. New assets, name rules, unsupported operations, O_TRUNC without fetching
+
+#[test]
+fn new_asset_by_mkdir_and_documented_errnos() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    make_base(&src, 81);
+    let mut r = StdRng::seed_from_u64(82);
+    random_file(&src, "weights.bin", &mut r, 3 * MIB);
+    env.push("models/x", &src, &[]);
+    let m = env.mount("misc", &[]);
+    let st = m.path("models/x@staging");
+    let err = |r: std::io::Result<()>| r.map_err(|e| errno_of(&e)).err();
+
+    // mkdir MNT/models/<name>@staging starts a new asset.
+    fs::create_dir(m.path("models/fresh@staging")).expect("mkdir fresh@staging");
+    assert!(names(&m.path("models")).contains(&"fresh@staging".to_string()));
+    fs::write(m.path("models/fresh@staging/w.bin"), b"new asset").expect("write");
+    assert_eq!(commit(&env, "models/fresh", "first"), 1);
+    assert_eq!(
+        fs::read(m.path("models/fresh@1/w.bin")).expect("read"),
+        b"new asset"
+    );
+    for bad in [
+        "Bad name@staging",
+        ".hidden@staging",
+        "-dash@staging",
+        "a/b@staging",
+    ] {
+        let p = m.path("models").join(bad);
+        let e = err(fs::create_dir(&p));
+        let want = if bad.contains('/') {
+            libc::ENOENT
+        } else {
+            libc::EINVAL
+        };
+        assert_eq!(e, Some(want), "mkdir models/{bad}");
+    }
+    assert_eq!(
+        err(fs::create_dir(m.path("models/x@staging"))),
+        Some(libc::EEXIST)
+    );
+    assert_eq!(
+        err(fs::create_dir(m.path("models/plain"))),
+        Some(libc::EROFS)
+    );
+    assert_eq!(
+        err(fs::metadata(m.path("models/nothing@staging")).map(drop)),
+        Some(libc::ENOENT),
+        "an asset with neither versions nor staging"
+    );
+
+    // Unsupported operations fail with their documented errno.
+    assert_eq!(
+        err(fs::hard_link(st.join("a"), st.join("a2"))),
+        Some(libc::EPERM)
+    );
+    assert_eq!(err(mkfifo(&st.join("fifo"))), Some(libc::EPERM));
+    assert_eq!(
+        err(setxattr(&st.join("a"), "user.k", b"v")),
+        Some(libc::EOPNOTSUPP)
+    );
+    assert_eq!(
+        err(fs::rename(st.join("a"), m.path("models/fresh@staging/a"))),
+        Some(libc::EXDEV)
+    );
+    assert_eq!(
+        err(fs::rename(st.join("a"), m.path("models/x@1/z"))),
+        Some(libc::EROFS)
+    );
+    std::os::unix::fs::symlink("d/a", st.join("link")).expect("symlink in staging");
+    assert_eq!(
+        fs::read_link(st.join("link")).expect("readlink"),
+        Path::new("d/a")
+    );
+
+    // Overwriting a base file with O_TRUNC needs none of its old content:
+    // it works with the store's packs out of reach.
+    let packs = store_root(&env).join("packs");
+    let away = store_root(&env).join("packs.away");
+    fs::rename(&packs, &away).expect("hide packs");
+    let res = fs::write(st.join("weights.bin"), b"overwritten");
+    fs::rename(&away, &packs).expect("restore packs");
+    res.expect("open(O_TRUNC) + write of an unread base file with the store's packs unreachable");
+    assert_eq!(
+        fs::read(st.join("weights.bin")).expect("read"),
+        b"overwritten"
+    );
+    m.unmount();
 }

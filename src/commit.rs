@@ -108,11 +108,11 @@ pub async fn commit(
     opts.base = staging.base()?.and_then(|(v, _)| v);
     let items = staging.items(base.as_deref())?;
     let out = commit_tree(catalog, r, items, opts).await?;
-    // The version is committed; a crash from here on leaves an empty staging
-    // area, which re-initialises from the (new) latest version.
-    staging.reset()?;
+    // The version is committed. Staging becomes a clean view of it in one
+    // transaction: a crash before that leaves staging as it was (committing
+    // again makes another, identical version), never half reset.
     let rec = catalog.record(&asset, out.version).await?;
     let m = catalog.manifest(&rec.manifest).await?;
-    staging.init(Some((out.version, &rec.manifest, &m)))?;
+    staging.rebase(out.version, &rec.manifest, &m)?;
     Ok(out)
 }

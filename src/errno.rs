@@ -16,6 +16,12 @@ pub fn staging_errno(e: &StagingError) -> c_int {
         StagingError::Invalid(_) => libc::EINVAL,
         StagingError::NoSpace => libc::ENOSPC,
         StagingError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        // The index is on the same disk as the data: a full disk is ENOSPC.
+        StagingError::Db(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::DiskFull =>
+        {
+            libc::ENOSPC
+        }
         StagingError::Db(_) => libc::EIO,
     }
 }

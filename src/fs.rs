@@ -80,6 +80,13 @@ fn name_str(name: &OsStr) -> Option<String> {
 impl Filesystem for AssetFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
         let _ = config.set_max_readahead(MAX_READAHEAD);
+        // Flags fuser names only with its abi-7-9 feature. FUSE_ATOMIC_O_TRUNC
+        // (1 << 3): O_TRUNC reaches `open`, so overwriting an unchanged staging
+        // file does not first copy up (fetch) the content it is about to
+        // discard. FUSE_BIG_WRITES (1 << 5): writes arrive in pieces of up to
+        // 128 KiB instead of 4 KiB.
+        let _ = config.add_capabilities(1 << 3);
+        let _ = config.add_capabilities(1 << 5);
         Ok(())
     }
 

@@ -29,8 +29,14 @@ pub fn log_table(rows: &[Value]) -> String {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
+        // A staging commit that another node's commit overtook: its base
+        // (where it started) differs from its parent (what it follows).
+        let version = match (r["base"].as_u64(), r["parent"].as_u64()) {
+            (Some(b), p) if Some(b) != p => format!("@{} (base @{b})", r["version"]),
+            _ => format!("@{}", r["version"]),
+        };
         let mut line = vec![
-            format!("@{}", r["version"]),
+            version,
             dash(r["created"].as_str().unwrap_or_default().to_string()),
             dash(r["author"].as_str().unwrap_or_default().to_string()),
             dash(aliases.join(",")),

@@ -153,19 +153,89 @@ impl ChunkSource {
             tracing::error!("{e}");
             return Err(ReadError::Corrupt(e.to_string()));
         }
-        // The memory cache serves the chunk while the disk write finishes.
-        self.mem_put(c.hash, data.clone());
+        self.keep_fetched(hash, data.clone());
+        Ok(data)
+    }
+
+    /// Keeps a verified chunk from the store: in memory at once, on disk in
+    /// the background (the memory copy serves it meanwhile).
+    fn keep_fetched(&self, hash: Hash, data: Bytes) {
+        self.mem_put(hash, data.clone());
         let disk = self.disk.clone();
-        let d2 = data.clone();
         let pending = self.pending_writes.clone();
         pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = disk.put(&hash, &d2) {
+            if let Err(e) = disk.put(&hash, &data) {
                 tracing::warn!("cache write failed: {e}");
             }
             pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
-        Ok(data)
+    }
+
+    /// Starts fetching chunks of one pack in the background with a single
+    /// ranged request (object_store merges adjacent ranges), skipping chunks
+    /// already cached or in flight. Does nothing while fewer than `min_batch`
+    /// chunks need fetching, so a sliding readahead window fetches in batches
+    /// instead of one request per chunk.
+    pub fn prefetch(self: &Arc<Self>, pack: PackId, cs: &[ChunkRef], min_batch: usize) {
+        let todo: Vec<ChunkRef> = {
+            let inflight = self.inflight.lock().expect("inflight lock");
+            cs.iter()
+                .filter(|c| !inflight.contains_key(&c.hash))
+                .copied()
+                .collect()
+        };
+        let todo: Vec<ChunkRef> = todo
+            .into_iter()
+            .filter(|c| self.mem_get(&c.hash).is_none() && !self.disk.contains(&c.hash))
+            .collect();
+        if todo.is_empty() || todo.len() < min_batch {
+            return;
+        }
+        let key = keys::pack(&to_hex(&pack));
+        let ranges: Vec<_> = todo
+            .iter()
+            .map(|c| c.offset as u64..c.offset as u64 + c.len as u64)
+            .collect();
+        let (store, timeout) = (self.store.clone(), self.timeout);
+        type Batch = Shared<BoxFuture<'static, Result<Arc<Vec<Bytes>>, ReadError>>>;
+        let batch: Batch = async move {
+            match tokio::time::timeout(timeout, store.get_ranges(&key, &ranges)).await {
+                Err(_) => Err(ReadError::Timeout(timeout)),
+                Ok(Err(e)) => Err(ReadError::Store(e.to_string())),
+                Ok(Ok(v)) => Ok(Arc::new(v)),
+            }
+        }
+        .boxed()
+        .shared();
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        for (i, c) in todo.into_iter().enumerate() {
+            if inflight.contains_key(&c.hash) {
+                continue;
+            }
+            let (me, batch) = (self.clone(), batch.clone());
+            let f = async move {
+                let r = async {
+                    let parts = batch.await?;
+                    let data = parts.get(i).cloned().unwrap_or_default();
+                    if let Err(e) = verify_chunk_bytes(&pack, &c, &data) {
+                        tracing::error!("{e}");
+                        return Err(ReadError::Corrupt(e.to_string()));
+                    }
+                    me.keep_fetched(c.hash, data.clone());
+                    Ok(data)
+                }
+                .await;
+                me.inflight.lock().expect("inflight lock").remove(&c.hash);
+                r
+            }
+            .boxed()
+            .shared();
+            inflight.insert(c.hash, f.clone());
+            tokio::spawn(async move {
+                let _ = f.await;
+            });
+        }
     }
 }
 
@@ -246,16 +316,11 @@ pub async fn read_range(
     if range.is_empty() {
         return Ok(Bytes::new());
     }
-    // Prefetch first, so it overlaps with this read's own fetches.
-    let last = range.end;
-    for &c in chunks.iter().skip(last).take(ahead) {
-        let pack = m.packs[c.pack as usize];
-        if source.mem_get(&c.hash).is_none() {
-            let s = source.clone();
-            tokio::spawn(async move {
-                let _ = s.chunk(pack, c).await;
-            });
-        }
+    // Prefetch first, so it overlaps with this read's own fetches: runs of
+    // the window that sit in one pack, each in one request.
+    let window = &chunks[range.end.min(chunks.len())..(range.end + ahead).min(chunks.len())];
+    for run in window.chunk_by(|a, b| a.pack == b.pack) {
+        source.prefetch(m.packs[run[0].pack as usize], run, (ahead / 2).max(1));
     }
     let fetches = range.clone().map(|i| {
         let c = chunks[i];

@@ -156,6 +156,16 @@ impl Staging {
              CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_name ON nodes(parent, name);
              CREATE TABLE IF NOT EXISTS writers (id INTEGER NOT NULL, pid INTEGER NOT NULL);",
         )?;
+        // The mount daemon that registered a writer: once it is gone (killed,
+        // crashed), its open files are closed, whether or not the writer lives.
+        if db.prepare("SELECT daemon FROM writers LIMIT 0").is_err() {
+            let added = db
+                .execute_batch("ALTER TABLE writers ADD COLUMN daemon INTEGER NOT NULL DEFAULT 0");
+            // Another process may have added it at the same moment.
+            if db.prepare("SELECT daemon FROM writers LIMIT 0").is_err() {
+                added?;
+            }
+        }
         Ok(Staging {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
@@ -201,6 +211,13 @@ impl Staging {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute("DELETE FROM nodes", [])?;
+        Self::fill(&tx, base)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Inserts the root, the base version's entries and the base metadata.
+    fn fill(tx: &rusqlite::Transaction<'_>, base: Option<(u64, &str, &Manifest)>) -> Result<()> {
         tx.execute(
             "INSERT INTO nodes (id, parent, name, kind, mode, size) VALUES (?1, 0, '', 0, ?2, 0)",
             params![ROOT as i64, 0o755],
@@ -240,16 +257,33 @@ impl Staging {
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('initialised', '1')",
             [],
         )?;
-        tx.commit()?;
         Ok(())
     }
 
     /// Forgets everything: the next `init` starts from a new base.
     pub fn reset(&self) -> Result<()> {
-        let db = self.db();
-        // AUTOINCREMENT ids are never reused, so a stale inode cannot alias a new node.
-        db.execute_batch("DELETE FROM nodes; DELETE FROM meta; DELETE FROM writers;")?;
-        drop(db);
+        self.replace(None)
+    }
+
+    /// Makes staging a clean view of a new base version (after a commit), in
+    /// one transaction: a crash leaves either the old tree or the new one.
+    pub fn rebase(&self, v: u64, hash: &str, m: &Manifest) -> Result<()> {
+        self.replace(Some((v, hash, m)))
+    }
+
+    fn replace(&self, base: Option<(u64, &str, &Manifest)>) -> Result<()> {
+        {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            // AUTOINCREMENT ids are never reused, so a stale inode cannot alias a new node.
+            tx.execute_batch("DELETE FROM nodes; DELETE FROM meta; DELETE FROM writers;")?;
+            if base.is_some() {
+                Self::fill(&tx, base)?;
+            }
+            tx.commit()?;
+        }
+        // Local content of the old tree; a crash before this only leaves
+        // unreferenced files, removed by the next reset or commit.
         let data = self.dir.join("data");
         if data.exists() {
             std::fs::remove_dir_all(&data)?;
@@ -409,8 +443,26 @@ impl Staging {
     }
 
     fn delete_node(&self, n: &Node) -> Result<()> {
-        self.db()
-            .execute("DELETE FROM nodes WHERE id = ?1", [n.id as i64])?;
+        let delete = || {
+            self.db()
+                .execute("DELETE FROM nodes WHERE id = ?1", [n.id as i64])
+        };
+        match delete() {
+            // On a full disk the index cannot record the removal; free the
+            // file's own space first (the caller is deleting it anyway).
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull && n.content == Content::Local =>
+            {
+                OpenOptions::new()
+                    .write(true)
+                    .open(self.data_path(n.id))?
+                    .set_len(0)?;
+                delete()?;
+            }
+            r => {
+                r?;
+            }
+        }
         if n.content == Content::Local {
             let _ = std::fs::remove_file(self.data_path(n.id));
         }
@@ -589,8 +641,19 @@ impl Staging {
     pub fn write(&self, id: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let n = self.get(id)?;
         let f = self.local_file(&n)?;
-        f.write_all_at(data, offset)?;
-        Ok(data.len())
+        let mut done = 0;
+        while done < data.len() {
+            match f.write_at(&data[done..], offset + done as u64) {
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                Ok(k) => done += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Like a local disk (e.g. when it fills up): a write that
+                // fails part-way reports the bytes it did write.
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(done)
     }
 
     /// Reads a local file's bytes (base files are read through the store).
@@ -619,11 +682,12 @@ impl Staging {
         Ok(())
     }
 
-    /// Records that process `pid` holds node `id` open for writing.
+    /// Records that process `pid` holds node `id` open for writing through
+    /// this process (the mount daemon).
     pub fn add_writer(&self, id: u64, pid: u32) -> Result<()> {
         self.db().execute(
-            "INSERT INTO writers (id, pid) VALUES (?1, ?2)",
-            params![id as i64, pid as i64],
+            "INSERT INTO writers (id, pid, daemon) VALUES (?1, ?2, ?3)",
+            params![id as i64, pid as i64, std::process::id() as i64],
         )?;
         Ok(())
     }
@@ -636,19 +700,20 @@ impl Staging {
         Ok(())
     }
 
-    /// Paths of files open for writing by live processes.
+    /// Paths of files open for writing by live processes through a live daemon.
     pub fn open_writers(&self) -> Result<Vec<String>> {
-        let rows: Vec<(i64, i64)> = {
+        let rows: Vec<(i64, i64, i64)> = {
             let db = self.db();
-            let mut st = db.prepare("SELECT id, pid FROM writers")?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut st = db.prepare("SELECT id, pid, daemon FROM writers")?;
+            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             r.collect::<Result<_, _>>()?
         };
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = |pid: i64| pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0;
         let mut out = vec![];
-        for (id, pid) in rows {
-            // SAFETY: kill with signal 0 only checks that the process exists.
-            let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
-            if !alive {
+        for (id, pid, daemon) in rows {
+            // daemon 0: registered before daemons were recorded.
+            if !alive(pid) || (daemon != 0 && !alive(daemon)) {
                 continue;
             }
             if let Ok(p) = self.path_of(id as u64) {

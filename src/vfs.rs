@@ -760,11 +760,15 @@ impl Vfs {
             } = &*f
             {
                 let done = slot.st().and_then(|st| {
-                    if *writable {
-                        st.remove_writer(*id, *pid)?;
-                    }
-                    // The last close of a file removed while open deletes it.
-                    Ok(st.closed(*id)?)
+                    let removed = match writable {
+                        true => st.remove_writer(*id, *pid),
+                        false => Ok(()),
+                    };
+                    // The last close of a file removed while open deletes it
+                    // (even when the writer bookkeeping failed, e.g. disk full).
+                    let closed = st.closed(*id);
+                    removed?;
+                    Ok(closed?)
                 });
                 if let Err(e) = done {
                     tracing::warn!("staging writer bookkeeping: {e}");
