@@ -275,33 +275,13 @@ impl TestEnv {
 // ---------------------------------------------------------------------------
 // Mount table
 
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Ok(n) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
-            {
-                out.push(n);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The filesystem type and source of the mount at `p` (e.g. `fuse assetfs`), if `p` is a mount point.
 pub fn mount_type(p: &Path) -> Option<String> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     table.lines().rev().find_map(|l| {
         let fields: Vec<&str> = l.split(' ').collect();
         let point = fields.get(4)?;
-        if Path::new(&unescape_mountinfo(point)) != p {
+        if Path::new(&assetfs::mount::unescape_mountinfo(point)) != p {
             return None;
         }
         let sep = fields.iter().position(|f| *f == "-")?;

@@ -65,7 +65,8 @@ fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
-fn unescape_mountinfo(s: &str) -> String {
+/// Decodes a mount point as `/proc/self/mountinfo` writes it.
+pub fn unescape_mountinfo(s: &str) -> String {
     // The kernel writes space, tab, newline and backslash as \ooo octal.
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

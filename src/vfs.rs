@@ -732,14 +732,7 @@ impl Vfs {
             Node::Misc(Misc::Sidecar(asset, v)) => OpenFile::Bytes(self.sidecar(&asset, v).await?),
             _ => return Err(VfsError::IsDir),
         };
-        let fh = self
-            .next_fh
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.handles
-            .lock()
-            .expect("handles lock")
-            .insert(fh, Arc::new(file));
-        Ok(fh)
+        Ok(self.add_handle(file))
     }
 
     /// True for a committed version's files, whose content never changes, so
