@@ -19,9 +19,24 @@ pub struct Chunk {
 /// Splits a reader into chunks, calling `each` in order, and returns the
 /// BLAKE3 hash of the whole stream and its length.
 pub fn chunk_stream<R: Read, E: From<std::io::Error>>(
-    reader: R,
+    mut reader: R,
     mut each: impl FnMut(Chunk) -> Result<(), E>,
 ) -> Result<(Hash, u64), E> {
+    // Anything up to MIN_CHUNK is exactly one chunk: hash it directly rather
+    // than set up the streaming chunker (which zeroes a MAX_CHUNK buffer).
+    let mut head = Vec::with_capacity(MIN_CHUNK as usize + 1);
+    (&mut reader)
+        .take(MIN_CHUNK as u64 + 1)
+        .read_to_end(&mut head)?;
+    if head.len() <= MIN_CHUNK as usize {
+        let hash = *blake3::hash(&head).as_bytes();
+        let n = head.len() as u64;
+        if n > 0 {
+            each(Chunk { hash, data: head })?;
+        }
+        return Ok((hash, n));
+    }
+    let reader = std::io::Cursor::new(head).chain(reader);
     let mut whole = blake3::Hasher::new();
     let mut total = 0u64;
     for c in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {

@@ -682,14 +682,18 @@ async fn ls_files(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()>
             .collect();
         print_json(&rows);
     } else {
+        use std::io::Write;
+        // One write per line would dominate for a million-file version.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for e in &m.entries {
             let suffix = match (&e.kind, &e.target) {
                 (assetfs::manifest::EntryKind::Dir, _) => "/".to_string(),
                 (_, Some(t)) => format!(" -> {t}"),
                 _ => String::new(),
             };
-            println!("{:04o} {:>12}  {}{suffix}", e.mode, e.size, e.path);
+            writeln!(out, "{:04o} {:>12}  {}{suffix}", e.mode, e.size, e.path)?;
         }
+        out.flush()?;
     }
     Ok(())
 }
