@@ -46,7 +46,8 @@ echo "== mount"
 "$A" mount "$mnt"
 ls -l "$mnt/models"
 echo "-- sidecar lineage:"
-python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lineage"])' "$mnt/models/ranker@production.json"
+prod=$(readlink "$mnt/models/ranker@production")   # e.g. ranker@1
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lineage"])' "$mnt/models/$prod.json"
 echo "-- config through the mount:"
 cat "$mnt/models/ranker@latest/config.json"; echo
 cmp "$mnt/models/ranker@latest/weights/layer0.bin" "$work/model/weights/layer0.bin" && echo "weights identical"

@@ -294,6 +294,9 @@ impl DiskCache {
             ("misses", self.misses.swap(0, Ordering::Relaxed)),
             ("corrupt_dropped", self.corrupt.swap(0, Ordering::Relaxed)),
         ];
+        if counts.iter().all(|(_, n)| *n == 0) {
+            return;
+        }
         let db = self.db.lock().expect("db lock");
         for (name, n) in counts {
             let _ = db.execute(

@@ -211,7 +211,7 @@ pub fn serve(
                 _ = tick.tick() => {
                     ticks += 1;
                     // Keep `cache stats` current for other processes.
-                    if ticks.is_multiple_of(25) {
+                    if ticks.is_multiple_of(5) {
                         let disk = vfs.source().disk().clone();
                         tokio::task::spawn_blocking(move || disk.flush_counters());
                     }
