@@ -28,6 +28,8 @@ pub enum MountError {
     NoFuse,
     #[error("store {url} is unreachable ({why}) and the cache holds nothing to serve")]
     Unreachable { url: String, why: String },
+    #[error("cannot open /dev/fuse as a normal user: it must be readable and writable by you (Debian's default is mode 0666; fuse3's fusermount3 then does the mount)")]
+    FuseDenied,
     #[error("mount failed at {path}: {source}")]
     Mount {
         path: PathBuf,
@@ -191,11 +193,18 @@ pub fn serve(
         opts.push(O::AllowOther);
     }
     let fs = AssetFs::new(vfs.clone(), rt.handle().clone());
-    let session =
-        fuser::spawn_mount2(fs, mountpoint, &opts).map_err(|source| MountError::Mount {
-            path: mountpoint.to_path_buf(),
-            source,
-        })?;
+    let session = fuser::spawn_mount2(fs, mountpoint, &opts).map_err(|source| {
+        // SAFETY: getuid has no preconditions.
+        let root = unsafe { libc::getuid() } == 0;
+        if !root && source.kind() == std::io::ErrorKind::PermissionDenied {
+            MountError::FuseDenied
+        } else {
+            MountError::Mount {
+                path: mountpoint.to_path_buf(),
+                source,
+            }
+        }
+    })?;
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
     on_ready();
     rt.block_on(async {
