@@ -319,8 +319,16 @@ pub async fn read_range(
     // Prefetch first, so it overlaps with this read's own fetches: runs of
     // the window that sit in one pack, each in one request.
     let window = &chunks[range.end.min(chunks.len())..(range.end + ahead).min(chunks.len())];
-    for run in window.chunk_by(|a, b| a.pack == b.pack) {
-        source.prefetch(m.packs[run[0].pack as usize], run, (ahead / 2).max(1));
+    let runs: Vec<&[ChunkRef]> = window.chunk_by(|a, b| a.pack == b.pack).collect();
+    for (i, run) in runs.iter().enumerate() {
+        // Only the run at the window's end can still grow: a run cut short by
+        // the end of its pack is fetched now, however small.
+        let min_batch = if i + 1 == runs.len() {
+            (ahead / 2).max(1)
+        } else {
+            1
+        };
+        source.prefetch(m.packs[run[0].pack as usize], run, min_batch);
     }
     let fetches = range.clone().map(|i| {
         let c = chunks[i];
