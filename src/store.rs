@@ -33,7 +33,7 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
-    #[error("the store at {url} does not honour create-if-absent writes (a second `If-None-Match: *` put of a probe key succeeded), so concurrent commits could overwrite each other's versions; refusing to write. Use a store that supports conditional writes (AWS S3, GCS, Azure, MinIO, Ceph RGW, a local directory){hint}")]
+    #[error("the store at {url} does not honour create-if-absent writes (a second create-if-absent put of a probe key succeeded: `If-None-Match: *` on S3 and Azure, `ifGenerationMatch=0` on GCS), so concurrent commits could overwrite each other's versions; refusing to write. Use a store that supports conditional writes (AWS S3, GCS, Azure, MinIO, Ceph RGW, a local directory){hint}")]
     ConditionalWritesIgnored { url: String, hint: String },
     #[error("cannot create local store directory {path}: {source}")]
     LocalDir {

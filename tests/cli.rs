@@ -531,6 +531,11 @@ fn round_trip_azure() {
     round_trip(&Env::with_store(&cloud_store("ASSETFS_TEST_AZ_URL")));
 }
 
+#[test]
+fn round_trip_gcs() {
+    round_trip(&Env::with_store(&cloud_store("ASSETFS_TEST_GCS_URL")));
+}
+
 // ---------------------------------------------------------------------------
 // Where things live: --store, ASSETFS_STORE, the XDG default, the cache.
 // ---------------------------------------------------------------------------
@@ -1236,4 +1241,38 @@ fn concurrent_push_s3() {
 #[test]
 fn concurrent_push_azure() {
     concurrent_push(&cloud_store("ASSETFS_TEST_AZ_URL"));
+}
+
+#[test]
+fn concurrent_push_gcs() {
+    concurrent_push(&cloud_store("ASSETFS_TEST_GCS_URL"));
+}
+
+/// The GCS emulator's simple upload ignores `ifGenerationMatch` (a real
+/// fake-gcs-server 1.54 behaviour; scripts/test-servers.sh exposes it through
+/// a second front). assetfs must refuse that store, with one clear line, and
+/// write no data.
+#[test]
+fn gcs_ignoring_create_if_absent_is_refused() {
+    let sa = std::env::var("ASSETFS_TEST_GCS_IGNORING_SA")
+        .unwrap_or_else(|_| panic!("ASSETFS_TEST_GCS_IGNORING_SA is not set: run scripts/test.sh"));
+    let url = cloud_store("ASSETFS_TEST_GCS_URL");
+    let env = Env::with_store(&url);
+    let src = env.path("src");
+    make_tree(&src, 7);
+    for args in [vec!["init"], vec!["push", "models/x", s(&src)]] {
+        let r = Run::from_output(
+            &args,
+            env.cmd(&args)
+                .env("GOOGLE_SERVICE_ACCOUNT", &sa)
+                .output()
+                .expect("spawn assetfs"),
+        );
+        r.one_error_line(&["does not honour create-if-absent", "refusing", "gs://"]);
+    }
+    // Through the honest front: the store is empty (no pack, no version).
+    let honest = Env::with_store(&url);
+    let r = honest.run(&["ls", "models/x"]);
+    assert!(!r.success(), "no version may exist:\n{r}");
+    assert_eq!(honest.json(&["ls"]), json!([]));
 }

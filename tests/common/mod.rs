@@ -405,9 +405,9 @@ pub fn cloud_store(var: &str) -> String {
     let base = match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v,
         _ => panic!(
-            "{var} is not set: this test needs the local S3 (moto) and Azure (Azurite) test \
-             servers. Run the suite with scripts/test.sh, which starts them and exports \
-             {var} and the AWS_*/AZURE_* variables (or `source scripts/test-servers.sh && \
+            "{var} is not set: this test needs the local S3 (moto), Azure (Azurite) and GCS \
+             (fake-gcs-server) test servers. Run the suite with scripts/test.sh, which starts them and exports \
+             {var} and the AWS_*/AZURE_*/GOOGLE_* variables (or `source scripts/test-servers.sh && \
              servers_start` first)"
         ),
     };
