@@ -1152,3 +1152,60 @@ fn commit_carries_context() {
     );
     m.unmount();
 }
+
+// ---------------------------------------------------------------------------
+// 9. A deleted version leaves the mount within the refresh interval; a file
+//    already open keeps reading.
+
+#[test]
+fn deleted_version_leaves_the_mount() {
+    let env = TestEnv::file_store();
+    let mut r = StdRng::seed_from_u64(9);
+    let (v1, v2) = (env.path("v1"), env.path("v2"));
+    let d1 = random_file(&v1, "data.bin", &mut r, 3 * MIB + 5);
+    random_file(&v2, "data.bin", &mut r, MIB);
+    env.push("models/x", &v1, &["-m", "one", "--alias", "old"]);
+    env.push("models/x", &v2, &["-m", "two"]);
+    let m = env.mount("rm", &["--refresh", "1s"]);
+    assert_eq!(
+        names(&m.path("models")),
+        [
+            "x@1",
+            "x@1.json",
+            "x@2",
+            "x@2.json",
+            "x@latest",
+            "x@old",
+            "x@staging"
+        ]
+    );
+    let open_v1 = fs::File::open(m.path("models/x@1/data.bin")).expect("open v1");
+    let head = pread_range(&open_v1, 0, MIB).unwrap();
+    assert_same_bytes("v1 head", &head, &d1[..MIB]);
+
+    env.ok(&["rm", "models/x@1", "--yes", "--force", "-m", "gone"]);
+    let gone = poll_until(Duration::from_secs(10), || {
+        names(&m.path("models")) == ["x@2", "x@2.json", "x@latest", "x@staging"]
+    });
+    assert!(
+        gone.is_some(),
+        "x@1 still listed 10 s after rm: {:?}",
+        names(&m.path("models"))
+    );
+    // A fresh lookup of the deleted version fails at once.
+    assert_eq!(
+        fs::metadata(m.path("models/x@1.json"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENOENT)
+    );
+    // The descriptor opened before keeps reading it, to the end (nothing was
+    // collected: rm only writes the deletion record).
+    assert_same_bytes(
+        "v1 via the old fd after rm",
+        &pread_range(&open_v1, 0, d1.len()).unwrap(),
+        &d1,
+    );
+    drop(open_v1);
+    m.unmount();
+}

@@ -108,10 +108,18 @@ impl CatalogCache {
         let mut listing = Listing::default();
         for name in self.catalog.assets(kind).await? {
             let asset = AssetId { kind, name };
+            let keys = self.catalog.asset_keys(&asset).await?;
+            // An alias left pointing at a deleted version (`rm --force`) is not shown.
+            let mut aliases = self.catalog.aliases_of(&keys).await?;
+            aliases.retain(|_, v| keys.is_live(*v));
             let state = AssetState {
-                versions: self.catalog.versions(&asset).await?,
-                aliases: self.catalog.aliases(&asset).await?,
+                versions: keys.live(),
+                aliases,
             };
+            if state.versions.is_empty() && state.aliases.is_empty() && !keys.claimed.is_empty() {
+                // Every version deleted: the asset is gone from the mount.
+                continue;
+            }
             listing
                 .assets
                 .insert(asset.name.as_str().to_string(), state);

@@ -100,13 +100,22 @@ enum Command {
         path: Option<String>,
     },
     /// Versions of an asset, newest first
-    Log { reference: String },
+    Log {
+        reference: String,
+        /// Deleted versions too, with who deleted them, when and why
+        #[arg(long)]
+        all: bool,
+    },
     /// A version's sidecar JSON
     Show { reference: String },
-    /// Point an alias at a version
+    /// Point an alias at a version, or remove one with --delete
     Alias {
+        /// The version (models/m@3), or with --delete the asset (models/m) or the alias itself (models/m@prod)
         reference: String,
-        alias: String,
+        alias: Option<String>,
+        /// Remove the alias instead of moving it
+        #[arg(long, conflicts_with = "require_tests")]
+        delete: bool,
         /// Refuse unless the version has stored tests and they all pass
         #[arg(long)]
         require_tests: bool,
@@ -130,6 +139,23 @@ enum Command {
         /// Time limit per test (a test's own `timeout` wins), e.g. 120s, 10m
         #[arg(long, default_value = "120s")]
         timeout: String,
+    },
+    /// Delete a version (asks first, unless --yes); `gc` reclaims its data later
+    Rm {
+        /// The version, by number, e.g. models/resnet@3
+        reference: String,
+        /// Why it is deleted (recorded)
+        #[arg(short, long, default_value = "")]
+        message: String,
+        /// Do not ask (needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
+        /// Delete even when live versions record it as a lineage input or user aliases point at it
+        #[arg(long)]
+        force: bool,
+        /// Who deletes it (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
+        #[arg(long)]
+        author: Option<String>,
     },
     /// Files and metadata that differ between two versions
     Diff { from: String, to: String },
@@ -365,7 +391,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
         }
         Command::Ls { path } => ls(&catalog, path.as_deref(), cli.json).await?,
-        Command::Log { reference } => log(&catalog, &parse_ref(reference)?, cli.json).await?,
+        Command::Log { reference, all } => {
+            log(&catalog, &parse_ref(reference)?, *all, cli.json).await?
+        }
         Command::Show { reference } => {
             let r = parse_ref(reference)?;
             let v = catalog.resolve(&r).await?;
@@ -374,10 +402,39 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Alias {
             reference,
             alias,
-            require_tests,
-            timeout,
+            delete: true,
+            ..
         } => {
             let r = parse_ref(reference)?;
+            let alias = match (alias, &r.selector) {
+                (Some(a), Selector::Latest) => a.clone(),
+                (None, Selector::Alias(a)) => a.clone(),
+                _ => bail!(
+                    "alias --delete takes the asset and the alias (`{0} production`) or the alias reference (`{0}@production`)",
+                    r.asset
+                ),
+            };
+            store.check_conditional_writes().await?;
+            let was = catalog.delete_alias(&r.asset, &alias).await?;
+            if cli.json {
+                print_json(
+                    &json!({"alias": format!("{}@{alias}", r.asset), "deleted": true, "was": r.asset.at(was).to_string()}),
+                );
+            } else {
+                println!("removed {}@{alias} (was {})", r.asset, r.asset.at(was));
+            }
+        }
+        Command::Alias {
+            reference,
+            alias,
+            require_tests,
+            timeout,
+            ..
+        } => {
+            let r = parse_ref(reference)?;
+            let Some(alias) = alias else {
+                bail!("alias needs the alias name: `assetfs alias {r} NAME` (or --delete to remove one)");
+            };
             let v = catalog.resolve(&r).await?;
             if *require_tests {
                 require_passing_tests(&catalog, &r.asset.at(v), alias, timeout, cli.json).await?;
@@ -412,6 +469,63 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 if d.files.is_empty() && d.meta.is_empty() {
                     println!("(no differences)");
                 }
+            }
+        }
+        Command::Rm {
+            reference,
+            message,
+            yes,
+            force,
+            author,
+        } => {
+            let r = parse_ref(reference)?;
+            let Selector::Version(v) = r.selector else {
+                return Err(assetfs::remove::RemoveError::NotAVersion(r.asset.clone()).into());
+            };
+            // Unknown or already deleted: say so before asking anything.
+            catalog.ensure_live(&r.asset, v).await?;
+            if !*yes {
+                let rec = catalog.record(&r.asset, v).await?;
+                let question = format!(
+                    "delete {r} ({} files, {}, created {} by {})?",
+                    rec.meta
+                        .get("file_count")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                    human_bytes(
+                        rec.meta
+                            .get("total_bytes")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                    ),
+                    rec.meta
+                        .get("created")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?"),
+                    rec.meta
+                        .get("author")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?"),
+                );
+                if !confirm(&question)? {
+                    bail!("not confirmed; nothing was deleted (use --yes to skip the question)");
+                }
+            }
+            store.check_conditional_writes().await?;
+            let meta = assetfs::catalog_cache::CatalogCache::new(catalog.clone(), &cache_dir(&cli));
+            let opts = assetfs::remove::RemoveOptions {
+                force: *force,
+                by: author.clone().unwrap_or_else(assetfs::meta::default_author),
+                message: message.clone(),
+            };
+            let d = assetfs::remove::remove_version(&meta, &r, &opts).await?;
+            if cli.json {
+                print_json(
+                    &json!({"ref": r.to_string(), "deleted": d.deleted, "by": d.by, "message": d.message}),
+                );
+            } else {
+                println!("deleted {r}");
+                eprintln!("its data is reclaimed by `assetfs gc` once no live version shares it");
             }
         }
         Command::Verify { reference } => {
@@ -494,6 +608,7 @@ fn print_outcome(out: &assetfs::push::PushOutcome, as_json: bool) {
             "new_chunks": out.stats.chunks_new,
             "reused_chunks": out.stats.chunks_reused,
             "packs": out.stats.packs,
+            "claim_retries": out.claim_retries,
         }));
     } else {
         println!("{}", out.reference);
@@ -584,15 +699,21 @@ async fn init(store: &Store, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn asset_summary(catalog: &Catalog, asset: &AssetId) -> Result<Value> {
-    let versions = catalog.versions(asset).await?;
-    let aliases = catalog.aliases(asset).await?;
-    Ok(json!({
+async fn asset_summary(catalog: &Catalog, asset: &AssetId) -> Result<Option<Value>> {
+    let keys = catalog.asset_keys(asset).await?;
+    let versions = keys.live();
+    if versions.is_empty() && !keys.claimed.is_empty() {
+        // Every version deleted (`log --all` still shows them).
+        return Ok(None);
+    }
+    let mut aliases = catalog.aliases_of(&keys).await?;
+    aliases.retain(|_, v| keys.is_live(*v));
+    Ok(Some(json!({
         "asset": asset.to_string(),
         "versions": versions.len(),
         "latest": versions.last(),
         "aliases": aliases,
-    }))
+    })))
 }
 
 async fn ls(catalog: &Catalog, path: Option<&str>, as_json: bool) -> Result<()> {
@@ -611,7 +732,7 @@ async fn ls(catalog: &Catalog, path: Option<&str>, as_json: bool) -> Result<()> 
     let mut rows = vec![];
     for kind in kinds {
         for name in catalog.assets(kind).await? {
-            rows.push(asset_summary(catalog, &AssetId { kind, name }).await?);
+            rows.extend(asset_summary(catalog, &AssetId { kind, name }).await?);
         }
     }
     if as_json {
@@ -698,20 +819,32 @@ async fn ls_files(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()>
     Ok(())
 }
 
-async fn log(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()> {
+async fn log(catalog: &Catalog, r: &Reference, all: bool, as_json: bool) -> Result<()> {
     if !matches!(r.selector, Selector::Latest) {
         bail!(
             "log lists every version of an asset; give the asset only (e.g. {})",
             r.asset
         );
     }
-    let versions = catalog.versions(&r.asset).await?;
+    let keys = catalog.asset_keys(&r.asset).await?;
+    let versions: Vec<u64> = if all {
+        keys.claimed.iter().copied().collect()
+    } else {
+        keys.live()
+    };
     if versions.is_empty() {
-        bail!("{} has no versions", r.asset);
+        if keys.claimed.is_empty() {
+            bail!("{} has no versions", r.asset);
+        }
+        bail!(
+            "every version of {} was deleted; `assetfs log --all {}` shows them",
+            r.asset,
+            r.asset
+        );
     }
     let mut rows = vec![];
     for v in versions.iter().rev() {
-        rows.push(catalog.sidecar(&r.asset, *v).await?);
+        rows.push(catalog.sidecar_with(&r.asset, *v, &keys).await?);
     }
     if as_json {
         print_json(&rows);

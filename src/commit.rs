@@ -19,6 +19,14 @@ pub enum CommitError {
     NothingStaged(AssetId),
     #[error("files are still open for writing in {asset}@staging: {files}; close them, or commit with --wait")]
     OpenWriters { asset: AssetId, files: String },
+    #[error("{asset}@staging is based on {asset}@{base}, which was deleted{by} and collected by gc: the bytes of {count} unchanged file(s) are gone ({files}); nothing was committed. Write those files again, or start over from the latest version with `assetfs reset {asset}`")]
+    BaseCollected {
+        asset: AssetId,
+        base: u64,
+        by: String,
+        count: usize,
+        files: String,
+    },
     #[error(transparent)]
     Staging(#[from] StagingError),
     #[error(transparent)]
@@ -43,9 +51,15 @@ pub async fn ensure_init(
     staging: &Staging,
     asset: &AssetId,
 ) -> Result<Option<Arc<Manifest>>, CommitError> {
-    if let Some((_, hash)) = staging.base()? {
+    if let Some((v, hash)) = staging.base()? {
         return match hash {
-            Some(h) => Ok(Some(Arc::new(catalog.manifest(&h).await?))),
+            Some(h) => match catalog.manifest(&h).await {
+                Ok(m) => Ok(Some(Arc::new(m))),
+                Err(CatalogError::Store(crate::store::StoreError::NotFound { .. })) => {
+                    base_gone(catalog, staging, asset, v).await
+                }
+                Err(e) => Err(e.into()),
+            },
             None => Ok(None),
         };
     }
@@ -61,6 +75,43 @@ pub async fn ensure_init(
             Ok(Some(Arc::new(m)))
         }
     }
+}
+
+/// The base manifest is gone from the store. When the base version was
+/// deleted (and gc collected it), say so, naming the files whose bytes went
+/// with it; with none left that need them, staging works without a base.
+async fn base_gone(
+    catalog: &Catalog,
+    staging: &Staging,
+    asset: &AssetId,
+    base: Option<u64>,
+) -> Result<Option<Arc<Manifest>>, CommitError> {
+    let Some(v) = base else {
+        return Err(CommitError::NothingStaged(asset.clone()));
+    };
+    let Some(d) = catalog.deletion(asset, v).await? else {
+        // Not deleted, yet its manifest is missing: a damaged store.
+        let rec = catalog.record(asset, v).await?;
+        return Err(catalog.manifest(&rec.manifest).await.err().map_or_else(
+            || CommitError::NothingStaged(asset.clone()),
+            CommitError::Catalog,
+        ));
+    };
+    let files = staging.base_files()?;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut shown: Vec<&str> = files.iter().take(5).map(String::as_str).collect();
+    if files.len() > shown.len() {
+        shown.push("...");
+    }
+    Err(CommitError::BaseCollected {
+        asset: asset.clone(),
+        base: v,
+        by: format!(" by {} at {}", d.by, d.deleted),
+        count: files.len(),
+        files: shown.join(", "),
+    })
 }
 
 /// What staging changed against its base.

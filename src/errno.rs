@@ -38,7 +38,9 @@ pub fn errno(e: &VfsError) -> c_int {
         VfsError::Read(_) => libc::EIO,
         VfsError::Catalog(CatalogError::NoSuchVersion { .. })
         | VfsError::Catalog(CatalogError::NoVersions(_))
-        | VfsError::Catalog(CatalogError::NoSuchAlias { .. }) => libc::ENOENT,
+        | VfsError::Catalog(CatalogError::NoSuchAlias { .. })
+        | VfsError::Catalog(CatalogError::Deleted { .. })
+        | VfsError::Catalog(CatalogError::AliasToDeleted { .. }) => libc::ENOENT,
         VfsError::Catalog(_) => libc::EIO,
         VfsError::Staging(e) => staging_errno(e),
         VfsError::Invalid(_) => libc::EINVAL,

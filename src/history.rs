@@ -47,7 +47,22 @@ pub fn log_table(rows: &[Value]) -> String {
                 _ => "-".into(),
             });
         }
-        let message = r["message"].as_str().unwrap_or_default();
+        let mut message = r["message"].as_str().unwrap_or_default().to_string();
+        // `log --all`: a deleted version says by whom, when and why, first.
+        if let Some(d) = r.get("deleted").filter(|d| d.is_object()) {
+            line[0].push_str(" deleted");
+            let why = d["message"].as_str().unwrap_or_default();
+            message = format!(
+                "[deleted by {} at {}{}] {message}",
+                d["by"].as_str().unwrap_or("?"),
+                d["at"].as_str().unwrap_or("?"),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            );
+        }
         line.push(message.split_whitespace().collect::<Vec<_>>().join(" "));
         table.push(line);
     }
@@ -107,6 +122,15 @@ mod tests {
                 "@2       2026-01-02T00:00:00Z  ana     latest,production  0.81  0.2   retrained on more data",
                 "@1       2026-01-01T00:00:00Z  bo      -                  0.75  -",
             ]
+        );
+        let deleted = vec![
+            json!({"version": 3, "created": "2026-01-03T00:00:00Z", "author": "ana",
+            "aliases": [], "message": "bad run",
+            "deleted": {"by": "bo", "at": "2026-01-04T00:00:00Z", "message": "leaked data"}}),
+        ];
+        assert_eq!(
+            log_table(&deleted).lines().nth(1).unwrap(),
+            "@3 deleted  2026-01-03T00:00:00Z  ana     -        [deleted by bo at 2026-01-04T00:00:00Z: leaked data] bad run"
         );
     }
 }

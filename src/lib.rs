@@ -5,7 +5,8 @@
 //! - [`store`]: object_store access, key layout, conditional-write self-check
 //! - [`chunker`], [`packer`]: content-defined chunks, packs, the chunk index
 //! - [`manifest`]: the version file tree and its compact, validated encoding
-//! - [`catalog`]: versions, aliases and the commit protocol
+//! - [`catalog`]: versions, aliases, deletion records and the commit protocol
+//! - [`remove`]: `rm`, deleting a version unless something still refers to it
 //! - [`meta`]: version metadata and the sidecar JSON
 //! - [`push`], [`get`], [`verify`], [`diff`]: the data commands
 //! - [`fetch`]: verified, range-grouped chunk reads
@@ -38,6 +39,7 @@ pub mod prefetch;
 pub mod progress;
 pub mod push;
 pub mod reader;
+pub mod remove;
 pub mod schema;
 pub mod secrets;
 pub mod staging;

@@ -79,6 +79,8 @@ pub struct PushOutcome {
     pub files: u64,
     pub total_bytes: u64,
     pub stats: PackStats,
+    /// Version numbers lost to concurrent writers before this one was claimed.
+    pub claim_retries: u32,
 }
 
 /// Checks that a reference names an asset for a new version (`x` or `x@staging`).
@@ -189,7 +191,7 @@ pub async fn commit_tree(
     }
     let manifest = builder.finish(serde_json::to_string(&meta).expect("meta serialises"));
     let hash = catalog.put_manifest(&manifest).await?;
-    let version = catalog.claim_version(&asset, &hash, &meta).await?;
+    let (version, claim_retries) = catalog.claim_version_counted(&asset, &hash, &meta).await?;
     for a in &opts.aliases {
         catalog.set_alias(&asset, a, version).await?;
     }
@@ -200,6 +202,7 @@ pub async fn commit_tree(
         files,
         total_bytes: total,
         stats,
+        claim_retries,
     })
 }
 

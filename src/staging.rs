@@ -758,6 +758,17 @@ impl Staging {
         Ok(out)
     }
 
+    /// Paths of files still unchanged since the base version (their bytes
+    /// live in the store, not here).
+    pub fn base_files(&self) -> Result<Vec<String>> {
+        Ok(self
+            .walk()?
+            .into_iter()
+            .filter(|(_, n)| matches!(n.content, Content::Base(_)))
+            .map(|(p, _)| p)
+            .collect())
+    }
+
     /// The tree to commit: unchanged files keep their base chunks.
     pub fn items(&self, base: Option<&Manifest>) -> Result<Vec<TreeItem>> {
         let mut items = vec![];

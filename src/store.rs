@@ -404,4 +404,12 @@ pub mod keys {
     pub fn alias(a: &AssetId, alias: &str, seq: u64) -> String {
         format!("refs/{}/{}/a/{alias}/{seq:020}", a.kind, a.name)
     }
+    /// Everything the catalog keeps about one asset (versions, deletions, aliases).
+    pub fn asset_dir(a: &AssetId) -> String {
+        format!("refs/{}/{}", a.kind, a.name)
+    }
+    /// The deletion record of version `v`: its existence means `v` is deleted.
+    pub fn deletion(a: &AssetId, v: u64) -> String {
+        format!("refs/{}/{}/d/{v:020}", a.kind, a.name)
+    }
 }

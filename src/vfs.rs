@@ -457,10 +457,15 @@ impl Vfs {
         {
             return Ok(true);
         }
-        match self.meta.record(asset, v).await {
-            Ok(_) => Ok(true),
-            Err(CatalogError::NoSuchVersion { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+        // Not in the listing: committed since, deleted, or never there.
+        match self.meta.catalog().ensure_live(asset, v).await {
+            Ok(()) => Ok(true),
+            Err(CatalogError::NoSuchVersion { .. } | CatalogError::Deleted { .. }) => Ok(false),
+            // Store unreachable: a version this node has seen is still served.
+            Err(e) => match self.meta.record(asset, v).await {
+                Ok(_) => Ok(true),
+                Err(_) => Err(e.into()),
+            },
         }
     }
 

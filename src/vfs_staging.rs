@@ -186,6 +186,23 @@ impl Vfs {
         Ok(Some(m))
     }
 
+    /// A read of an unchanged file failed. If the base version was deleted
+    /// (and gc collected its bytes), the log says so, not just "EIO".
+    async fn explain_base_failure(&self, slot: &StagingSlot, path: &str) {
+        let Ok(Some((Some(v), _))) = slot.st().and_then(|s| Ok(s.base()?)) else {
+            return;
+        };
+        if let Ok(Some(d)) = self.meta.catalog().deletion(&slot.asset, v).await {
+            tracing::error!(
+                "{}@staging: cannot read {path}: it is unchanged since {}, which was deleted by {} at {} and collected by gc; write the file again, or reset staging",
+                slot.asset,
+                slot.asset.at(v),
+                d.by,
+                d.deleted
+            );
+        }
+    }
+
     pub(crate) fn staging_attr(&self, slot: &StagingSlot, id: u64) -> Result<Attr> {
         let n = slot.st()?.get(id)?;
         Ok(Attr {
@@ -236,7 +253,13 @@ impl Vfs {
                 .ok_or(VfsError::Invalid("staging has no base manifest".into()))?;
             let e = &m.entries[i as usize];
             for c in m.chunks_of(e) {
-                let data = self.source.chunk(m.packs[c.pack as usize], *c).await?;
+                let data = match self.source.chunk(m.packs[c.pack as usize], *c).await {
+                    Ok(d) => d,
+                    Err(err) => {
+                        self.explain_base_failure(slot, &e.path).await;
+                        return Err(err.into());
+                    }
+                };
                 f.write_all(&data)
                     .map_err(crate::staging::StagingError::from)?;
             }
@@ -296,7 +319,13 @@ impl Vfs {
                     .ok_or(VfsError::Invalid("staging has no base manifest".into()))?;
                 let e = &m.entries[i as usize];
                 let map = ChunkMap::new(&m, e);
-                Ok(read_range(&self.source, &m, e, &map, offset, size as u64, 0).await?)
+                match read_range(&self.source, &m, e, &map, offset, size as u64, 0).await {
+                    Ok(b) => Ok(b),
+                    Err(err) => {
+                        self.explain_base_failure(slot, &e.path).await;
+                        Err(err.into())
+                    }
+                }
             }
             Content::None => Err(VfsError::IsDir),
         }
