@@ -1,7 +1,7 @@
 //! Store lifecycle through the real binary: `rm`, `alias --delete`,
 //! `log --all`, what `get`/`show`/`lineage` say about deleted versions, and
-//! the refusals that must leave the store untouched. On `file://`, S3 (moto)
-//! and Azure (Azurite).
+//! the refusals that must leave the store untouched. On `file://`, S3 (moto),
+//! Azure (Azurite) and GCS (fake-gcs-server).
 
 mod common;
 
@@ -231,4 +231,9 @@ fn rm_and_aliases_s3() {
 #[test]
 fn rm_and_aliases_azure() {
     rm_and_aliases(&Env::with_store(&cloud_store("ASSETFS_TEST_AZ_URL")));
+}
+
+#[test]
+fn rm_and_aliases_gcs() {
+    rm_and_aliases(&Env::with_store(&cloud_store("ASSETFS_TEST_GCS_URL")));
 }
