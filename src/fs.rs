@@ -1,47 +1,135 @@
 //! The FUSE adapter: translates kernel requests into [`Vfs`] calls and
 //! results into replies. No logic lives here. Each request runs as a task on
 //! the tokio runtime, so a slow fetch never blocks other requests.
+//!
+//! `init` negotiates the protocol (docs/mount.md, "Kernel protocol"): what
+//! the kernel offers and what was agreed is kept in [`Negotiated`] and logged.
 
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fuser::{
-    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow,
 };
 use tokio::runtime::Handle;
 
 use crate::errno::errno;
-use crate::vfs::{Attr, FileKind, Vfs};
+use crate::vfs::{Attr, FileKind, Vfs, VfsError};
 
-/// Kernel readahead for sequential readers (our own readahead works on top).
-const MAX_READAHEAD: u32 = 1 << 20;
-const READDIR_BATCH: usize = 512;
+/// Largest READ and WRITE request asked for. The kernel caps requests at
+/// `fs.fuse.max_pages_limit` pages (256, i.e. 1 MiB, by default).
+pub const MAX_REQUEST: u32 = 1 << 20;
+/// Background requests (readahead, async reads) the kernel may keep queued.
+const MAX_BACKGROUND: u16 = 64;
+
+/// Capabilities asked for when the kernel offers them (fuser adds
+/// FUSE_ASYNC_READ, FUSE_BIG_WRITES and FUSE_MAX_PAGES itself).
+fn wanted() -> InitFlags {
+    // ATOMIC_O_TRUNC: O_TRUNC reaches `open`, so overwriting an unchanged
+    // staging file does not first copy up (fetch) the content it discards.
+    // DO_READDIRPLUS + READDIRPLUS_AUTO: listings carry attributes, so `ls -l`,
+    // `du` and `find` need no LOOKUP per entry; the kernel uses the plain form
+    // when a reader does not stat what it lists.
+    // PARALLEL_DIROPS: lookups and listings of one directory run concurrently.
+    // DIRECT_IO_ALLOW_MMAP: sidecars (direct I/O) can still be mmapped.
+    InitFlags::FUSE_ASYNC_READ
+        | InitFlags::FUSE_BIG_WRITES
+        | InitFlags::FUSE_MAX_PAGES
+        | InitFlags::FUSE_ATOMIC_O_TRUNC
+        | InitFlags::FUSE_DO_READDIRPLUS
+        | InitFlags::FUSE_READDIRPLUS_AUTO
+        | InitFlags::FUSE_PARALLEL_DIROPS
+        | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
+}
+
+/// What `init` agreed with the kernel.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    /// The kernel's protocol version (we answer with fuser's, 7.40+).
+    pub kernel_abi: (u32, u32),
+    /// Flags in effect: asked for and offered.
+    pub flags: InitFlags,
+    /// Flags offered by the kernel but not asked for.
+    pub declined: InitFlags,
+    pub max_write: u32,
+    pub max_readahead: u32,
+    pub max_background: u16,
+    /// Files may be opened in FUSE passthrough mode (kernel reads the backing
+    /// file directly). Needs the kernel's support and CAP_SYS_ADMIN.
+    pub passthrough: bool,
+}
+
+impl std::fmt::Display for Negotiated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |fl: InitFlags| {
+            fl.iter_names()
+                .map(|(n, _)| n.trim_start_matches("FUSE_"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        write!(
+            f,
+            "kernel ABI {}.{}; max_write {} KiB; max_readahead {} KiB; max_background {}; passthrough {}; flags {}; offered but not used {}",
+            self.kernel_abi.0,
+            self.kernel_abi.1,
+            self.max_write >> 10,
+            self.max_readahead >> 10,
+            self.max_background,
+            self.passthrough,
+            names(self.flags),
+            names(self.declined),
+        )
+    }
+}
+
+/// Protocol choices of a mount.
+#[derive(Debug, Clone, Default)]
+pub struct Protocol {
+    /// Offer FUSE passthrough to the kernel (when it supports it and we may).
+    pub passthrough: bool,
+}
 
 pub struct AssetFs {
     vfs: Arc<Vfs>,
     rt: Handle,
     uid: u32,
     gid: u32,
+    protocol: Protocol,
+    negotiated: Arc<OnceLock<Negotiated>>,
 }
 
 impl AssetFs {
     /// Unsupported operations: EROFS on committed versions, EOPNOTSUPP in staging.
-    fn not_writable(&self, ino: u64) -> libc::c_int {
+    fn not_writable(&self, ino: u64) -> Errno {
         if self.vfs.is_staging(ino) {
-            libc::EOPNOTSUPP
+            Errno::EOPNOTSUPP
         } else {
-            libc::EROFS
+            Errno::EROFS
         }
     }
 
     pub fn new(vfs: Arc<Vfs>, rt: Handle) -> AssetFs {
+        Self::with_protocol(vfs, rt, Protocol::default())
+    }
+
+    pub fn with_protocol(vfs: Arc<Vfs>, rt: Handle, protocol: Protocol) -> AssetFs {
         AssetFs {
             vfs,
             rt,
+            // SAFETY: getuid/getgid have no preconditions.
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },
+            protocol,
+            negotiated: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Filled in once the kernel's INIT has been answered.
+    pub fn negotiated(&self) -> Arc<OnceLock<Negotiated>> {
+        self.negotiated.clone()
     }
 }
 
@@ -55,7 +143,7 @@ fn file_type(k: FileKind) -> FileType {
 
 fn to_fuse(a: &Attr, uid: u32, gid: u32) -> FileAttr {
     FileAttr {
-        ino: a.ino,
+        ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
         atime: a.mtime,
@@ -68,170 +156,240 @@ fn to_fuse(a: &Attr, uid: u32, gid: u32) -> FileAttr {
         uid,
         gid,
         rdev: 0,
-        blksize: 128 * 1024,
+        blksize: MAX_REQUEST,
         flags: 0,
     }
+}
+
+fn err(e: &VfsError) -> Errno {
+    Errno::from_i32(errno(e))
 }
 
 fn name_str(name: &OsStr) -> Option<String> {
     name.to_str().map(str::to_string)
 }
 
+const GEN: Generation = Generation(0);
+
 impl Filesystem for AssetFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
-        let _ = config.set_max_readahead(MAX_READAHEAD);
-        // Flags fuser names only with its abi-7-9 feature. FUSE_ATOMIC_O_TRUNC
-        // (1 << 3): O_TRUNC reaches `open`, so overwriting an unchanged staging
-        // file does not first copy up (fetch) the content it is about to
-        // discard. FUSE_BIG_WRITES (1 << 5): writes arrive in pieces of up to
-        // 128 KiB instead of 4 KiB.
-        let _ = config.add_capabilities(1 << 3);
-        let _ = config.add_capabilities(1 << 5);
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let offered = config.capabilities();
+        let mut flags = wanted() & offered;
+        // Backing files (the disk cache) sit on a plain filesystem: depth 1.
+        if self.protocol.passthrough
+            && offered.contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            flags |= InitFlags::FUSE_PASSTHROUGH;
+        }
+        if let Err(missing) = config.add_capabilities(flags) {
+            flags &= !missing;
+        }
+        let max_write = match config.set_max_write(MAX_REQUEST) {
+            Ok(_) => MAX_REQUEST,
+            Err(max) => {
+                let _ = config.set_max_write(max);
+                max
+            }
+        };
+        // The kernel offers its current readahead (128 KiB by default) and only
+        // accepts lower values here; `mount` raises it afterwards through the
+        // bdi's read_ahead_kb.
+        let max_readahead = match config.set_max_readahead(MAX_REQUEST) {
+            Ok(_) => MAX_REQUEST,
+            Err(max) => {
+                let _ = config.set_max_readahead(max);
+                max
+            }
+        };
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        let abi = config.kernel_abi();
+        let n = Negotiated {
+            kernel_abi: (abi.0, abi.1),
+            flags,
+            declined: offered & !flags,
+            max_write,
+            max_readahead,
+            max_background: MAX_BACKGROUND,
+            passthrough: flags.contains(InitFlags::FUSE_PASSTHROUGH),
+        };
+        tracing::info!("FUSE protocol: {n}");
+        let _ = self.negotiated.set(n);
         Ok(())
     }
 
-    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
         let Some(name) = name_str(name) else {
-            return reply.error(libc::ENOENT);
+            return reply.error(Errno::ENOENT);
         };
         self.rt.spawn(async move {
-            match vfs.lookup(parent, &name).await {
-                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), 0),
-                Err(e) => reply.error(errno(&e)),
+            match vfs.lookup(parent.0, &name).await {
+                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), GEN),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
         self.rt.spawn(async move {
-            match vfs.getattr(ino).await {
+            match vfs.getattr(ino.0).await {
                 Ok(a) => reply.attr(&a.ttl, &to_fuse(&a, uid, gid)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
-    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let vfs = self.vfs.clone();
         self.rt.spawn(async move {
-            match vfs.readlink(ino).await {
+            match vfs.readlink(ino.0).await {
                 Ok(t) => reply.data(t.as_bytes()),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
-    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let vfs = self.vfs.clone();
         let pid = req.pid();
         self.rt.spawn(async move {
-            match vfs.open(ino, flags, pid).await {
+            let ino = ino.0;
+            match vfs.open(ino, flags.0, pid).await {
                 // Versions are immutable: keep the page cache across opens. A
                 // sidecar bypasses it, so each handle reads the snapshot it opened.
                 Ok(fh) if vfs.is_immutable(ino) => {
-                    reply.opened(fh, fuser::consts::FOPEN_KEEP_CACHE)
+                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
                 }
                 // Staging files: ordinary page caching, dropped at each open.
-                Ok(fh) if vfs.is_staging(ino) => reply.opened(fh, 0),
-                Ok(fh) => reply.opened(fh, fuser::consts::FOPEN_DIRECT_IO),
-                Err(e) => reply.error(errno(&e)),
+                Ok(fh) if vfs.is_staging(ino) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn read(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         size: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
         let vfs = self.vfs.clone();
         self.rt.spawn(async move {
-            match vfs.read(fh, offset.max(0) as u64, size).await {
+            match vfs.read(fh.0, offset, size).await {
                 Ok(b) => reply.data(&b),
                 Err(e) => {
-                    tracing::warn!(fh, offset, size, "read failed: {e}");
-                    reply.error(errno(&e))
+                    tracing::warn!(fh = fh.0, offset, size, "read failed: {e}");
+                    reply.error(err(&e))
                 }
             }
         });
     }
 
     fn release(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.vfs.release(fh);
+        self.vfs.release(fh.0);
         reply.ok();
     }
 
-    fn opendir(&mut self, _req: &Request<'_>, _ino: u64, _flags: i32, reply: ReplyOpen) {
-        reply.opened(0, 0);
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // A version's directories never change: the kernel may cache their
+        // listings across opens.
+        let flags = if self.vfs.is_immutable(ino.0) {
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        reply.opened(FileHandle(0), flags);
     }
 
     fn readdir(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let vfs = self.vfs.clone();
         self.rt.spawn(async move {
-            let offset = offset.max(0) as usize;
-            match vfs.readdir(ino, offset, READDIR_BATCH).await {
-                Ok(entries) => {
-                    for (i, e) in entries.iter().enumerate() {
-                        let next = (offset + i + 1) as i64;
-                        if reply.add(e.ino, next, file_type(e.kind), &e.name) {
-                            break;
-                        }
-                    }
-                    reply.ok();
-                }
-                Err(e) => reply.error(errno(&e)),
+            let mut next = offset;
+            let r = vfs
+                .readdir_plus(ino.0, offset as usize, |name, a| {
+                    next += 1;
+                    reply.add(INodeNo(a.ino), next, file_type(a.kind), name)
+                })
+                .await;
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
-    fn getxattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        name: &OsStr,
-        size: u32,
-        reply: ReplyXattr,
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
     ) {
+        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
+        self.rt.spawn(async move {
+            let mut next = offset;
+            let r = vfs
+                .readdir_plus(ino.0, offset as usize, |name, a| {
+                    next += 1;
+                    reply.add(
+                        INodeNo(a.ino),
+                        next,
+                        name,
+                        &a.ttl,
+                        &to_fuse(a, uid, gid),
+                        GEN,
+                    )
+                })
+                .await;
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let vfs = self.vfs.clone();
         let name = name.to_string_lossy().into_owned();
         self.rt.spawn(async move {
-            match vfs.getxattr(ino, &name).await {
+            match vfs.getxattr(ino.0, &name).await {
                 Ok(v) => reply_xattr(reply, size, &v),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
-    fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let vfs = self.vfs.clone();
         self.rt.spawn(async move {
-            match vfs.listxattr(ino).await {
+            match vfs.listxattr(ino.0).await {
                 Ok(v) => reply_xattr(reply, size, &v),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
@@ -240,9 +398,9 @@ impl Filesystem for AssetFs {
     // versions answer EROFS (decided in `vfs`).
 
     fn setattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
         mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
@@ -250,26 +408,26 @@ impl Filesystem for AssetFs {
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
-        _fh: Option<u64>,
+        _fh: Option<FileHandle>,
         _crtime: Option<std::time::SystemTime>,
         _chgtime: Option<std::time::SystemTime>,
         _bkuptime: Option<std::time::SystemTime>,
-        _flags: Option<u32>,
+        _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
         self.rt.spawn(async move {
-            match vfs.setattr(ino, mode, size).await {
+            match vfs.setattr(ino.0, mode, size).await {
                 Ok(a) => reply.attr(&a.ttl, &to_fuse(&a, uid, gid)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn mknod(
-        &mut self,
-        _req: &Request<'_>,
-        parent: u64,
+        &self,
+        _req: &Request,
+        parent: INodeNo,
         _name: &OsStr,
         _mode: u32,
         _umask: u32,
@@ -277,17 +435,17 @@ impl Filesystem for AssetFs {
         reply: ReplyEntry,
     ) {
         // Device nodes and FIFOs have no place in a model or feature set.
-        reply.error(if self.vfs.is_staging(parent) {
-            libc::EPERM
+        reply.error(if self.vfs.is_staging(parent.0) {
+            Errno::EPERM
         } else {
-            libc::EROFS
+            Errno::EROFS
         });
     }
 
     fn mkdir(
-        &mut self,
-        _req: &Request<'_>,
-        parent: u64,
+        &self,
+        _req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
@@ -295,46 +453,46 @@ impl Filesystem for AssetFs {
     ) {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
         let Some(name) = name_str(name) else {
-            return reply.error(libc::EINVAL);
+            return reply.error(Errno::EINVAL);
         };
         self.rt.spawn(async move {
-            match vfs.mkdir(parent, &name, mode & !umask).await {
-                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), 0),
-                Err(e) => reply.error(errno(&e)),
+            match vfs.mkdir(parent.0, &name, mode & !umask).await {
+                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), GEN),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
-    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let vfs = self.vfs.clone();
         let Some(name) = name_str(name) else {
-            return reply.error(libc::ENOENT);
+            return reply.error(Errno::ENOENT);
         };
         self.rt.spawn(async move {
-            match vfs.unlink(parent, &name).await {
+            match vfs.unlink(parent.0, &name).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
-    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let vfs = self.vfs.clone();
         let Some(name) = name_str(name) else {
-            return reply.error(libc::ENOENT);
+            return reply.error(Errno::ENOENT);
         };
         self.rt.spawn(async move {
-            match vfs.rmdir(parent, &name).await {
+            match vfs.rmdir(parent.0, &name).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn symlink(
-        &mut self,
-        _req: &Request<'_>,
-        parent: u64,
+        &self,
+        _req: &Request,
+        parent: INodeNo,
         link_name: &OsStr,
         target: &std::path::Path,
         reply: ReplyEntry,
@@ -342,85 +500,85 @@ impl Filesystem for AssetFs {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
         let (Some(name), Some(target)) = (name_str(link_name), target.to_str().map(str::to_string))
         else {
-            return reply.error(libc::EINVAL);
+            return reply.error(Errno::EINVAL);
         };
         self.rt.spawn(async move {
-            match vfs.symlink(parent, &name, &target).await {
-                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), 0),
-                Err(e) => reply.error(errno(&e)),
+            match vfs.symlink(parent.0, &name, &target).await {
+                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), GEN),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn rename(
-        &mut self,
-        _req: &Request<'_>,
-        parent: u64,
+        &self,
+        _req: &Request,
+        parent: INodeNo,
         name: &OsStr,
-        newparent: u64,
+        newparent: INodeNo,
         newname: &OsStr,
-        flags: u32,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags != 0 {
+        if !flags.is_empty() {
             // RENAME_EXCHANGE / RENAME_NOREPLACE are not supported.
-            return reply.error(libc::EINVAL);
+            return reply.error(Errno::EINVAL);
         }
         let vfs = self.vfs.clone();
         let (Some(name), Some(newname)) = (name_str(name), name_str(newname)) else {
-            return reply.error(libc::ENOENT);
+            return reply.error(Errno::ENOENT);
         };
         self.rt.spawn(async move {
-            match vfs.rename(parent, &name, newparent, &newname).await {
+            match vfs.rename(parent.0, &name, newparent.0, &newname).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn link(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _newparent: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _newparent: INodeNo,
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
         let vfs = self.vfs.clone();
         self.rt.spawn(async move {
-            match vfs.link(ino).await {
-                Ok(_) => reply.error(libc::EPERM),
-                Err(e) => reply.error(errno(&e)),
+            match vfs.link(ino.0).await {
+                Ok(_) => reply.error(Errno::EPERM),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn write(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         data: &[u8],
-        _write_flags: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let vfs = self.vfs.clone();
         let data = data.to_vec();
         self.rt.spawn(async move {
-            match vfs.write(fh, offset.max(0) as u64, &data).await {
+            match vfs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn create(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
@@ -430,72 +588,78 @@ impl Filesystem for AssetFs {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
         let pid = req.pid();
         let Some(name) = name_str(name) else {
-            return reply.error(libc::EINVAL);
+            return reply.error(Errno::EINVAL);
         };
         self.rt.spawn(async move {
-            match vfs.create(parent, &name, mode & !umask, pid).await {
-                Ok((a, fh)) => reply.created(&a.ttl, &to_fuse(&a, uid, gid), 0, fh, 0),
-                Err(e) => reply.error(errno(&e)),
+            match vfs.create(parent.0, &name, mode & !umask, pid).await {
+                Ok((a, fh)) => reply.created(
+                    &a.ttl,
+                    &to_fuse(&a, uid, gid),
+                    GEN,
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn fsync(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
         let vfs = self.vfs.clone();
         self.rt.spawn(async move {
-            match vfs.fsync(fh).await {
+            match vfs.fsync(fh.0).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(err(&e)),
             }
         });
     }
 
     fn flush(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _fh: u64,
-        _lock_owner: u64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         reply.ok();
     }
 
     fn setxattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
         _name: &OsStr,
         _value: &[u8],
         _flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(self.not_writable(ino));
+        reply.error(self.not_writable(ino.0));
     }
 
-    fn removexattr(&mut self, _req: &Request<'_>, ino: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(self.not_writable(ino));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(self.not_writable(ino.0));
     }
 
     fn fallocate(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        _offset: i64,
-        _length: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(self.not_writable(ino));
+        reply.error(self.not_writable(ino.0));
     }
 }
 
@@ -503,7 +667,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, v: &[u8]) {
     if size == 0 {
         reply.size(v.len() as u32);
     } else if (size as usize) < v.len() {
-        reply.error(libc::ERANGE);
+        reply.error(Errno::ERANGE);
     } else {
         reply.data(v);
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cache::{CacheError, DiskCache};
 use crate::catalog::Catalog;
 use crate::catalog_cache::CatalogCache;
-use crate::fs::AssetFs;
+use crate::fs::{AssetFs, Protocol};
 use crate::names::Kind;
 use crate::reader::ChunkSource;
 use crate::store::{Store, StoreError};
@@ -189,11 +189,11 @@ pub fn serve(
     if cfg.read_only {
         opts.push(O::RO);
     }
-    if cfg.allow_other {
-        opts.push(O::AllowOther);
-    }
-    let fs = AssetFs::new(vfs.clone(), rt.handle().clone());
-    let session = fuser::spawn_mount2(fs, mountpoint, &opts).map_err(|source| {
+    let protocol = Protocol {
+        passthrough: passthrough_allowed(),
+    };
+    let fs = AssetFs::with_protocol(vfs.clone(), rt.handle().clone(), protocol);
+    let session = spawn_session(fs, mountpoint, opts, cfg.allow_other).map_err(|source| {
         // SAFETY: getuid has no preconditions.
         let root = unsafe { libc::getuid() } == 0;
         if !root && source.kind() == std::io::ErrorKind::PermissionDenied {
@@ -232,11 +232,78 @@ pub fn serve(
             }
         }
     });
-    session.join();
+    if let Err(e) = session.join() {
+        tracing::warn!("FUSE session ended with an error: {e}");
+    }
     rt.block_on(vfs.source().flush_writes(Duration::from_secs(30)));
     vfs.source().disk().flush_counters();
     tracing::info!("exited cleanly");
     Ok(())
+}
+
+/// FUSE passthrough needs CAP_SYS_ADMIN to register backing files; only then
+/// is it offered to the kernel. `ASSETFS_FUSE_PASSTHROUGH=0` turns it off.
+fn passthrough_allowed() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && std::env::var("ASSETFS_FUSE_PASSTHROUGH").as_deref() != Ok("0")
+}
+
+/// Threads reading requests from the kernel, each on its own cloned
+/// `/dev/fuse` descriptor. Requests are handed to the runtime at once, so
+/// reading them is all these threads do.
+const SESSION_THREADS: usize = 2;
+/// Kernel readahead for sequential readers of a mount (our own readahead
+/// works on top): with 1 MiB requests, a few requests in flight.
+pub const KERNEL_READAHEAD_KB: u64 = 4096;
+
+/// Mounts `fs` and serves it on background threads until the returned
+/// session is dropped or the filesystem is unmounted. Logs the protocol
+/// negotiated with the kernel and raises the kernel readahead.
+pub fn spawn_session(
+    fs: AssetFs,
+    mountpoint: &Path,
+    opts: Vec<fuser::MountOption>,
+    allow_other: bool,
+) -> std::io::Result<fuser::BackgroundSession> {
+    let mut config = fuser::Config::default();
+    config.mount_options = opts;
+    if allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(SESSION_THREADS);
+    config.clone_fd = true;
+    let negotiated = fs.negotiated();
+    let session = fuser::spawn_mount(fs, mountpoint, &config)?;
+    if negotiated.get().is_none() {
+        tracing::warn!("FUSE protocol: INIT not answered at mount");
+    }
+    raise_readahead(mountpoint, KERNEL_READAHEAD_KB);
+    Ok(session)
+}
+
+/// The kernel lets a FUSE daemon only lower readahead at INIT (from 128 KiB);
+/// its bdi's `read_ahead_kb` raises it. Needs root; otherwise it stays and
+/// the log says so.
+fn raise_readahead(mountpoint: &Path, kb: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = md.dev();
+    // SAFETY: major/minor are pure computations on a dev_t.
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    let path = format!("/sys/class/bdi/{maj}:{min}/read_ahead_kb");
+    match std::fs::write(&path, kb.to_string()) {
+        Ok(()) => tracing::info!("kernel readahead {kb} KiB ({path})"),
+        Err(e) => {
+            let now = std::fs::read_to_string(&path).unwrap_or_default();
+            tracing::info!(
+                "kernel readahead left at {} KiB: cannot write {path}: {e}",
+                now.trim()
+            )
+        }
+    }
 }
 
 /// Unmounts `p`: directly as root, through fusermount3 otherwise.

@@ -361,18 +361,7 @@ impl Vfs {
             Node::Entry(vs, i) => {
                 let m = self.manifest(&vs).await?;
                 let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
-                Ok(Attr {
-                    ino,
-                    kind: match e.kind {
-                        EntryKind::Dir => FileKind::Dir,
-                        EntryKind::File => FileKind::File,
-                        EntryKind::Symlink => FileKind::Symlink,
-                    },
-                    size: e.size,
-                    perm: (e.mode & 0o7777) as u16,
-                    mtime: self.created(&vs),
-                    ttl: FOREVER,
-                })
+                Ok(entry_attr(ino, e, self.created(&vs)))
             }
             Node::Misc(Misc::Sidecar(asset, v)) => {
                 let bytes = self.sidecar(&asset, v).await?;
@@ -551,13 +540,86 @@ impl Vfs {
 
     /// Up to `limit` children of a directory, starting at index `offset`.
     pub async fn readdir(&self, ino: u64, offset: usize, limit: usize) -> Result<Vec<DirEntry>> {
-        let all = match self.node(ino)? {
-            Node::VersionRoot(vs) => return self.version_children(&vs, None, offset, limit).await,
-            Node::Entry(vs, i) => return self.version_children(&vs, Some(i), offset, limit).await,
-            Node::Staging(slot, id) => return self.staging_children(&slot, id, offset, limit),
-            other => self.small_dir(other).await?,
+        let mut out = vec![];
+        self.readdir_plus(ino, offset, |name, a| {
+            out.push(DirEntry {
+                ino: a.ino,
+                kind: a.kind,
+                name: name.to_string(),
+            });
+            out.len() >= limit
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// The children of a directory from index `offset`, each with its
+    /// attributes, handed to `add` until it returns true (the kernel's reply
+    /// buffer is full). Serves READDIR and READDIRPLUS; nothing is allocated
+    /// per entry of a version. Attributes that would cost a fetch (a sidecar's
+    /// size, an unopened version's time) are not fetched: they come with a
+    /// zero TTL, so the kernel asks again by LOOKUP when it needs them.
+    pub async fn readdir_plus(
+        &self,
+        ino: u64,
+        offset: usize,
+        mut add: impl FnMut(&str, &Attr) -> bool,
+    ) -> Result<()> {
+        match self.node(ino)? {
+            Node::VersionRoot(vs) => self.version_children(&vs, None, offset, add).await,
+            Node::Entry(vs, i) => self.version_children(&vs, Some(i), offset, add).await,
+            Node::Staging(slot, id) => self.staging_children(&slot, id, offset, add),
+            other => {
+                for e in self.small_dir(other).await?.into_iter().skip(offset) {
+                    let a = self.listed_attr(&e).await?;
+                    if add(&e.name, &a) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Attributes of an entry of the root or a kind directory, from what is
+    /// in memory (see `readdir_plus`).
+    async fn listed_attr(&self, e: &DirEntry) -> Result<Attr> {
+        let unknown = |kind, size, perm| Attr {
+            ino: e.ino,
+            kind,
+            size,
+            perm,
+            mtime: self.mounted_at,
+            ttl: Duration::ZERO,
         };
-        Ok(all.into_iter().skip(offset).take(limit).collect())
+        Ok(match self.node(e.ino)? {
+            Node::Root | Node::KindDir(_) | Node::Misc(Misc::Alias(..)) => {
+                self.getattr(e.ino).await?
+            }
+            Node::VersionRoot(vs) => match vs.created.get() {
+                Some(t) => self.dir_attr(e.ino, FOREVER, *t),
+                None => unknown(FileKind::Dir, 0, 0o755),
+            },
+            Node::Misc(Misc::Sidecar(asset, v)) => {
+                let cached = self
+                    .sidecars
+                    .lock()
+                    .expect("sidecars lock")
+                    .get(&(asset, v))
+                    .filter(|(at, _)| at.elapsed() < self.cfg.refresh)
+                    .map(|(_, b)| b.len() as u64);
+                match cached {
+                    Some(size) => Attr {
+                        size,
+                        perm: 0o444,
+                        ttl: self.cfg.refresh,
+                        ..unknown(FileKind::File, 0, 0)
+                    },
+                    None => unknown(FileKind::File, 0, 0o444),
+                }
+            }
+            Node::Staging(..) | Node::Entry(..) => unknown(e.kind, 0, 0o755),
+        })
     }
 
     async fn small_dir(&self, node: Node) -> Result<Vec<DirEntry>> {
@@ -632,8 +694,8 @@ impl Vfs {
         vs: &Arc<VersionSlot>,
         dir: Option<u32>,
         offset: usize,
-        limit: usize,
-    ) -> Result<Vec<DirEntry>> {
+        mut add: impl FnMut(&str, &Attr) -> bool,
+    ) -> Result<()> {
         let m = self.manifest(vs).await?;
         let key = dir.unwrap_or(u32::MAX);
         let cached = vs
@@ -672,23 +734,15 @@ impl Vfs {
                 kids
             }
         };
-        Ok(children
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|&i| {
-                let e = &m.entries[i as usize];
-                DirEntry {
-                    ino: entry_ino(vs, i),
-                    kind: match e.kind {
-                        EntryKind::Dir => FileKind::Dir,
-                        EntryKind::File => FileKind::File,
-                        EntryKind::Symlink => FileKind::Symlink,
-                    },
-                    name: e.path.rsplit('/').next().unwrap_or(&e.path).to_string(),
-                }
-            })
-            .collect())
+        let mtime = self.created(vs);
+        for &i in children.iter().skip(offset) {
+            let e = &m.entries[i as usize];
+            let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+            if add(name, &entry_attr(entry_ino(vs, i), e, mtime)) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub async fn readlink(&self, ino: u64) -> Result<String> {
@@ -740,11 +794,11 @@ impl Vfs {
         Ok(self.add_handle(file))
     }
 
-    /// True for a committed version's files, whose content never changes, so
-    /// the kernel may keep their pages across opens. A sidecar changes when
-    /// aliases move, so it is not.
+    /// True for a committed version's files and directories, whose content
+    /// never changes, so the kernel may keep their pages (and listings) across
+    /// opens. A sidecar changes when aliases move, so it is not.
     pub fn is_immutable(&self, ino: u64) -> bool {
-        matches!(self.node(ino), Ok(Node::Entry(..)))
+        matches!(self.node(ino), Ok(Node::Entry(..) | Node::VersionRoot(..)))
     }
 
     pub fn release(&self, fh: u64) {
@@ -849,6 +903,22 @@ impl Vfs {
             Err(VfsError::NoAttr) => Ok(vec![]),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A version entry's attributes: immutable, so cached by the kernel forever.
+fn entry_attr(ino: u64, e: &crate::manifest::Entry, mtime: SystemTime) -> Attr {
+    Attr {
+        ino,
+        kind: match e.kind {
+            EntryKind::Dir => FileKind::Dir,
+            EntryKind::File => FileKind::File,
+            EntryKind::Symlink => FileKind::Symlink,
+        },
+        size: e.size,
+        perm: (e.mode & 0o7777) as u16,
+        mtime,
+        ttl: FOREVER,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::manifest::{EntryKind, Manifest};
 use crate::names::{AssetId, AssetName, Kind};
 use crate::reader::{read_range, ChunkMap};
 use crate::staging::{staging_dir, Content, Staging, ROOT};
-use crate::vfs::{Attr, DirEntry, FileKind, Node, OpenFile, Result, Vfs, VfsError};
+use crate::vfs::{Attr, FileKind, Node, OpenFile, Result, Vfs, VfsError};
 
 const STAGING_BIT: u64 = 1 << 63;
 const ID_BITS: u32 = 40;
@@ -204,15 +204,18 @@ impl Vfs {
     }
 
     pub(crate) fn staging_attr(&self, slot: &StagingSlot, id: u64) -> Result<Attr> {
-        let n = slot.st()?.get(id)?;
-        Ok(Attr {
-            ino: ino(slot.slot, id),
+        Ok(self.node_attr(slot, &slot.st()?.get(id)?))
+    }
+
+    fn node_attr(&self, slot: &StagingSlot, n: &crate::staging::Node) -> Attr {
+        Attr {
+            ino: ino(slot.slot, n.id),
             kind: file_kind(n.kind),
             size: n.size,
             perm: (n.mode & 0o7777) as u16,
             mtime: self.mounted_at,
             ttl: Duration::ZERO,
-        })
+        }
     }
 
     pub(crate) fn staging_children(
@@ -220,20 +223,14 @@ impl Vfs {
         slot: &StagingSlot,
         id: u64,
         offset: usize,
-        limit: usize,
-    ) -> Result<Vec<DirEntry>> {
-        Ok(slot
-            .st()?
-            .children(id)?
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|n| DirEntry {
-                ino: ino(slot.slot, n.id),
-                kind: file_kind(n.kind),
-                name: n.name,
-            })
-            .collect())
+        mut add: impl FnMut(&str, &Attr) -> bool,
+    ) -> Result<()> {
+        for n in slot.st()?.children(id)?.into_iter().skip(offset) {
+            if add(&n.name, &self.node_attr(slot, &n)) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Makes a base file local. With `content`, its bytes are fetched first;

@@ -429,11 +429,11 @@ async fn temporary_mount(
         .await
         .map_err(|e| e.to_string())?;
     let fs = crate::fs::AssetFs::new(vfs, tokio::runtime::Handle::current());
-    let opts = [
+    let opts = vec![
         fuser::MountOption::RO,
         fuser::MountOption::FSName("assetfs-test".into()),
     ];
-    let session = fuser::spawn_mount2(fs, &mnt, &opts).map_err(|e| e.to_string())?;
+    let session = crate::mount::spawn_session(fs, &mnt, opts, false).map_err(|e| e.to_string())?;
     let dir = mnt
         .join(at.asset.kind.as_str())
         .join(format!("{}@{}", at.asset.name, at.selector));
