@@ -441,6 +441,17 @@ impl Mounted {
         self.mnt.join(rel)
     }
 
+    /// The daemon's stderr and whole log.
+    pub fn log_text(&self) -> String {
+        let mut out = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        if let Ok(rd) = std::fs::read_dir(self.cache_dir.join("logs")) {
+            for e in rd.flatten() {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+
     /// The daemon's stderr and the tail of its log, for failure messages.
     pub fn diagnostics(&self) -> String {
         let mut out = format!(

@@ -1209,3 +1209,71 @@ fn deleted_version_leaves_the_mount() {
     drop(open_v1);
     m.unmount();
 }
+
+/// The kernel protocol (docs/mount.md, "Kernel protocol"), checked in the
+/// daemon's request log (`-vv` logs every request fuser receives): a listing
+/// whose entries are then stat'ed is served by READDIRPLUS with no LOOKUP per
+/// entry, and a sequential reader's READs are 1 MiB.
+#[test]
+fn modern_protocol_readdirplus_and_large_reads() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    for i in 0..300 {
+        write_file(
+            &src,
+            &format!("many/f{i:03}"),
+            format!("{i}").as_bytes(),
+            0o640,
+        );
+    }
+    let mut r = StdRng::seed_from_u64(31);
+    let big = random_file(&src, "big.bin", &mut r, 4 * MIB);
+    env.push("models/p", &src, &[]);
+    let m = env.mount("proto", &["-vv"]);
+
+    let mut n = 0;
+    for e in fs::read_dir(m.path("models/p@1/many")).expect("list") {
+        let e = e.expect("entry");
+        let md = fs::symlink_metadata(e.path()).expect("stat");
+        let i: usize = e.file_name().to_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(md.len(), format!("{i}").len() as u64);
+        assert_eq!(md.permissions().mode() & 0o7777, 0o640);
+        n += 1;
+    }
+    assert_eq!(n, 300);
+    let got = read_in_pieces(&m.path("models/p@1/big.bin"), MIB).expect("read big.bin");
+    assert_same_bytes("big.bin", &got, &big);
+
+    let log = m.log_text();
+    let proto = log
+        .lines()
+        .find(|l| l.contains("FUSE protocol:"))
+        .unwrap_or_else(|| panic!("no protocol line in the log\n{}", m.diagnostics()));
+    for want in [
+        "max_write 1024 KiB",
+        "DO_READDIRPLUS",
+        "PARALLEL_DIROPS",
+        "MAX_PAGES",
+    ] {
+        assert!(proto.contains(want), "{want} not negotiated: {proto}");
+    }
+    let count = |pat: &str| log.lines().filter(|l| l.contains(pat)).count();
+    assert!(count(" READDIRPLUS ") >= 1, "no READDIRPLUS request");
+    let lookups = count(" LOOKUP name \"f");
+    assert_eq!(lookups, 0, "{lookups} LOOKUPs for listed entries");
+    let max_read = log
+        .lines()
+        .filter(|l| l.contains(" READ fh"))
+        .filter_map(|l| {
+            l.split("size ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert_eq!(max_read, MIB, "largest READ request");
+    m.unmount();
+}

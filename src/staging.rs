@@ -685,19 +685,40 @@ impl Staging {
     /// Records that process `pid` holds node `id` open for writing through
     /// this process (the mount daemon).
     pub fn add_writer(&self, id: u64, pid: u32) -> Result<()> {
-        self.db().execute(
-            "INSERT INTO writers (id, pid, daemon) VALUES (?1, ?2, ?3)",
-            params![id as i64, pid as i64, std::process::id() as i64],
-        )?;
+        self.without_fsync(|db| {
+            db.execute(
+                "INSERT INTO writers (id, pid, daemon) VALUES (?1, ?2, ?3)",
+                params![id as i64, pid as i64, std::process::id() as i64],
+            )
+        })?;
         Ok(())
     }
 
     pub fn remove_writer(&self, id: u64, pid: u32) -> Result<()> {
-        self.db().execute(
-            "DELETE FROM writers WHERE rowid IN (SELECT rowid FROM writers WHERE id = ?1 AND pid = ?2 LIMIT 1)",
-            params![id as i64, pid as i64],
-        )?;
+        self.without_fsync(|db| {
+            db.execute(
+                "DELETE FROM writers WHERE rowid IN (SELECT rowid FROM writers WHERE id = ?1 AND pid = ?2 LIMIT 1)",
+                params![id as i64, pid as i64],
+            )
+        })?;
         Ok(())
+    }
+
+    /// Runs a change to the writer bookkeeping without waiting for the disk.
+    /// It needs no durability (after a crash its daemon is gone, which
+    /// closes its writers anyway), and an fsync here would make every open
+    /// and close for writing wait for the disk, and a `commit` right after a
+    /// `close` (whose RELEASE reaches us asynchronously) see the file open.
+    fn without_fsync<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let db = self.db();
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        let r = f(&db);
+        // WAL order keeps it before any later (FULL, fsynced) change.
+        db.pragma_update(None, "synchronous", "FULL")?;
+        r
     }
 
     /// Paths of files open for writing by live processes through a live daemon.
