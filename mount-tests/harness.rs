@@ -116,6 +116,8 @@ pub fn describe(what: &str, o: &Output) -> String {
 pub struct CmdSpec {
     envs: Vec<(OsString, OsString)>,
     cwd: PathBuf,
+    /// Run as this (uid, gid), with no other groups (tests of other users).
+    user: Option<(u32, u32)>,
 }
 
 /// Inherited variables that would let the caller's own setup leak in.
@@ -137,6 +139,11 @@ impl CmdSpec {
         }
         for (k, v) in &self.envs {
             c.env(k, v);
+        }
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            // std drops root's supplementary groups (setgroups) before setuid.
+            c.gid(gid).uid(uid);
         }
         c
     }
@@ -178,7 +185,30 @@ impl TestEnv {
         TestEnv::finish(tmp, url.to_string(), extra)
     }
 
+    /// A fresh local store owned by `user`, whose commands all run as that
+    /// user (in a directory tree the user owns, reachable by everyone).
+    pub fn for_user(user: &TestUser) -> TestEnv {
+        let tmp = tempfile::Builder::new()
+            .prefix("assetfs-user-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        chown(tmp.path(), user.uid, user.gid).expect("chown");
+        let store = format!("file://{}", s(&tmp.path().join("store")));
+        TestEnv::finish_as(tmp, store, vec![], Some((user.uid, user.gid)))
+    }
+
     fn finish(tmp: tempfile::TempDir, store: String, extra: Vec<(String, String)>) -> TestEnv {
+        TestEnv::finish_as(tmp, store, extra, None)
+    }
+
+    fn finish_as(
+        tmp: tempfile::TempDir,
+        store: String,
+        extra: Vec<(String, String)>,
+        user: Option<(u32, u32)>,
+    ) -> TestEnv {
         let p = tmp.path();
         for d in [
             "home",
@@ -208,11 +238,20 @@ impl TestEnv {
             ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ];
         envs.extend(extra.into_iter().map(|(k, v)| (k.into(), v.into())));
+        if let Some((uid, gid)) = user {
+            for e in walkdir::WalkDir::new(p).min_depth(1) {
+                chown(e.expect("walk").path(), uid, gid).expect("chown");
+            }
+        }
         let spec = CmdSpec {
             envs,
             cwd: p.join("work"),
+            user,
         };
-        TestEnv { tmp, store, spec }
+        let env = TestEnv { tmp, store, spec };
+        // Every command but `init` refuses a store without its marker.
+        env.ok(&["init"]);
+        env
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -1048,6 +1087,241 @@ impl Drop for Mapping {
         // SAFETY: unmapping exactly what mmap returned.
         unsafe {
             libc::munmap(self.ptr, self.len);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A background mount (`assetfs mount MNT`, the daemon detached)
+
+/// A mount made by `assetfs mount MNT` without `--foreground`, as a deploy
+/// script or systemd does it. Dropping it unmounts (`assetfs unmount`, then
+/// a lazy unmount), then kills its daemon if it is still alive.
+pub struct BgMount {
+    pub mnt: PathBuf,
+    pub cache_dir: PathBuf,
+    pub stdout: String,
+    pub spec: CmdSpec,
+}
+
+impl BgMount {
+    /// Runs `assetfs --cache-dir CACHE mount MNT OPTS...` and asserts that it
+    /// returned success with the mount live.
+    pub fn start(spec: &CmdSpec, mnt: &Path, cache_dir: &Path, opts: &[&str]) -> BgMount {
+        require_fuse();
+        let mut args = vec!["--cache-dir", s(cache_dir), "mount", s(mnt)];
+        args.extend_from_slice(opts);
+        let o = run_limited(
+            &mut spec.assetfs(&args),
+            MOUNT_WAIT + Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let m = BgMount {
+            mnt: mnt.canonicalize().expect("mountpoint"),
+            cache_dir: cache_dir.to_path_buf(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            spec: spec.clone(),
+        };
+        assert!(o.status.success(), "{}", describe("assetfs mount", &o));
+        assert!(
+            is_mounted(&m.mnt),
+            "mount returned success but {} is not mounted",
+            m.mnt.display()
+        );
+        m
+    }
+
+    /// The daemon's pid, from the node's mount records.
+    pub fn pid(&self) -> Option<u32> {
+        let e = assetfs::registry::mount_at(&self.mnt)?;
+        assetfs::registry::record_for(&e).map(|r| r.pid)
+    }
+
+    /// Forgets the guard without unmounting (the test unmounts some other way).
+    pub fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BgMount {
+    fn drop(&mut self) {
+        let pid = self.pid();
+        if is_mounted(&self.mnt) {
+            match run_limited(
+                &mut self.spec.assetfs(&["unmount", s(&self.mnt)]),
+                Duration::from_secs(15),
+            ) {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => eprintln!("cleanup: {}", describe("assetfs unmount", &o)),
+                Err(e) => eprintln!("cleanup: {e}"),
+            }
+            if is_mounted(&self.mnt) {
+                lazy_unmount(&self.mnt);
+            }
+        }
+        if let Some(pid) = pid {
+            if assetfs::registry::process_start(pid).is_some() {
+                // SAFETY: plain kill(2) of a daemon this test started.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// `umount2(p, 0)`: an unmount by someone else than assetfs (an admin's
+/// `umount`, systemd stopping a mount unit).
+pub fn plain_unmount(p: &Path) -> std::io::Result<()> {
+    let c = cpath(p);
+    // SAFETY: a valid C string.
+    check(unsafe { libc::umount2(c.as_ptr(), 0) })
+}
+
+/// Waits (bounded) until process `pid` has exited.
+pub fn wait_gone(pid: u32, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    while assetfs::registry::process_start(pid).is_some() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------
+// Other local users
+
+/// Serialises tests that create users or change node-wide state
+/// (/dev/fuse's mode, /etc/fuse.conf) within one test binary.
+pub static NODE_STATE: Mutex<()> = Mutex::new(());
+
+/// A local unprivileged user made for one test (`useradd`), deleted on drop.
+/// A test that cannot create one fails: it is never skipped.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    pub fn create() -> TestUser {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("afs{}x{n}", std::process::id());
+        let mut last = String::new();
+        // useradd takes a lock on /etc/passwd; another process may hold it.
+        for _ in 0..20 {
+            let o = Command::new("useradd")
+                .args([
+                    "--no-create-home",
+                    "--user-group",
+                    "--shell",
+                    "/bin/sh",
+                    &name,
+                ])
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run useradd (the tests of other users need it, as root): {e}")
+                });
+            if o.status.success() {
+                let id = |flag: &str| -> u32 {
+                    let o = Command::new("id").args([flag, &name]).output().expect("id");
+                    String::from_utf8_lossy(&o.stdout)
+                        .trim()
+                        .parse()
+                        .expect("numeric id")
+                };
+                return TestUser {
+                    uid: id("-u"),
+                    gid: id("-g"),
+                    name,
+                };
+            }
+            last = String::from_utf8_lossy(&o.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "cannot create a test user with useradd (these tests need root and the passwd \
+             package): {last}"
+        );
+    }
+
+    /// A command run as this user, with the given environment's variables.
+    pub fn command(&self, env: &TestEnv, program: &str, args: &[&str]) -> Command {
+        let mut spec = env.spec.clone();
+        spec.user = Some((self.uid, self.gid));
+        spec.command(program, args)
+    }
+
+    /// Runs a command as this user (bounded); returns its output.
+    pub fn run(&self, env: &TestEnv, program: &str, args: &[&str]) -> Output {
+        run_limited(&mut self.command(env, program, args), CMD_LIMIT)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        for _ in 0..20 {
+            match Command::new("userdel").arg(&self.name).output() {
+                Ok(o) if o.status.success() => return,
+                Ok(o) if String::from_utf8_lossy(&o.stderr).contains("does not exist") => return,
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        eprintln!("cleanup: could not delete test user {}", self.name);
+    }
+}
+
+/// Sets /dev/fuse's mode for the life of the guard, restoring the old one.
+pub struct DevFuseMode {
+    old: u32,
+}
+
+impl DevFuseMode {
+    pub fn set(mode: u32) -> DevFuseMode {
+        require_fuse();
+        let old = std::fs::metadata("/dev/fuse")
+            .expect("stat /dev/fuse")
+            .permissions()
+            .mode()
+            & 0o7777;
+        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(mode))
+            .expect("chmod /dev/fuse (needs root)");
+        DevFuseMode { old }
+    }
+}
+
+impl Drop for DevFuseMode {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.old));
+    }
+}
+
+/// Replaces /etc/fuse.conf for the life of the guard, restoring the old one.
+pub struct FuseConf {
+    old: Option<Vec<u8>>,
+}
+
+impl FuseConf {
+    pub fn set(text: &str) -> FuseConf {
+        let old = std::fs::read("/etc/fuse.conf").ok();
+        std::fs::write("/etc/fuse.conf", text).expect("write /etc/fuse.conf (needs root)");
+        FuseConf { old }
+    }
+}
+
+impl Drop for FuseConf {
+    fn drop(&mut self) {
+        match &self.old {
+            Some(b) => {
+                let _ = std::fs::write("/etc/fuse.conf", b);
+            }
+            None => {
+                let _ = std::fs::remove_file("/etc/fuse.conf");
+            }
         }
     }
 }

@@ -86,6 +86,8 @@ impl DiskCache {
             path: dir.to_path_buf(),
             source,
         };
+        // Owner-only: cached bytes must not be readable by other local users.
+        crate::fsutil::private_dir(dir).map_err(io)?;
         std::fs::create_dir_all(dir.join("chunks")).map_err(io)?;
         let db_path = dir.join("cache.sqlite");
         let dberr = |source| CacheError::Db {

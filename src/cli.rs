@@ -3,16 +3,18 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
+
+#[allow(unused_imports)]
+use clap::CommandFactory;
 use serde_json::{json, Value};
 
 use assetfs::catalog::Catalog;
 use assetfs::meta::MetaInput;
 use assetfs::names::{AssetId, AssetName, Kind, Reference, Selector};
 use assetfs::push::PushOptions;
-use assetfs::store::{self, keys, Store};
+use assetfs::store::{self, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -163,8 +165,17 @@ enum Command {
     Verify { reference: Option<String> },
     /// Mount the catalog (background by default; returns once the mount is live)
     Mount(MountArgs),
-    /// Unmount a mount cleanly
+    /// Unmount a mount cleanly; returns once its daemon has exited. Also clears a stale mount
     Unmount { mountpoint: PathBuf },
+    /// This node's assetfs mounts: mount point, store, cache, daemon, uptime, hit rate, staged changes
+    Mounts,
+    /// Print a shell completion script, e.g. `assetfs completions bash > /etc/bash_completion.d/assetfs`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `assetfs man > /usr/share/man/man1/assetfs.1`
+    Man,
     /// Inspect or control the node's chunk cache
     Cache {
         #[command(subcommand)]
@@ -172,27 +183,53 @@ enum Command {
     },
 }
 
+/// Every flag can also be given as an `-o` option (`-o allow_other,uid=1000`,
+/// as in an fstab line) and as an `ASSETFS_*` environment variable.
 #[derive(Args, Debug, Clone)]
 pub struct MountArgs {
     pub mountpoint: PathBuf,
     /// Bound on the disk cache, e.g. 20G, 512M
-    #[arg(long, default_value = "10G")]
+    #[arg(long, default_value = "10G", env = "ASSETFS_CACHE_SIZE")]
     pub cache_size: String,
-    /// Mount read-only at the kernel level
-    #[arg(long)]
+    /// Mount read-only at the kernel level (no @staging)
+    #[arg(long, env = "ASSETFS_READ_ONLY")]
     pub read_only: bool,
-    /// Stay attached to the terminal
-    #[arg(long)]
+    /// Stay attached to the terminal (use with systemd Type=notify)
+    #[arg(short = 'f', long, env = "ASSETFS_FOREGROUND")]
     pub foreground: bool,
-    /// Let other users access the mount (needs user_allow_other for non-root)
-    #[arg(long)]
+    /// Let other users access the mount (non-root: needs user_allow_other in /etc/fuse.conf)
+    #[arg(long, env = "ASSETFS_ALLOW_OTHER")]
     pub allow_other: bool,
+    /// Let root (besides the mounting user) access the mount
+    #[arg(long, env = "ASSETFS_ALLOW_ROOT", conflicts_with = "allow_other")]
+    pub allow_root: bool,
+    /// Owner of every file and directory, a user name or number (default: the mounting user)
+    #[arg(long, env = "ASSETFS_UID")]
+    pub uid: Option<String>,
+    /// Group of every file and directory, a name or number (default: the mounting user's group)
+    #[arg(long, env = "ASSETFS_GID")]
+    pub gid: Option<String>,
+    /// Permission bits of every file, e.g. 0444 (default: the mode each file was pushed with)
+    #[arg(long, env = "ASSETFS_FILE_MODE")]
+    pub file_mode: Option<String>,
+    /// Permission bits of every directory, e.g. 0555 (default: the pushed mode; 0755 for the mount's own)
+    #[arg(long, env = "ASSETFS_DIR_MODE")]
+    pub dir_mode: Option<String>,
+    /// Show only this version at the root of the mount, e.g. models/ranker@3; with an alias
+    /// (models/ranker@production) or a bare asset (@latest) the root follows it at each refresh
+    #[arg(long, value_name = "REF", env = "ASSETFS_ONLY")]
+    pub only: Option<String>,
     /// How often new versions and aliases are picked up, e.g. 30s, 5m
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "30s", env = "ASSETFS_REFRESH")]
     pub refresh: String,
     /// How long an uncached read waits for the store before failing with EIO
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "30s", env = "ASSETFS_TIMEOUT")]
     pub timeout: String,
+    /// Mount options, comma-separated: any flag above with `_` or `-` between words
+    /// (allow_other,uid=1000,cache_size=20G), plus cache_dir= and store=; mount(8)
+    /// and systemd options (rw, nofail, _netdev, x-systemd.*) are ignored
+    #[arg(short = 'o', value_name = "OPTIONS", id = "options")]
+    pub options: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -209,7 +246,14 @@ enum CacheCmd {
 }
 
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args = match crate::mount_helper::rewrite_args(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("assetfs: error: {}", one_line(&e));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -280,12 +324,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
     out.replace('\n', " ")
 }
 
-fn open_store(cli: &Cli) -> Result<Store> {
-    let url = match &cli.store {
+fn store_url(cli: &Cli) -> String {
+    match &cli.store {
         Some(u) => u.clone(),
         None => format!("file://{}", store::default_store_dir().display()),
-    };
-    Ok(Store::open(&url)?)
+    }
+}
+
+fn open_store(cli: &Cli) -> Result<Store> {
+    Ok(Store::open(&store_url(cli))?)
 }
 
 fn cache_dir(cli: &Cli) -> PathBuf {
@@ -310,7 +357,47 @@ fn human_bytes(n: u64) -> String {
 }
 
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
-    let store = open_store(&cli)?;
+    // Commands that need no store.
+    match &cli.cmd {
+        Command::Unmount { mountpoint } => {
+            assetfs::mount::unmount(mountpoint)?;
+            if !cli.json {
+                println!("unmounted {}", mountpoint.display());
+            }
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Mounts => {
+            mounts(cli.json).await?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "assetfs", &mut std::io::stdout());
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let store = match &cli.cmd {
+        Command::Init => Store::create(&store_url(&cli))?,
+        _ => open_store(&cli)?,
+    };
+    // Every command but `init` refuses what is not an assetfs store, so a
+    // mistyped --store fails instead of showing an empty catalog.
+    let needs_store = !matches!(
+        &cli.cmd,
+        Command::Init
+            | Command::Cache {
+                cmd: CacheCmd::Stats | CacheCmd::Prune { .. }
+            }
+    );
+    if needs_store {
+        store.check_marker().await?;
+    }
     let catalog = Catalog::new(store.clone());
     match &cli.cmd {
         Command::Init => init(&store, cli.json).await?,
@@ -320,7 +407,6 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             commit,
         } => {
             let target = parse_ref(reference)?;
-            ensure_marker(&store).await?;
             let opts = push_options(&cli, commit)?;
             let out = assetfs::push::push(&catalog, &target, dir, opts).await?;
             print_outcome(&out, cli.json);
@@ -331,7 +417,6 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             commit,
         } => {
             let r = parse_ref(reference)?;
-            ensure_marker(&store).await?;
             let staging = open_staging(&store, &r)?;
             let opts = push_options(&cli, commit)?;
             let out = assetfs::commit::commit(&catalog, &staging, &r, opts, *wait).await?;
@@ -553,6 +638,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let r = parse_ref(reference)?;
             let t = assetfs::vtest::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
             let rep = assetfs::vtest::test_version(&catalog, &r, t).await?;
+            note_test_fallback(&rep);
             if cli.json {
                 print_json(&rep);
             } else {
@@ -570,11 +656,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             }
         }
         Command::Mount(_) => unreachable!("handled before the runtime starts"),
-        Command::Unmount { mountpoint } => {
-            assetfs::mount::unmount(mountpoint)?;
-            if !cli.json {
-                println!("unmounted {}", mountpoint.display());
-            }
+        Command::Unmount { .. } | Command::Mounts | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
         }
         Command::Cache { cmd } => cache_cmd(&cli, &store, cmd).await?,
     }
@@ -658,42 +741,18 @@ fn meta_input(c: &CommitArgs) -> Result<MetaInput> {
     Ok(m)
 }
 
-const MARKER_FORMAT: u64 = 1;
-
-/// Writes the store marker if missing; refuses a store of a newer format.
-async fn ensure_marker(store: &Store) -> Result<()> {
-    let body = serde_json::to_vec_pretty(&json!({"assetfs_store_format": MARKER_FORMAT}))?;
-    if store.put_if_absent(keys::MARKER, Bytes::from(body)).await? {
-        return Ok(());
-    }
-    let held = store.get(keys::MARKER).await?;
-    let v: Value = serde_json::from_slice(&held)
-        .with_context(|| format!("{} in {} is not assetfs's", keys::MARKER, store.url()))?;
-    match v["assetfs_store_format"].as_u64() {
-        Some(f) if f <= MARKER_FORMAT => Ok(()),
-        Some(f) => bail!(
-            "store {} has format {f}, newer than this assetfs ({MARKER_FORMAT}); upgrade assetfs",
-            store.url()
-        ),
-        None => bail!(
-            "{} in {} is not an assetfs store marker",
-            keys::MARKER,
-            store.url()
-        ),
-    }
-}
-
 async fn init(store: &Store, as_json: bool) -> Result<()> {
     store.check_conditional_writes().await?;
-    ensure_marker(store).await?;
+    store.write_marker().await?;
     if as_json {
         print_json(
-            &json!({"store": store.url(), "format": MARKER_FORMAT, "conditional_writes": true}),
+            &json!({"store": store.url(), "format": store::MARKER_FORMAT, "conditional_writes": true}),
         );
     } else {
         println!(
-            "store {} ready (format {MARKER_FORMAT}, create-if-absent writes honoured)",
-            store.url()
+            "store {} ready (format {}, create-if-absent writes honoured)",
+            store.url(),
+            store::MARKER_FORMAT
         );
     }
     Ok(())
@@ -864,6 +923,7 @@ async fn require_passing_tests(
 ) -> Result<()> {
     let t = assetfs::vtest::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
     let rep = assetfs::vtest::test_version(catalog, r, t).await?;
+    note_test_fallback(&rep);
     if !as_json {
         print!("{}", rep.render());
     }
@@ -1005,4 +1065,82 @@ async fn cache_cmd(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `assetfs mounts`: every assetfs mount of this node.
+async fn mounts(as_json: bool) -> Result<()> {
+    let mut reports = vec![];
+    for m in assetfs::registry::node_mounts() {
+        reports.push(assetfs::registry::report(&m).await);
+    }
+    if as_json {
+        print_json(&reports);
+        return Ok(());
+    }
+    if reports.is_empty() {
+        println!("no assetfs mounts on this node");
+    }
+    let unknown = || "?".to_string();
+    for r in &reports {
+        match r.state {
+            "stale" => println!(
+                "{}  STALE: {}",
+                r.mountpoint.display(),
+                r.hint.as_deref().unwrap_or("its daemon is gone")
+            ),
+            "unknown" => println!(
+                "{}  live, no record of its daemon (mounted by another user or an older assetfs)",
+                r.mountpoint.display()
+            ),
+            _ => println!(
+                "{}  live  pid {}  up {}",
+                r.mountpoint.display(),
+                r.pid.map(|p| p.to_string()).unwrap_or_else(unknown),
+                r.uptime_s
+                    .map(
+                        |s| humantime::format_duration(std::time::Duration::from_secs(s))
+                            .to_string()
+                    )
+                    .unwrap_or_else(unknown)
+            ),
+        }
+        if let Some(store) = &r.store {
+            println!("  store    {store}");
+        }
+        if let Some(only) = &r.only {
+            println!("  only     {only}");
+        }
+        if let Some(c) = &r.cache_dir {
+            let rate = r
+                .cache_hit_rate
+                .map(|h| format!("hit rate {:.1}%", h * 100.0))
+                .unwrap_or_else(|| "hit rate unknown".into());
+            println!("  cache    {}  ({rate})", c.display());
+        }
+        for st in &r.staging {
+            let base = st
+                .base
+                .map(|b| format!("@{b}"))
+                .unwrap_or_else(|| "(new)".into());
+            println!(
+                "  staging  {}@staging: {} change(s) against {base}",
+                st.asset, st.changes
+            );
+        }
+        if let Some(log) = &r.log {
+            println!("  log      {}", log.display());
+        }
+    }
+    Ok(())
+}
+
+/// Says on stderr (also with --json) when stored tests could not run from a
+/// mount and ran from a copy instead.
+fn note_test_fallback(rep: &assetfs::vtest::TestReport) {
+    if let Some(why) = &rep.mount_failed {
+        eprintln!(
+            "assetfs: note: cannot mount {} for its tests ({why}); ran them from a copy made with `get` instead",
+            rep.reference
+        );
+    }
 }

@@ -128,6 +128,10 @@ pub async fn status(
     Ok((base_version, staging.status(base.as_deref())?))
 }
 
+/// How long `commit` gives writers that just closed their file to be
+/// deregistered by the mount daemon before refusing.
+const RELEASE_GRACE: Duration = Duration::from_secs(2);
+
 /// Commits staging as the next version, then makes staging a clean view of
 /// it. With `wait`, waits for files open for writing to be closed.
 pub async fn commit(
@@ -141,10 +145,17 @@ pub async fn commit(
     if staging.base()?.is_none() {
         return Err(CommitError::NothingStaged(asset));
     }
+    // The kernel sends a FUSE release after close() has returned, so a file
+    // closed just before `commit` may still be registered for a moment.
+    let grace = std::time::Instant::now() + RELEASE_GRACE;
     loop {
         let open = staging.open_writers()?;
         if open.is_empty() {
             break;
+        }
+        if !wait && std::time::Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
         if !wait {
             return Err(CommitError::OpenWriters {

@@ -35,6 +35,26 @@ fn parse_duration(what: &str, s: &str) -> Result<Duration> {
         .map_err(|_| anyhow!("invalid {what} {s:?}: expected e.g. 30s, 5m or 2"))
 }
 
+/// `--uid/--gid/--file-mode/--dir-mode`, defaulting to the mounting user
+/// and the stored modes.
+fn ownership(args: &MountArgs) -> Result<assetfs::perms::Ownership> {
+    use assetfs::perms;
+    let mut o = perms::Ownership::current();
+    if let Some(u) = &args.uid {
+        o.uid = perms::parse_uid(u).map_err(|e| anyhow!("--uid: {e}"))?;
+    }
+    if let Some(g) = &args.gid {
+        o.gid = perms::parse_gid(g).map_err(|e| anyhow!("--gid: {e}"))?;
+    }
+    if let Some(m) = &args.file_mode {
+        o.file_mode = Some(perms::parse_mode(m).map_err(|e| anyhow!("--file-mode: {e}"))?);
+    }
+    if let Some(m) = &args.dir_mode {
+        o.dir_mode = Some(perms::parse_mode(m).map_err(|e| anyhow!("--dir-mode: {e}"))?);
+    }
+    Ok(o)
+}
+
 pub fn run_mount(
     ctx: &CliContext,
     args: MountArgs,
@@ -63,29 +83,61 @@ fn mount_inner(
         cache_size: parse_size(&args.cache_size).map_err(anyhow::Error::msg)?,
         read_only: args.read_only,
         allow_other: args.allow_other,
+        allow_root: args.allow_root,
+        owner: ownership(args)?,
+        only: args
+            .only
+            .as_deref()
+            .map(assetfs::names::Reference::parse)
+            .transpose()
+            .map_err(|e| anyhow!("--only: {e}"))?,
         refresh: parse_duration("--refresh", &args.refresh)?,
         timeout: parse_duration("--timeout", &args.timeout)?,
     };
-    let mnt = mount::check_mountpoint(&cfg.mountpoint)?;
+    if let Some(r) = &cfg.only {
+        if r.selector == assetfs::names::Selector::Staging {
+            bail!("--only {r}: a mount shows versions, aliases or latest, not a staging area");
+        }
+    }
     let store = match &ctx.store {
         Ok(s) => s.clone(),
         Err(e) => bail!("{}", one_line(e)),
     };
+    let mnt = mount::check_mountpoint(&cfg.mountpoint)?;
+    mount::check_unprivileged(&cfg)?;
+    // Not an assetfs store: refuse. An unreachable one is left to `prepare`,
+    // which serves what this node has cached.
+    use assetfs::store::StoreError;
+    if let Ok(Err(e)) =
+        rt.block_on(async { tokio::time::timeout(cfg.timeout, store.check_marker()).await })
+    {
+        if matches!(
+            e,
+            StoreError::NoMarker { .. }
+                | StoreError::ForeignMarker { .. }
+                | StoreError::NewerFormat { .. }
+        ) {
+            return Err(e.into());
+        }
+    }
     let log = log_path(&cfg.cache_dir, &mnt);
     if !args.foreground && !is_child {
         return daemonize(&mnt, &log);
     }
-    std::fs::create_dir_all(log.parent().expect("log has a parent"))
+    assetfs::fsutil::private_dir(log.parent().expect("log has a parent"))
         .with_context(|| format!("cannot create {}", log.display()))?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
+    let file = assetfs::fsutil::append_private(&log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
     init_logging(ctx.verbose, Some(file));
     tracing::info!(mountpoint = %mnt.display(), store = store.url(), "mounting");
+    let info = mount::ServeInfo {
+        store_url: store.url().to_string(),
+        log: log.clone(),
+        staging_home: (!cfg.read_only && cfg.only.is_none()).then(assetfs::store::data_home),
+        only: cfg.only.as_ref().map(|r| r.to_string()),
+    };
     let (vfs, status) = rt.block_on(mount::prepare(store, &cfg))?;
-    mount::serve(rt, vfs, &mnt, &cfg, || {
+    mount::serve(rt, vfs, &mnt, &cfg, &info, || {
         if is_child {
             println!("ready: {status}");
             let _ = std::io::stdout().flush();
@@ -110,11 +162,8 @@ fn detach_stdout() {
 }
 
 fn daemonize(mnt: &Path, log: &Path) -> Result<ExitCode> {
-    std::fs::create_dir_all(log.parent().expect("log has a parent"))?;
-    let errlog = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
+    assetfs::fsutil::private_dir(log.parent().expect("log has a parent"))?;
+    let errlog = assetfs::fsutil::append_private(log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
     let exe = std::env::current_exe().context("cannot find the assetfs binary")?;
     let mut child = Command::new(exe)

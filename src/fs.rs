@@ -116,12 +116,13 @@ impl AssetFs {
     }
 
     pub fn with_protocol(vfs: Arc<Vfs>, rt: Handle, protocol: Protocol) -> AssetFs {
+        let owner = vfs.owner();
         AssetFs {
             vfs,
             rt,
-            // SAFETY: getuid/getgid have no preconditions.
-            uid: unsafe { libc::getuid() },
-            gid: unsafe { libc::getgid() },
+            // The owner shown is the filesystem's decision (`--uid/--gid`).
+            uid: owner.uid,
+            gid: owner.gid,
             protocol,
             negotiated: Arc::new(OnceLock::new()),
         }

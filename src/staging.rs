@@ -141,7 +141,10 @@ fn row_node(r: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
 impl Staging {
     /// Opens (creating if needed) the staging area in `dir`.
     pub fn open(dir: &Path) -> Result<Staging> {
-        std::fs::create_dir_all(dir.join("data"))?;
+        // Owner-only: staged bytes must not be readable by other local users
+        // (the mount's permissions decide who reads them through the mount).
+        crate::fsutil::private_dir(&dir.join("data"))?;
+        crate::fsutil::private_dir(dir)?;
         let db = Connection::open(dir.join("staging.sqlite"))?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -395,7 +398,7 @@ impl Staging {
             db.last_insert_rowid() as u64
         };
         if kind == EntryKind::File {
-            File::create(self.data_path(id))?;
+            crate::fsutil::create_private(&self.data_path(id))?;
         }
         self.get(id)
     }
@@ -587,7 +590,7 @@ impl Staging {
             return Ok(n);
         }
         let tmp = self.dir.join("data").join(format!("{id}.copyup"));
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::fsutil::create_private(&tmp)?;
         fill(&mut f)?;
         f.sync_all()?;
         drop(f);

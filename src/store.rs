@@ -35,6 +35,20 @@ pub enum StoreError {
     },
     #[error("the store at {url} does not honour create-if-absent writes (a second create-if-absent put of a probe key succeeded: `If-None-Match: *` on S3 and Azure, `ifGenerationMatch=0` on GCS), so concurrent commits could overwrite each other's versions; refusing to write. Use a store that supports conditional writes (AWS S3, GCS, Azure, MinIO, Ceph RGW, a local directory){hint}")]
     ConditionalWritesIgnored { url: String, hint: String },
+    #[error("no store at {url}: {path} does not exist; check --store / ASSETFS_STORE, or create a store there with `assetfs init`")]
+    Missing { url: String, path: PathBuf },
+    #[error("no assetfs store at {url} (it has no {marker} marker); check --store / ASSETFS_STORE, or create a store there with `assetfs init`")]
+    NoMarker { url: String, marker: &'static str },
+    #[error(
+        "{url} holds a {marker} that is not an assetfs store marker; refusing to use it as a store"
+    )]
+    ForeignMarker { url: String, marker: &'static str },
+    #[error("store {url} has format {found}, newer than this assetfs understands ({supported}); upgrade assetfs")]
+    NewerFormat {
+        url: String,
+        found: u64,
+        supported: u64,
+    },
     #[error("cannot create local store directory {path}: {source}")]
     LocalDir {
         path: PathBuf,
@@ -75,10 +89,24 @@ pub fn default_cache_dir() -> PathBuf {
         .join("assetfs")
 }
 
+/// `$HOME`, else the user's home from the password database (boot-time
+/// mounts may run without `HOME`), else `/`.
 fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    // SAFETY: getpwuid returns NULL or a pointer to a valid static entry,
+    // read at once; pw_dir is a NUL-terminated string.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if !pw.is_null() && !(*pw).pw_dir.is_null() {
+            let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
+            return PathBuf::from(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(dir.to_bytes()),
+            );
+        }
+    }
+    PathBuf::from("/")
 }
 
 /// Bounded timeouts, so a store that is down gives an error, not a hang.
@@ -111,6 +139,9 @@ impl Store {
             return Err(bad("empty URL"));
         }
         let Some((scheme, rest)) = url.split_once("://") else {
+            if let Some(hint) = url_typo(url) {
+                return Err(bad(&hint));
+            }
             // A bare path is a local directory.
             return Self::open_local(FsPath::new(url), url);
         };
@@ -193,12 +224,30 @@ impl Store {
         })
     }
 
+    /// Like [`Store::open`], creating a local store's directory if missing
+    /// (what `assetfs init` does).
+    pub fn create(url: &str) -> Result<Store> {
+        match Store::open(url) {
+            Err(StoreError::Missing { path, .. }) => {
+                std::fs::create_dir_all(&path).map_err(|source| StoreError::LocalDir {
+                    path: path.clone(),
+                    source,
+                })?;
+                Store::open(url)
+            }
+            r => r,
+        }
+    }
+
     fn open_local(dir: &FsPath, url: &str) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::LocalDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if !dir.is_dir() {
+            return Err(StoreError::Missing {
+                url: url.to_string(),
+                path: dir,
+            });
+        }
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
             StoreError::Url {
                 url: url.to_string(),
                 why: e.to_string(),
@@ -369,6 +418,76 @@ impl Store {
             hint,
         })
     }
+}
+
+/// The store format this assetfs writes and understands.
+pub const MARKER_FORMAT: u64 = 1;
+
+impl Store {
+    /// Checks that this is an assetfs store: its marker exists, is ours,
+    /// and is of a format this assetfs understands.
+    pub async fn check_marker(&self) -> Result<()> {
+        let held = match self.get(keys::MARKER).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(StoreError::NoMarker {
+                    url: self.url.clone(),
+                    marker: keys::MARKER,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let format = serde_json::from_slice::<serde_json::Value>(&held)
+            .ok()
+            .and_then(|v| v["assetfs_store_format"].as_u64());
+        match format {
+            Some(f) if f <= MARKER_FORMAT => Ok(()),
+            Some(found) => Err(StoreError::NewerFormat {
+                url: self.url.clone(),
+                found,
+                supported: MARKER_FORMAT,
+            }),
+            None => Err(StoreError::ForeignMarker {
+                url: self.url.clone(),
+                marker: keys::MARKER,
+            }),
+        }
+    }
+
+    /// Writes the marker if missing (`init`), then checks it.
+    pub async fn write_marker(&self) -> Result<()> {
+        let body =
+            serde_json::to_vec_pretty(&serde_json::json!({"assetfs_store_format": MARKER_FORMAT}))
+                .expect("marker serialises");
+        self.put_if_absent(keys::MARKER, Bytes::from(body)).await?;
+        self.check_marker().await
+    }
+}
+
+/// A store string that looks like a URL with a broken `://` (`s3:/bucket`,
+/// `gs:bucket`, `file:/dir`): what the user probably meant, so that it is
+/// never taken for a local directory of that name.
+fn url_typo(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once(':')?;
+    let looks_like_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !looks_like_scheme || scheme.contains('/') {
+        return None;
+    }
+    let rest = rest.trim_start_matches('/');
+    let meant = match scheme {
+        "file" => format!("file:///{rest}"),
+        _ => format!("{scheme}://{rest}"),
+    };
+    Some(format!(
+        "a URL needs `://` after the scheme (did you mean {meant}?); a local directory is given as an absolute path or file:///path"
+    ))
 }
 
 /// The key layout. Immutable objects are named by content hash or a random

@@ -97,6 +97,11 @@ pub struct VfsConfig {
     pub refresh: Duration,
     /// Where staging areas live (the data dir); `None` disables `@staging`.
     pub staging_home: Option<std::path::PathBuf>,
+    /// Owner and permission bits of everything shown (`--uid` etc.).
+    pub owner: crate::perms::Ownership,
+    /// `--only`: show this version (or the version this alias or `latest`
+    /// points at, followed at each refresh) at the root instead of the catalog.
+    pub only: Option<crate::names::Reference>,
 }
 
 /// A committed version that the mount has looked at.
@@ -246,6 +251,125 @@ impl Vfs {
         }
     }
 
+    /// The version an `--only` mount shows now: a fixed version, or the one
+    /// its alias (or `latest`) points at in the current listing.
+    pub async fn only_version(&self) -> Result<(AssetId, u64)> {
+        use crate::names::Selector;
+        let r = self.cfg.only.as_ref().ok_or(VfsError::NotFound)?;
+        let v = match &r.selector {
+            Selector::Version(v) => {
+                if !self.version_exists(&r.asset, *v).await? {
+                    return Err(VfsError::NotFound);
+                }
+                *v
+            }
+            sel => {
+                let listing = self.listing(r.asset.kind, false).await?;
+                let state = listing
+                    .asset(&r.asset.name)
+                    .ok_or_else(|| CatalogError::NoVersions(r.asset.clone()))?;
+                let v = match sel {
+                    Selector::Alias(a) => state.aliases.get(a).copied(),
+                    _ => state.versions.last().copied(),
+                };
+                v.ok_or_else(|| match sel {
+                    Selector::Alias(a) => CatalogError::NoSuchAlias {
+                        asset: r.asset.clone(),
+                        alias: a.clone(),
+                    },
+                    _ => CatalogError::NoVersions(r.asset.clone()),
+                })?
+            }
+        };
+        Ok((r.asset.clone(), v))
+    }
+
+    async fn only_slot(&self) -> Result<Arc<VersionSlot>> {
+        let (asset, v) = self.only_version().await?;
+        Ok(self.slot_for(&asset, v))
+    }
+
+    /// The name of the sidecar at the root of an `--only` mount:
+    /// `.assetfs.json`, or `.assetfs.N.json` with the smallest N that is not
+    /// a file of the version itself.
+    async fn only_sidecar_name(&self, vs: &Arc<VersionSlot>) -> Result<String> {
+        let m = self.manifest(vs).await?;
+        let taken = |n: &str| m.entries.binary_search_by(|e| (*e.path).cmp(n)).is_ok();
+        let mut name = ".assetfs.json".to_string();
+        let mut i = 0;
+        while taken(&name) {
+            i += 1;
+            name = format!(".assetfs.{i}.json");
+        }
+        Ok(name)
+    }
+
+    async fn lookup_in_only_root(&self, name: &str) -> Result<Attr> {
+        let vs = self.only_slot().await?;
+        if name == self.only_sidecar_name(&vs).await? {
+            let ino = self.misc_ino(Misc::Sidecar(vs.asset.clone(), vs.version));
+            return self.getattr(ino).await;
+        }
+        let mut a = self.lookup_in_version(&vs, None, name).await?;
+        // The root may move to another version at the next refresh, so the
+        // kernel must look its entries up again; deeper ones are immutable.
+        let fixed =
+            |r: &crate::names::Reference| matches!(r.selector, crate::names::Selector::Version(_));
+        if self.cfg.only.as_ref().is_some_and(|r| !fixed(r)) {
+            a.ttl = a.ttl.min(self.cfg.refresh);
+        }
+        Ok(a)
+    }
+
+    /// The root of an `--only` mount: the version's top-level entries, then
+    /// its sidecar. Root entries get at most the refresh interval as TTL when
+    /// the root can move to another version.
+    async fn only_root_children(
+        &self,
+        offset: usize,
+        mut add: impl FnMut(&str, &Attr) -> bool,
+    ) -> Result<()> {
+        let vs = self.only_slot().await?;
+        let fixed = self
+            .cfg
+            .only
+            .as_ref()
+            .is_some_and(|r| matches!(r.selector, crate::names::Selector::Version(_)));
+        let refresh = self.cfg.refresh;
+        let mut seen = 0;
+        let mut full = false;
+        self.version_children(&vs, None, offset, |name, a| {
+            seen += 1;
+            let mut a = a.clone();
+            if !fixed {
+                a.ttl = a.ttl.min(refresh);
+            }
+            full = add(name, &a);
+            full
+        })
+        .await?;
+        if full {
+            return Ok(());
+        }
+        let total = self.version_children_count(&vs).await?;
+        if offset + seen <= total {
+            let ino = self.misc_ino(Misc::Sidecar(vs.asset.clone(), vs.version));
+            let a = self.getattr(ino).await?;
+            add(&self.only_sidecar_name(&vs).await?, &a);
+        }
+        Ok(())
+    }
+
+    async fn version_children_count(&self, vs: &Arc<VersionSlot>) -> Result<usize> {
+        let mut n = 0;
+        self.version_children(vs, None, 0, |_, _| {
+            n += 1;
+            false
+        })
+        .await?;
+        Ok(n)
+    }
+
     fn slot_for(&self, asset: &AssetId, version: u64) -> Arc<VersionSlot> {
         let mut ids = self.slot_ids.lock().expect("slot ids lock");
         if let Some(&s) = ids.get(&(asset.clone(), version)) {
@@ -348,9 +472,30 @@ impl Vfs {
         }
     }
 
+    /// The attributes of `ino`, with the mount's mode policy applied.
     pub async fn getattr(&self, ino: u64) -> Result<Attr> {
+        Ok(self.present(self.stored_attr(ino).await?))
+    }
+
+    /// Who owns everything this mount shows (`--uid/--gid`).
+    pub fn owner(&self) -> crate::perms::Ownership {
+        self.cfg.owner
+    }
+
+    /// Applies `--file-mode/--dir-mode` to attributes as stored.
+    pub(crate) fn present(&self, mut a: Attr) -> Attr {
+        a.perm = self.cfg.owner.perm(a.kind, a.perm);
+        a
+    }
+
+    async fn stored_attr(&self, ino: u64) -> Result<Attr> {
         match self.node(ino)? {
             Node::Staging(slot, id) => self.staging_attr(&slot, id),
+            Node::Root if self.cfg.only.is_some() => {
+                let vs = self.only_slot().await?;
+                self.manifest(&vs).await?;
+                Ok(self.dir_attr(ino, self.cfg.refresh, self.created(&vs)))
+            }
             Node::Root | Node::KindDir(_) => {
                 Ok(self.dir_attr(ino, self.cfg.refresh, self.mounted_at))
             }
@@ -460,6 +605,7 @@ impl Vfs {
 
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
         match self.node(parent)? {
+            Node::Root if self.cfg.only.is_some() => self.lookup_in_only_root(name).await,
             Node::Root => {
                 let kind: Kind = name.parse().map_err(|_| VfsError::NotFound)?;
                 self.getattr(kind_ino(kind)).await
@@ -565,6 +711,10 @@ impl Vfs {
         offset: usize,
         mut add: impl FnMut(&str, &Attr) -> bool,
     ) -> Result<()> {
+        let mut add = |name: &str, a: &Attr| add(name, &self.present(a.clone()));
+        if ino == ROOT && self.cfg.only.is_some() {
+            return self.only_root_children(offset, add).await;
+        }
         match self.node(ino)? {
             Node::VersionRoot(vs) => self.version_children(&vs, None, offset, add).await,
             Node::Entry(vs, i) => self.version_children(&vs, Some(i), offset, add).await,
@@ -965,6 +1115,8 @@ mod tests {
             VfsConfig {
                 refresh: Duration::from_secs(30),
                 staging_home: None,
+                owner: crate::perms::Ownership::current(),
+                only: None,
             },
         );
         (vfs, big)

@@ -208,14 +208,14 @@ impl Vfs {
     }
 
     fn node_attr(&self, slot: &StagingSlot, n: &crate::staging::Node) -> Attr {
-        Attr {
+        self.present(Attr {
             ino: ino(slot.slot, n.id),
             kind: file_kind(n.kind),
             size: n.size,
             perm: (n.mode & 0o7777) as u16,
             mtime: self.mounted_at,
             ttl: Duration::ZERO,
-        }
+        })
     }
 
     pub(crate) fn staging_children(
@@ -241,8 +241,8 @@ impl Vfs {
         let Content::Base(i) = n.content else {
             return Ok(());
         };
-        let mut f =
-            std::fs::File::create(st.copy_path(id)).map_err(crate::staging::StagingError::from)?;
+        let mut f = crate::fsutil::create_private(&st.copy_path(id))
+            .map_err(crate::staging::StagingError::from)?;
         if content {
             let m = self
                 .staging_base(slot)

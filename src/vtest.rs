@@ -286,6 +286,13 @@ pub struct TestReport {
     pub passed: usize,
     pub failed: usize,
     pub tests: Vec<TestResult>,
+    /// Where the tests ran: `mount` (a temporary read-only mount), `copy`
+    /// (a `get` into a temporary directory, when mounting failed), or
+    /// `none` (no stored tests).
+    pub ran_from: &'static str,
+    /// Why the tests could not run from a mount, when they ran from a copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_failed: Option<String>,
 }
 
 impl TestReport {
@@ -296,6 +303,8 @@ impl TestReport {
             passed,
             failed: tests.len() - passed,
             tests,
+            ran_from: "none",
+            mount_failed: None,
         }
     }
 
@@ -379,10 +388,12 @@ pub async fn test_version(
     }
     let tmp = tempfile::Builder::new().prefix("assetfs-test-").tempdir()?;
     let at = r.asset.at(v);
+    let mut mount_failed = None;
     let (dir, session) = match temporary_mount(catalog, &at, tmp.path()).await {
         Ok((dir, session)) => (dir, Some(session)),
         Err(why) => {
             tracing::info!("testing from a copy, not a mount: {why}");
+            mount_failed = Some(why);
             let dir = tmp.path().join("version");
             crate::get::get(catalog, &at, &dir, false).await?;
             (dir, None)
@@ -401,7 +412,10 @@ pub async fn test_version(
     // Unmounts (the session's drop) before the temporary directory goes.
     drop(session);
     drop(tmp);
-    Ok(TestReport::new(reference, results))
+    let mut rep = TestReport::new(reference, results);
+    rep.ran_from = if copied { "copy" } else { "mount" };
+    rep.mount_failed = mount_failed;
+    Ok(rep)
 }
 
 /// Mounts the catalog read-only under `tmp/mnt` (with its own cache under
@@ -422,6 +436,9 @@ async fn temporary_mount(
         cache_size: u64::MAX,
         read_only: true,
         allow_other: false,
+        allow_root: false,
+        owner: crate::perms::Ownership::current(),
+        only: None,
         refresh: Duration::from_secs(3600),
         timeout: Duration::from_secs(60),
     };
@@ -433,7 +450,8 @@ async fn temporary_mount(
         fuser::MountOption::RO,
         fuser::MountOption::FSName("assetfs-test".into()),
     ];
-    let session = crate::mount::spawn_session(fs, &mnt, opts, false).map_err(|e| e.to_string())?;
+    let session = crate::mount::spawn_session(fs, &mnt, opts, fuser::SessionACL::Owner)
+        .map_err(|e| e.to_string())?;
     let dir = mnt
         .join(at.asset.kind.as_str())
         .join(format!("{}@{}", at.asset.name, at.selector));

@@ -542,17 +542,29 @@ fn round_trip_gcs() {
 
 #[test]
 fn store_and_cache_locations() {
-    let env = Env::new();
+    let env = Env::uninit();
     let src = env.path("src");
     write_file(&src.join("a.bin"), b"some bytes", 0o644);
 
-    // No --store and no ASSETFS_STORE: $XDG_DATA_HOME/assetfs/store.
+    // No --store and no ASSETFS_STORE: $XDG_DATA_HOME/assetfs/store, which
+    // `init` creates; before that, push refuses and names the fix.
+    let default_store = env.path("xdg-data/assetfs/store");
     let args = ["push", "models/d", s(&src)];
     let mut c = env.cmd(&args);
     c.env_remove("ASSETFS_STORE");
     let r = Run::from_output(&args, c.output().unwrap());
+    let line = r.one_error_line(&["no store at", "assetfs init"]);
+    assert!(line.contains(s(&default_store)), "{line}");
+    assert!(!default_store.exists());
+    let mut c = env.cmd(&["init"]);
+    c.env_remove("ASSETFS_STORE");
+    let r = Run::from_output(&["init"], c.output().unwrap());
     assert!(r.success(), "{r}");
-    assert!(env.path("xdg-data/assetfs/store/assetfs.json").is_file());
+    let mut c = env.cmd(&args);
+    c.env_remove("ASSETFS_STORE");
+    let r = Run::from_output(&args, c.output().unwrap());
+    assert!(r.success(), "{r}");
+    assert!(default_store.join("assetfs.json").is_file());
     assert!(!env.store_dir().exists(), "ASSETFS_STORE unset, yet used");
     // The cache went to ASSETFS_CACHE_DIR.
     assert!(env.cache_dir().join("indexes").is_dir());
@@ -561,6 +573,7 @@ fn store_and_cache_locations() {
     let other = env.path("other-store");
     let other_url = format!("file://{}", s(&other));
     let flag_cache = env.path("flag-cache");
+    env.ok(&["--store", &other_url, "init"]);
     env.ok(&[
         "--store",
         &other_url,
@@ -575,6 +588,7 @@ fn store_and_cache_locations() {
     assert!(flag_cache.join("indexes").is_dir(), "--cache-dir ignored");
 
     // ASSETFS_STORE is used when set.
+    env.ok(&["init"]);
     env.ok(&["push", "models/d", s(&src)]);
     assert!(env.store_dir().join("assetfs.json").is_file());
     assert_eq!(env.json(&["ls", "models/d"]).as_array().unwrap().len(), 1);
@@ -717,7 +731,7 @@ fn bad_aliases_are_refused() {
 
 #[test]
 fn bad_store_urls_are_refused() {
-    let env = Env::new();
+    let env = Env::uninit();
     let cases: &[(&str, &[&str])] = &[
         ("ftp://x", &["invalid store url", "unknown scheme `ftp`"]),
         ("file://relative", &["invalid store url", "absolute path"]),

@@ -35,7 +35,7 @@ fn file() -> Backend {
     let dir = TempDir::new().unwrap();
     let url = format!("file://{}", dir.path().join("store").display());
     Backend {
-        store: Store::open(&url).unwrap(),
+        store: Store::create(&url).unwrap(),
         _dir: Some(dir),
     }
 }

@@ -43,16 +43,25 @@ pub struct Env {
 }
 
 impl Env {
-    /// A fresh `file://` store at `<tmp>/store` (not created yet).
+    /// A fresh `file://` store at `<tmp>/store`, created with `assetfs init`.
     pub fn new() -> Env {
+        let env = Env::uninit();
+        env.ok(&["init"]);
+        env
+    }
+
+    /// Like [`Env::new`], but the store is not created yet.
+    pub fn uninit() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = format!("file://{}", s(&dir.path().join("store")));
         Env::finish(dir, store)
     }
 
-    /// An environment using the given store URL.
+    /// An environment using the given store URL (initialised with `assetfs init`).
     pub fn with_store(url: &str) -> Env {
-        Env::finish(tempfile::tempdir().expect("tempdir"), url.to_string())
+        let env = Env::finish(tempfile::tempdir().expect("tempdir"), url.to_string());
+        env.ok(&["init"]);
+        env
     }
 
     fn finish(dir: tempfile::TempDir, store: String) -> Env {
