@@ -809,3 +809,85 @@ fn only_mount_follows_the_alias_and_keeps_open_files() {
         assert!(!is_mounted(&mnt));
     }
 }
+
+// ---------------------------------------------------------------------------
+// 7. commit/status find staging, or say where they looked
+
+#[test]
+fn commit_and_status_find_staging_or_say_where_they_looked() {
+    let _lock = NODE_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let env = env_with_model();
+    std::fs::set_permissions(
+        env.tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let store_dir = env.store.strip_prefix("file://").unwrap().to_string();
+    let mnt = env.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    // Mounted with the store spelled as a plain path...
+    let m = BgMount::start(
+        &env.spec,
+        &mnt,
+        &env.path("cache"),
+        &["--store", &store_dir],
+    );
+    fs::write(m.mnt.join("models/x@staging/new.txt"), b"staged").unwrap();
+    // ...found by status and commit with it spelled as a URL (with a trailing slash).
+    let o = env.ok(&["status", "models/x", "--json"]);
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["changes"][0]["path"], "new.txt", "{st}");
+    let spelled = format!("file://{store_dir}/");
+    env.ok(&["--store", &spelled, "commit", "models/x", "-m", "found"]);
+    env.ok(&["show", "models/x@2"]);
+
+    // Nothing staged for an asset: where it looked, and how staging is made.
+    let o = run_limited(&mut env.cmd(&["status", "models/other"]), CMD_LIMIT).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains("nothing staged on this node") && err.contains("looked in"),
+        "{err}"
+    );
+
+    // Another store: names the store that has staging for this asset.
+    let other = env.path("other-store");
+    env.ok(&["--store", s(&other), "init"]);
+    let o = run_limited(
+        &mut env.cmd(&["--store", s(&other), "status", "models/x"]),
+        CMD_LIMIT,
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("has models/x@staging for store {store_dir}")),
+        "{err}"
+    );
+
+    // Another user: says which mount keeps staging where, and as whom.
+    fs::write(m.mnt.join("models/x@staging/more.txt"), b"more").unwrap();
+    let user = TestUser::create();
+    let home = env.path("user-data");
+    fs::create_dir_all(&home).unwrap();
+    chown(&home, user.uid, user.gid).unwrap();
+    let mut c = user.command(&env, BIN, &["status", "models/x"]);
+    c.env("XDG_DATA_HOME", &home)
+        .env("ASSETFS_CACHE_DIR", home.join("cache"));
+    let o = run_limited(&mut c, CMD_LIMIT).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("the mount at {}", m.mnt.display()))
+            && err.contains("uid 0")
+            && err.contains("run this as that user"),
+        "{err}"
+    );
+    drop(m);
+}

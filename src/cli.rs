@@ -27,6 +27,13 @@ pub struct Cli {
     /// gs://bucket/prefix, az://container/prefix, memory://
     #[arg(long, global = true, env = "ASSETFS_STORE")]
     store: Option<String>,
+    /// Endpoint of an S3-compatible or Azure store (e.g. http://minio:9000); else AWS_ENDPOINT_URL,
+    /// endpoint_url in ~/.aws/config, or the service's default
+    #[arg(long, global = true, env = "ASSETFS_ENDPOINT_URL", value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Region of an S3 store; else AWS_REGION, region in ~/.aws/config
+    #[arg(long, global = true, env = "ASSETFS_REGION")]
+    region: Option<String>,
     /// Local cache directory (default: $XDG_CACHE_HOME/assetfs)
     #[arg(long, global = true, env = "ASSETFS_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -331,8 +338,15 @@ fn store_url(cli: &Cli) -> String {
     }
 }
 
+fn store_options(cli: &Cli) -> store::StoreOptions {
+    store::StoreOptions {
+        endpoint: cli.endpoint_url.clone(),
+        region: cli.region.clone(),
+    }
+}
+
 fn open_store(cli: &Cli) -> Result<Store> {
-    Ok(Store::open(&store_url(cli))?)
+    Ok(Store::open_with(&store_url(cli), &store_options(cli))?)
 }
 
 fn cache_dir(cli: &Cli) -> PathBuf {
@@ -383,7 +397,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         _ => {}
     }
     let store = match &cli.cmd {
-        Command::Init => Store::create(&store_url(&cli))?,
+        Command::Init => Store::create_with(&store_url(&cli), &store_options(&cli))?,
         _ => open_store(&cli)?,
     };
     // Every command but `init` refuses what is not an assetfs store, so a
@@ -706,11 +720,15 @@ fn print_outcome(out: &assetfs::push::PushOutcome, as_json: bool) {
 }
 
 fn open_staging(store: &Store, r: &Reference) -> Result<assetfs::staging::Staging> {
-    Ok(assetfs::commit::open_staging(
-        &store::data_home(),
-        store.url(),
-        &r.asset,
-    )?)
+    let home = store::data_home();
+    match assetfs::commit::open_staging(&home, store, &r.asset) {
+        Ok(s) => Ok(s),
+        Err(e @ assetfs::commit::CommitError::NoStaging { .. }) => {
+            let hints = assetfs::registry::staging_hints(&home, store, &r.asset);
+            bail!("{e}; {}", hints.join("; "))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Asks on the terminal; anything but y/yes (or no terminal) is a no.

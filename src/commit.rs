@@ -11,12 +11,18 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::manifest::Manifest;
 use crate::names::{AssetId, Reference};
 use crate::push::{commit_tree, PushError, PushOptions, PushOutcome};
-use crate::staging::{staging_dir, Change, Staging, StagingError};
+use crate::staging::{Change, Staging, StagingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error("{0}@staging has nothing staged (no working copy on this node)")]
     NothingStaged(AssetId),
+    #[error("{asset}@staging: nothing staged on this node for store {store} (looked in {})", dir.display())]
+    NoStaging {
+        asset: AssetId,
+        store: String,
+        dir: std::path::PathBuf,
+    },
     #[error("files are still open for writing in {asset}@staging: {files}; close them, or commit with --wait")]
     OpenWriters { asset: AssetId, files: String },
     #[error("{asset}@staging is based on {asset}@{base}, which was deleted{by} and collected by gc: the bytes of {count} unchanged file(s) are gone ({files}); nothing was committed. Write those files again, or start over from the latest version with `assetfs reset {asset}`")]
@@ -35,13 +41,28 @@ pub enum CommitError {
     Push(#[from] PushError),
 }
 
-/// Opens the staging area of `asset` for the store at `store_url`.
+/// Opens the staging area of `asset` for `store` under `data_home`; one
+/// that no mount has made yet is [`CommitError::NoStaging`], naming where
+/// it was looked for.
 pub fn open_staging(
     data_home: &Path,
-    store_url: &str,
+    store: &crate::store::Store,
     asset: &AssetId,
 ) -> Result<Staging, CommitError> {
-    Ok(Staging::open(&staging_dir(data_home, store_url, asset))?)
+    let dir = crate::staging::locate(data_home, store, asset);
+    let missing = || CommitError::NoStaging {
+        asset: asset.clone(),
+        store: store.url().to_string(),
+        dir: dir.clone(),
+    };
+    if !dir.join("staging.sqlite").is_file() {
+        return Err(missing());
+    }
+    let st = Staging::open(&dir)?;
+    if st.base()?.is_none() {
+        return Err(missing());
+    }
+    Ok(st)
 }
 
 /// Initialises staging from the asset's latest version if it is not yet.

@@ -13,6 +13,7 @@
 //! - [`context`], [`secrets`], [`schema`], [`npy`]: version context capture and checks
 //! - [`lineage`], [`history`], [`vtest`]: lineage queries, `log`, stored input/output tests
 
+pub mod aws_profile;
 pub mod cache;
 pub mod catalog;
 pub mod catalog_cache;
@@ -46,6 +47,7 @@ pub mod schema;
 pub mod secrets;
 pub mod staging;
 pub mod store;
+pub mod store_errors;
 pub mod verify;
 pub mod vfs;
 pub mod vfs_staging;

@@ -393,14 +393,16 @@ async fn staged_areas(staging_home: &Path, store_url: &str, cache_dir: &Path) ->
     let Ok(store) = crate::store::Store::open(store_url) else {
         return out;
     };
-    let meta =
-        crate::catalog_cache::CatalogCache::new(crate::catalog::Catalog::new(store), cache_dir);
+    let meta = crate::catalog_cache::CatalogCache::new(
+        crate::catalog::Catalog::new(store.clone()),
+        cache_dir,
+    );
     for kind in Kind::ALL {
         let probe = AssetId {
             kind,
             name: AssetName::parse("x").expect("valid name"),
         };
-        let dir = crate::staging::staging_dir(staging_home, store_url, &probe);
+        let dir = crate::staging::staging_dir(staging_home, &store.id(), &probe);
         let Some(kind_dir) = dir.parent() else {
             continue;
         };
@@ -484,4 +486,63 @@ pub async fn report(m: &NodeMount) -> MountReport {
         }
     }
     rep
+}
+
+/// Where else a user who finds nothing staged for `asset` of `store` under
+/// `data_home` should look: staging areas of the asset kept for the same
+/// store under other spellings or for other stores, and mounts of this node
+/// that keep their staging areas under another user's data directory.
+pub fn staging_hints(
+    data_home: &Path,
+    store: &crate::store::Store,
+    asset: &crate::names::AssetId,
+) -> Vec<String> {
+    let mut hints = vec![];
+    let here = crate::staging::staging_dir(data_home, &store.id(), asset);
+    let root = data_home.join("assetfs").join("staging");
+    if let Ok(rd) = std::fs::read_dir(&root) {
+        for e in rd.flatten() {
+            let dir = e.path().join(asset.kind.as_str()).join(asset.name.as_str());
+            if dir == here || !dir.join("staging.sqlite").is_file() {
+                continue;
+            }
+            match std::fs::read_to_string(e.path().join("store.txt")) {
+                Ok(url) => hints.push(format!(
+                    "this node has {asset}@staging for store {} (use --store {0})",
+                    url.trim()
+                )),
+                Err(_) => hints.push(format!(
+                    "this node has {asset}@staging for another store in {}",
+                    dir.display()
+                )),
+            }
+        }
+    }
+    for m in node_mounts() {
+        let Some(r) = &m.record else { continue };
+        let Some(home) = &r.staging_home else {
+            continue;
+        };
+        if home == data_home {
+            continue;
+        }
+        let same = crate::store::Store::open(&r.store).is_ok_and(|s| s.id() == store.id());
+        if same {
+            hints.push(format!(
+                "the mount at {} (pid {}, uid {}) keeps its staging areas under {}: run this as that user, or with XDG_DATA_HOME={}",
+                r.mountpoint.display(),
+                r.pid,
+                r.uid,
+                home.join("assetfs/staging").display(),
+                home.display()
+            ));
+        }
+    }
+    if hints.is_empty() {
+        hints.push(format!(
+            "staging is made by writing into MNT/{}/{}@staging of a mount of this store",
+            asset.kind, asset.name
+        ));
+    }
+    hints
 }

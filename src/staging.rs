@@ -894,3 +894,47 @@ pub fn staging_dir(data_home: &Path, store_url: &str, asset: &crate::names::Asse
         .join(asset.kind.as_str())
         .join(asset.name.as_str())
 }
+
+/// The staging area of `asset` for `store` under `data_home`, keyed by the
+/// store's identity ([`crate::store::Store::id`]), so that `/data/s` and
+/// `file:///data/s/` find the same area. An area made before identities
+/// (keyed by the URL as spelled) is moved into place.
+pub fn locate(
+    data_home: &Path,
+    store: &crate::store::Store,
+    asset: &crate::names::AssetId,
+) -> PathBuf {
+    let dir = staging_dir(data_home, &store.id(), asset);
+    if !dir.exists() {
+        let legacy = staging_dir(data_home, store.url(), asset);
+        if legacy != dir && legacy.exists() {
+            if let Some(p) = dir.parent() {
+                let _ = crate::fsutil::private_dir(p);
+            }
+            let _ = std::fs::rename(&legacy, &dir);
+        }
+    }
+    dir
+}
+
+/// The file beside a store's staging areas that names the store, so that
+/// hints can say which store an area belongs to.
+pub fn label_path(data_home: &Path, store_id: &str) -> PathBuf {
+    let tag = blake3::hash(store_id.as_bytes()).to_hex();
+    data_home
+        .join("assetfs")
+        .join("staging")
+        .join(&tag[..16])
+        .join("store.txt")
+}
+
+/// Writes the label of a store's staging areas if missing (best effort).
+pub fn write_label(data_home: &Path, store: &crate::store::Store) {
+    let p = label_path(data_home, &store.id());
+    if !p.exists() {
+        if let Some(d) = p.parent() {
+            let _ = crate::fsutil::private_dir(d);
+        }
+        let _ = std::fs::write(&p, format!("{}\n", store.url()));
+    }
+}

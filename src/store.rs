@@ -27,11 +27,13 @@ pub enum StoreError {
     Url { url: String, why: String },
     #[error("object {key} not found in the store")]
     NotFound { key: String },
-    #[error("store request for {key} failed: {source}")]
+    #[error("store request for {key} failed{hint}: {source}")]
     Backend {
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
+        /// What it most likely means and what to check (may be empty).
+        hint: String,
     },
     #[error("the store at {url} does not honour create-if-absent writes (a second create-if-absent put of a probe key succeeded: `If-None-Match: *` on S3 and Azure, `ifGenerationMatch=0` on GCS), so concurrent commits could overwrite each other's versions; refusing to write. Use a store that supports conditional writes (AWS S3, GCS, Azure, MinIO, Ceph RGW, a local directory){hint}")]
     ConditionalWritesIgnored { url: String, hint: String },
@@ -65,6 +67,8 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
+    /// The canonical directory of a local store.
+    local: Option<PathBuf>,
 }
 
 /// Default local store: `$XDG_DATA_HOME/assetfs/store`.
@@ -109,6 +113,57 @@ fn home() -> PathBuf {
     PathBuf::from("/")
 }
 
+/// Where to reach a cloud store, when not from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// `--endpoint-url`: an S3-compatible server, Azurite, ...
+    pub endpoint: Option<String>,
+    /// `--region` (S3).
+    pub region: Option<String>,
+}
+
+/// Applies the AWS shared files (for what the environment leaves unset),
+/// then `--endpoint-url` and `--region`.
+fn s3_profile_and_flags(
+    mut b: object_store::aws::AmazonS3Builder,
+    opts: &StoreOptions,
+) -> object_store::aws::AmazonS3Builder {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let p = crate::aws_profile::load();
+    if !set("AWS_ACCESS_KEY_ID") {
+        if let (Some(id), Some(secret)) = (&p.access_key_id, &p.secret_access_key) {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+            if let Some(t) = &p.session_token {
+                b = b.with_token(t);
+            }
+        }
+    }
+    if !set("AWS_REGION") && !set("AWS_DEFAULT_REGION") {
+        if let Some(r) = &p.region {
+            b = b.with_region(r);
+        }
+    }
+    if !set("AWS_ENDPOINT") && !set("AWS_ENDPOINT_URL") {
+        if let Some(e) = &p.endpoint_url {
+            b = b.with_endpoint(e);
+            if e.starts_with("http://") {
+                b = b.with_config(K::Client(ClientConfigKey::AllowHttp), "true");
+            }
+        }
+    }
+    if let Some(r) = &opts.region {
+        b = b.with_region(r);
+    }
+    if let Some(e) = &opts.endpoint {
+        b = b.with_endpoint(e);
+        if e.starts_with("http://") {
+            b = b.with_config(K::Client(ClientConfigKey::AllowHttp), "true");
+        }
+    }
+    b
+}
+
 /// Bounded timeouts, so a store that is down gives an error, not a hang.
 /// Set as config keys (not a fresh `ClientOptions`) so that options read from
 /// the environment, such as `AWS_ALLOW_HTTP`, are kept.
@@ -131,6 +186,14 @@ impl Store {
     /// Cloud credentials and endpoints come from the standard environment
     /// variables of each backend (AWS_*, GOOGLE_*, AZURE_*).
     pub fn open(url: &str) -> Result<Store> {
+        Store::open_with(url, &StoreOptions::default())
+    }
+
+    /// [`Store::open`] with an endpoint and region that win over the
+    /// environment (`--endpoint-url`, `--region`). For S3, credentials,
+    /// region and endpoint missing from the environment are read from the
+    /// AWS shared config and credentials files.
+    pub fn open_with(url: &str, opts: &StoreOptions) -> Result<Store> {
         let bad = |why: &str| StoreError::Url {
             url: url.to_string(),
             why: why.to_string(),
@@ -174,6 +237,7 @@ impl Store {
                     .fold(AmazonS3Builder::from_env(), |b, (k, v)| {
                         b.with_config(AmazonS3ConfigKey::Client(*k), *v)
                     });
+                let b = s3_profile_and_flags(b, opts);
                 Arc::new(
                     b.with_bucket_name(bucket)
                         .with_retry(retry_config())
@@ -199,11 +263,16 @@ impl Store {
             "az" | "azure" | "abfs" => {
                 cloud_bucket()?;
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let b = TIMEOUTS
+                let mut b = TIMEOUTS
                     .iter()
                     .fold(MicrosoftAzureBuilder::from_env(), |b, (k, v)| {
                         b.with_config(AzureConfigKey::Client(*k), *v)
                     });
+                if let Some(e) = &opts.endpoint {
+                    b = b
+                        .with_endpoint(e.clone())
+                        .with_allow_http(e.starts_with("http://"));
+                }
                 Arc::new(
                     b.with_container_name(bucket)
                         .with_retry(retry_config())
@@ -221,19 +290,25 @@ impl Store {
             inner,
             prefix: prefix.to_string(),
             url: url.to_string(),
+            local: None,
         })
     }
 
     /// Like [`Store::open`], creating a local store's directory if missing
     /// (what `assetfs init` does).
     pub fn create(url: &str) -> Result<Store> {
-        match Store::open(url) {
+        Store::create_with(url, &StoreOptions::default())
+    }
+
+    /// [`Store::create`] with [`StoreOptions`].
+    pub fn create_with(url: &str, opts: &StoreOptions) -> Result<Store> {
+        match Store::open_with(url, opts) {
             Err(StoreError::Missing { path, .. }) => {
                 std::fs::create_dir_all(&path).map_err(|source| StoreError::LocalDir {
                     path: path.clone(),
                     source,
                 })?;
-                Store::open(url)
+                Store::open_with(url, opts)
             }
             r => r,
         }
@@ -257,6 +332,7 @@ impl Store {
             inner: Arc::new(fs),
             prefix: String::new(),
             url: url.to_string(),
+            local: dir.canonicalize().ok(),
         })
     }
 
@@ -266,11 +342,30 @@ impl Store {
             inner,
             prefix: String::new(),
             url: url.to_string(),
+            local: None,
         }
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The store's identity, however its URL was spelled: `file://` and the
+    /// canonical path for a local store (`/data/s`, `file:///data/s/` and
+    /// `file:///data/./s` are one store), `scheme://bucket/prefix` with
+    /// slashes normalised for a cloud store. Keys what is local to a store
+    /// on this node, such as staging areas.
+    pub fn id(&self) -> String {
+        match &self.local {
+            Some(dir) => format!("file://{}", dir.display()),
+            None => match self.url.split_once("://") {
+                Some((scheme, rest)) => {
+                    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+                    format!("{}://{}", scheme.to_lowercase(), parts.join("/"))
+                }
+                None => self.url.clone(),
+            },
+        }
     }
 
     fn path(&self, key: &str) -> Path {
@@ -291,14 +386,15 @@ impl Store {
         }
     }
 
-    fn backend(key: &str) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+    fn backend<'a>(&'a self, key: &'a str) -> impl FnOnce(object_store::Error) -> StoreError + 'a {
         move |source| match source {
             object_store::Error::NotFound { .. } => StoreError::NotFound {
                 key: key.to_string(),
             },
             source => StoreError::Backend {
                 key: key.to_string(),
-                source,
+                hint: crate::store_errors::hint(&self.url, &source),
+                source: Box::new(source),
             },
         }
     }
@@ -308,15 +404,15 @@ impl Store {
             .inner
             .get(&self.path(key))
             .await
-            .map_err(Self::backend(key))?;
-        r.bytes().await.map_err(Self::backend(key))
+            .map_err(self.backend(key))?;
+        r.bytes().await.map_err(self.backend(key))
     }
 
     pub async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         self.inner
             .get_ranges(&self.path(key), ranges)
             .await
-            .map_err(Self::backend(key))
+            .map_err(self.backend(key))
     }
 
     /// Unconditional put: only for content-addressed or randomly named
@@ -325,7 +421,7 @@ impl Store {
         self.inner
             .put(&self.path(key), PutPayload::from_bytes(data))
             .await
-            .map_err(Self::backend(key))?;
+            .map_err(self.backend(key))?;
         Ok(())
     }
 
@@ -342,14 +438,14 @@ impl Store {
         {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(Self::backend(key)(e)),
+            Err(e) => Err(self.backend(key)(e)),
         }
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self.inner.delete(&self.path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Self::backend(key)(e)),
+            Err(e) => Err(self.backend(key)(e)),
         }
     }
 
@@ -361,7 +457,7 @@ impl Store {
             .list(Some(&p))
             .try_collect()
             .await
-            .map_err(Self::backend(prefix))?;
+            .map_err(self.backend(prefix))?;
         Ok(metas
             .into_iter()
             .map(|m| (self.strip(m.location.as_ref()).to_string(), m.size))
@@ -375,7 +471,7 @@ impl Store {
             .inner
             .list_with_delimiter(Some(&p))
             .await
-            .map_err(Self::backend(prefix))?;
+            .map_err(self.backend(prefix))?;
         Ok(r.common_prefixes
             .into_iter()
             .filter_map(|cp| cp.filename().map(str::to_string))
@@ -427,15 +523,29 @@ impl Store {
     /// Checks that this is an assetfs store: its marker exists, is ours,
     /// and is of a format this assetfs understands.
     pub async fn check_marker(&self) -> Result<()> {
-        let held = match self.get(keys::MARKER).await {
+        let got = match self.inner.get(&self.path(keys::MARKER)).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        let held = match got {
             Ok(b) => b,
-            Err(StoreError::NotFound { .. }) => {
+            // A missing bucket answers 404 too: say that, not "no marker".
+            Err(e @ object_store::Error::NotFound { .. })
+                if crate::store_errors::hint(&self.url, &e).starts_with(" (bucket") =>
+            {
+                return Err(StoreError::Backend {
+                    key: keys::MARKER.to_string(),
+                    hint: crate::store_errors::hint(&self.url, &e),
+                    source: Box::new(e),
+                })
+            }
+            Err(object_store::Error::NotFound { .. }) => {
                 return Err(StoreError::NoMarker {
                     url: self.url.clone(),
                     marker: keys::MARKER,
                 })
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(self.backend(keys::MARKER)(e)),
         };
         let format = serde_json::from_slice::<serde_json::Value>(&held)
             .ok()

@@ -100,7 +100,11 @@ impl Vfs {
         let s = Arc::new(StagingSlot {
             slot,
             asset: asset.clone(),
-            dir: staging_dir(&home, self.meta.catalog().store().url(), asset),
+            dir: {
+                let store = self.meta.catalog().store();
+                crate::staging::write_label(&home, store);
+                crate::staging::locate(&home, store, asset)
+            },
             st: OnceLock::new(),
             base: Mutex::new(None),
         });
@@ -126,7 +130,7 @@ impl Vfs {
             kind,
             name: AssetName::parse("x").expect("valid name"),
         };
-        let dir = staging_dir(home, self.meta.catalog().store().url(), &probe);
+        let dir = staging_dir(home, &self.meta.catalog().store().id(), &probe);
         let Some(kind_dir) = dir.parent() else {
             return vec![];
         };

@@ -168,3 +168,91 @@ fn an_s3_prefix_without_a_store_is_refused() {
         &["no assetfs store"],
     );
 }
+
+// ---------------------------------------------------------------------------
+// S3 / Azure errors that say what to check
+
+/// The shared moto's endpoint and a fresh prefix on its bucket.
+fn moto() -> (String, String) {
+    let base = std::env::var("ASSETFS_TEST_S3_URL")
+        .expect("ASSETFS_TEST_S3_URL is not set: run scripts/test.sh (starts moto)");
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL from scripts/test.sh");
+    (endpoint, format!("{base}/{}", unique_id()))
+}
+
+#[test]
+fn s3_errors_name_the_cause_and_what_to_check() {
+    let (endpoint, url) = moto();
+    let env = Env::with_store(&url);
+    // Network: nothing listens at the endpoint.
+    let line = env.fail(
+        &["--endpoint-url", "http://127.0.0.1:9", "ls"],
+        &["network", "cannot reach", "--endpoint-url"],
+    );
+    assert!(line.contains("AWS_ENDPOINT_URL"), "{line}");
+    // Bucket: it does not exist on this server.
+    env.fail(
+        &[
+            "--store",
+            &format!("s3://no-such-bucket-{}/p", unique_id()),
+            "ls",
+        ],
+        &["bucket", "does not exist", "--store"],
+    );
+    // Plain http to an endpoint from the environment, without AWS_ALLOW_HTTP.
+    let mut c = env.cmd(&["ls"]);
+    c.env_remove("AWS_ALLOW_HTTP");
+    Run::from_output(&["ls"], c.output().unwrap()).one_error_line(&["AWS_ALLOW_HTTP"]);
+
+    // Credentials, region and endpoint from ~/.aws when the environment has none.
+    let home = env.path("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[ml]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!("[profile ml]\nregion = us-east-1\nendpoint_url = {endpoint}\n"),
+    )
+    .unwrap();
+    let bare = |args: &[&str]| {
+        let mut c = env.cmd(args);
+        for v in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT",
+            "AWS_ENDPOINT_URL",
+            "AWS_ALLOW_HTTP",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("AWS_PROFILE", "ml");
+        Run::from_output(args, c.output().unwrap())
+    };
+    let src = env.path("src");
+    write_file(&src.join("a.bin"), b"from the profile", 0o644);
+    let r = bare(&["push", "models/p", s(&src)]);
+    assert!(r.success(), "push with ~/.aws/credentials and config: {r}");
+    let r = bare(&["show", "models/p"]);
+    assert!(r.success(), "{r}");
+}
+
+#[test]
+fn azure_rejected_credentials_are_named() {
+    let base = std::env::var("ASSETFS_TEST_AZ_URL")
+        .expect("ASSETFS_TEST_AZ_URL is not set: run scripts/test.sh (starts Azurite)");
+    let env = Env::with_store(&format!("{base}/{}", unique_id()));
+    let mut c = env.cmd(&["ls"]);
+    // A well-formed key that is not the account's.
+    c.env(
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "d3JvbmcgYnV0IHdlbGwgZm9ybWVkIGtleSB3cm9uZyBidXQgd2VsbA==",
+    );
+    Run::from_output(&["ls"], c.output().unwrap())
+        .one_error_line(&["credentials", "AZURE_STORAGE_ACCOUNT_KEY"]);
+}
