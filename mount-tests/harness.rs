@@ -128,6 +128,22 @@ const SCRUB: &[&str] = &[
     "ASSETFS_DAEMON",
     "ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK",
     "RUST_LOG",
+    // Mount flags and store options from the environment (issue 10).
+    "ASSETFS_ENDPOINT_URL",
+    "ASSETFS_REGION",
+    "ASSETFS_CACHE_SIZE",
+    "ASSETFS_READ_ONLY",
+    "ASSETFS_FOREGROUND",
+    "ASSETFS_ALLOW_OTHER",
+    "ASSETFS_ALLOW_ROOT",
+    "ASSETFS_UID",
+    "ASSETFS_GID",
+    "ASSETFS_FILE_MODE",
+    "ASSETFS_DIR_MODE",
+    "ASSETFS_ONLY",
+    "ASSETFS_REFRESH",
+    "ASSETFS_TIMEOUT",
+    "NOTIFY_SOCKET",
 ];
 
 impl CmdSpec {

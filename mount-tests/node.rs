@@ -480,6 +480,26 @@ fn a_normal_user_mounts_through_fusermount3() {
     );
     let cat = user.run(&env, "cat", &[s(&m.mnt.join("models/u@1/a.txt"))]);
     assert_eq!(cat.stdout, b"user data\n");
+    // Not even root may use a user's mount without --allow-root/--allow-other...
+    let e = fs::read(m.mnt.join("models/u@1/a.txt")).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied,
+        "root read a user's mount: {e}"
+    );
+    // ...with --allow-root (and user_allow_other in /etc/fuse.conf) it may.
+    {
+        let _conf = FuseConf::set("user_allow_other\n");
+        let mnt2 = env.path("mnt-root");
+        fs::create_dir_all(&mnt2).unwrap();
+        chown(&mnt2, user.uid, user.gid).unwrap();
+        let m2 = BgMount::start(&env.spec, &mnt2, &env.path("cache2"), &["--allow-root"]);
+        assert_eq!(
+            fs::read(m2.mnt.join("models/u@1/a.txt")).unwrap(),
+            b"user data\n"
+        );
+        drop(m2);
+    }
     let st = m.mnt.join("models/u@staging/new.txt");
     let w = user.run(
         &env,

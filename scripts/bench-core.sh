@@ -149,7 +149,8 @@ part1() {
     rm -f "$W/cp.bin"; flush
     timed sh -c 'cp "$1" "$2" && sync' sh "$BIG/data.bin" "$W/cp.bin"
     cp_t+=("$WALL"); cp_c+=("$CPU")
-    rm -rf "$W/cp.bin" "$STORE1" "$W/cache1"; flush
+    rm -rf "$W/cp.bin" "$STORE1" "$W/cache1"
+    "$BIN" --store "file://$STORE1" init >/dev/null; flush
     timed sh -c '"$1" --json --store "file://$2" --cache-dir "$3" push models/big "$4" >"$5" && sync' \
       sh "$BIN" "$STORE1" "$W/cache1" "$BIG" "$W/push1.json"
     push_t+=("$WALL"); push_c+=("$CPU"); push_rss=$(( RSS > push_rss ? RSS : push_rss ))
@@ -282,6 +283,7 @@ part3() {
   local r
   for r in $(seq "$S3_RUNS"); do
     local url="s3://$BENCH_BUCKET/assetfs-r$r"
+    ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --store "$url" init >/dev/null 2>&1
     s3_step apush env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" --cache-dir "$W/cache3-$r" \
       push models/small "$small" >"$W/push3.json" 2>"$W/push3.err" || { cat "$W/push3.err" >&2; die "assetfs push to Garage failed"; }
     s3_step aget env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" \
@@ -323,6 +325,7 @@ part4() {
   local t0=$SECONDS
   "${GEN[@]}" many "$many" "$MANY_DIRS" "$MANY_PER_DIR" >/dev/null
   log "  created in $((SECONDS - t0)) s; pushing (limit ${MANY_LIMIT} s)"
+  "$BIN" --store "file://$store" init >/dev/null
   flush
   timed timeout "$MANY_LIMIT" "$BIN" --json --store "file://$store" --cache-dir "$W/cache4" push models/many "$many" >"$W/push4.json" || rc=$?
   label=$(commas $n); local ndirs=$MANY_DIRS
@@ -356,7 +359,8 @@ part4() {
   flush
   timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache4" push models/one "$W/one" >"$W/push4d.json"
   local one_t=$WALL one_cpu=$CPU one_rss=$RSS
-  rm -rf "$W/one-empty-store"; mkdir "$W/one-empty-store"; flush
+  rm -rf "$W/one-empty-store"; mkdir "$W/one-empty-store"
+  "$BIN" --store "file://$W/one-empty-store" init >/dev/null; flush
   timed "$BIN" --json --store "file://$W/one-empty-store" --cache-dir "$W/cache4e" push models/one "$W/one" >/dev/null
   local e_t=$WALL e_rss=$RSS
   local lm; lm=$(median "${ls_t[@]}")

@@ -243,6 +243,7 @@ setup_s3() {
   log "**************************************************************************************************"
   note "- **WARNING: pushes to Garage ran with \`ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1\`: Garage ignores conditional writes (single writer here, so no version can be lost; never commit to Garage for real).**"
   local t0 t1
+  ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --store "$STORE_S3" init >/dev/null
   t0=$(now)
   ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$STORE_S3" --cache-dir "$W/cache-push" \
     push models/big "$SRC_BIG" -m "bench-mount" >"$W/push-big.json" 2>>"$W/logs/push.err"
@@ -434,6 +435,7 @@ part4() {
 
 # ------------------------------------------------------------------------------------------------------------
 STORE_F="file://$W/fstore"
+"$BIN" --store "$STORE_F" init >/dev/null
 timed_cmd() {  # timed_cmd CMD...: sets SECS and OUT (stdout)
   local t0 t1
   t0=$(now); OUT=$("$@"); t1=$(now); SECS=$(secs "$t0" "$t1")

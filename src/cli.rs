@@ -431,14 +431,14 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             commit,
         } => {
             let r = parse_ref(reference)?;
-            let staging = open_staging(&store, &r)?;
+            let staging = open_staging(&store, &r, true)?;
             let opts = push_options(&cli, commit)?;
             let out = assetfs::commit::commit(&catalog, &staging, &r, opts, *wait).await?;
             print_outcome(&out, cli.json);
         }
         Command::Status { reference } => {
             let r = parse_ref(reference)?;
-            let staging = open_staging(&store, &r)?;
+            let staging = open_staging(&store, &r, true)?;
             let (base, changes) = assetfs::commit::status(&catalog, &staging, &r.asset).await?;
             if cli.json {
                 print_json(
@@ -459,7 +459,20 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Reset { reference, yes } => {
             let r = parse_ref(reference)?;
-            let staging = open_staging(&store, &r)?;
+            let home = store::data_home();
+            // Nothing staged: nothing to discard, which is what was asked.
+            let staging = match assetfs::commit::open_staging(&home, &store, &r.asset, false) {
+                Err(assetfs::commit::CommitError::NoStaging { .. }) => {
+                    if !cli.json {
+                        println!(
+                            "{}@staging: nothing staged on this node; nothing to reset",
+                            r.asset
+                        );
+                    }
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
+                s => s?,
+            };
             if !*yes && !confirm(&format!("discard every change in {}@staging?", r.asset))? {
                 bail!("not confirmed; nothing was discarded (use --yes to skip the question)");
             }
@@ -719,9 +732,13 @@ fn print_outcome(out: &assetfs::push::PushOutcome, as_json: bool) {
     }
 }
 
-fn open_staging(store: &Store, r: &Reference) -> Result<assetfs::staging::Staging> {
+fn open_staging(
+    store: &Store,
+    r: &Reference,
+    need_base: bool,
+) -> Result<assetfs::staging::Staging> {
     let home = store::data_home();
-    match assetfs::commit::open_staging(&home, store, &r.asset) {
+    match assetfs::commit::open_staging(&home, store, &r.asset, need_base) {
         Ok(s) => Ok(s),
         Err(e @ assetfs::commit::CommitError::NoStaging { .. }) => {
             let hints = assetfs::registry::staging_hints(&home, store, &r.asset);

@@ -42,12 +42,14 @@ pub enum CommitError {
 }
 
 /// Opens the staging area of `asset` for `store` under `data_home`; one
-/// that no mount has made yet is [`CommitError::NoStaging`], naming where
-/// it was looked for.
+/// that no mount has made yet (or, with `need_base`, one not initialised
+/// from a base) is [`CommitError::NoStaging`], naming where it was looked
+/// for. Nothing is created. `reset` of an area just reset needs no base.
 pub fn open_staging(
     data_home: &Path,
     store: &crate::store::Store,
     asset: &AssetId,
+    need_base: bool,
 ) -> Result<Staging, CommitError> {
     let dir = crate::staging::locate(data_home, store, asset);
     let missing = || CommitError::NoStaging {
@@ -59,7 +61,7 @@ pub fn open_staging(
         return Err(missing());
     }
     let st = Staging::open(&dir)?;
-    if st.base()?.is_none() {
+    if need_base && st.base()?.is_none() {
         return Err(missing());
     }
     Ok(st)

@@ -23,7 +23,7 @@ pub enum MountError {
     #[error("mountpoint {0}: already a mount point (busy); unmount it first")]
     Busy(PathBuf),
     #[error(
-        "no /dev/fuse on this machine: load the fuse kernel module or run where FUSE is available"
+        "no /dev/fuse on this machine: load the fuse module (`modprobe fuse`); in a container, pass `--device /dev/fuse --cap-add SYS_ADMIN`"
     )]
     NoFuse,
     #[error("store {url} is unreachable ({why}) and the cache holds nothing to serve")]

@@ -14,6 +14,7 @@ py=${PYTHON:-python3}
 work=${1:-$(mktemp -d)}
 mkdir -p "$work"
 
+assetfs init >/dev/null   # creates the store if missing; every other command needs it
 echo "== 1. a feature snapshot, with how its data was chosen"
 "$py" "$here/tiny-model/make_features.py" "$work/features"
 assetfs push features/example-clicks "$work/features" -m "synthetic clicks" \

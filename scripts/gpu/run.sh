@@ -27,6 +27,7 @@ for i in range(n):
 PY
 du -sh "$W/data"
 echo "== push"
+"$A" --store "$S" init >/dev/null
 /usr/bin/time -f "push: %e s, max RSS %M KiB" "$A" --store "$S" --json push features/gpuset "$W/data" -m gpu-bench | tr -d '\n'; echo
 echo "== local disk, page cache dropped"
 drop; python3 "$here/dataloader_bench.py" "$W/data" local-cold
