@@ -9,9 +9,13 @@
 #   3. push and get of many small files against a local Garage S3 server, vs boto3 (one request per file),
 #      with the S3 requests counted by Garage's own metrics (cross-checked against Garage's request log)
 #   4. manifest load (`assetfs ls REF`) of a 1,000,000-file version: wall time, peak RSS, manifest size
+#   5. re-push of an unchanged tree of BENCH_REPUSH_FILES x BENCH_REPUSH_FILE_MIB (10 GiB) into a file:// store
+#      (issue 9 goal: under 1 s), vs the first push of the same tree and a stat walk of it
+#   6. push of BENCH_TINY_DIRS x BENCH_TINY_PER_DIR (100,000) tiny files into an empty file:// store, in files/s,
+#      vs `cp -a` of the same tree on the same disk (+ sync)
 #
 # Knobs (environment, defaults in brackets):
-#   BENCH_PARTS [1234]         which parts to run (part 2 builds on part 1's store and runs part 1's setup if needed)
+#   BENCH_PARTS [123456]       which parts to run (part 2 builds on part 1's store and runs part 1's setup if needed)
 #   BENCH_BIG_MIB [1024]       size of the large file (parts 1, 2)
 #   BENCH_RUNS [3]             timed repetitions of part 1 (the median is reported)
 #   BENCH_EDIT_RUNS [16]       part 2a: number of evenly spread runs overwritten with random bytes ...
@@ -24,6 +28,8 @@
 #   BENCH_MANY_DIRS [1000] BENCH_MANY_PER_DIR [1000]   part 4: tree of tiny files
 #   BENCH_MANY_PUSH_LIMIT_S [600]   part 4: if pushing the full tree takes longer, push BENCH_MANY_FALLBACK_DIRS
 #   BENCH_MANY_FALLBACK_DIRS [200]  of its directories instead and say so (extrapolation is labelled)
+#   BENCH_REPUSH_FILES [100] BENCH_REPUSH_FILE_MIB [100]   part 5 tree (random content)
+#   BENCH_TINY_DIRS [100] BENCH_TINY_PER_DIR [1000]         part 6 tree (16-40 B files, unique content)
 #   BENCH_DROP_CACHES [auto]   1: `sync; echo 3 > /proc/sys/vm/drop_caches` before every timed step (auto: if
 #                              writable); 0: only `sync` (page cache warm)
 #   BENCH_GARAGE_PORT [39400]  first of the ports Garage uses (PORT, PORT+1 rpc, PORT+3 admin/metrics)
@@ -42,7 +48,7 @@ GEN=(python3 "$ROOT/scripts/bench/gen.py")
 S3PY="$ROOT/scripts/bench/s3_baseline.py"
 GARAGE_UP=${BENCH_GARAGE_UP:-/work/shared/bench/garage-up.sh}
 
-PARTS=${BENCH_PARTS:-1234}
+PARTS=${BENCH_PARTS:-123456}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
 RUNS=${BENCH_RUNS:-3}
 EDIT_RUNS=${BENCH_EDIT_RUNS:-16}
@@ -57,6 +63,10 @@ MANY_DIRS=${BENCH_MANY_DIRS:-1000}
 MANY_PER_DIR=${BENCH_MANY_PER_DIR:-1000}
 MANY_LIMIT=${BENCH_MANY_PUSH_LIMIT_S:-600}
 MANY_FALLBACK_DIRS=${BENCH_MANY_FALLBACK_DIRS:-200}
+REPUSH_FILES=${BENCH_REPUSH_FILES:-100}
+REPUSH_FILE_MIB=${BENCH_REPUSH_FILE_MIB:-100}
+TINY_DIRS=${BENCH_TINY_DIRS:-100}
+TINY_PER_DIR=${BENCH_TINY_PER_DIR:-1000}
 GARAGE_PORT=${BENCH_GARAGE_PORT:-39400}
 GARAGE_WAIT=${BENCH_GARAGE_WAIT_S:-1800}
 KEEP=${BENCH_KEEP:-0}
@@ -381,6 +391,57 @@ part4() {
   rm -rf "$many" "$store" "$W/cache4" "$W/cache4e" "$W/one" "$W/one-empty-store"
 }
 
+# ---------------------------------------------------------------------------------------------------------------
+part5() {
+  local tree="$W/tree5" store="$W/store5" n=$REPUSH_FILES mib=$REPUSH_FILE_MIB i r
+  local total=$((n * mib * 1048576))
+  log "part 5: re-push of an unchanged tree of $n x $mib MiB"
+  mkdir -p "$tree"
+  for i in $(seq -w 1 "$n"); do head -c "$((mib * 1048576))" /dev/urandom >"$tree/f$i.bin"; done
+  flush
+  timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache5" push models/tree "$tree" >"$W/push5.json"
+  local first=$WALL first_cpu=$CPU re=() re_c=() re_rss=0 walk=()
+  for r in $(seq "$RUNS"); do
+    flush
+    timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache5" push models/tree "$tree" >"$W/repush5.json"
+    re+=("$WALL"); re_c+=("$CPU"); re_rss=$(( RSS > re_rss ? RSS : re_rss ))
+    flush
+    timed sh -c 'find "$1" -type f -printf "%s %T@ %i\n" >/dev/null' sh "$tree"
+    walk+=("$WALL")
+    log "  run $r: re-push ${re[-1]} s (new bytes $(jq .new_bytes "$W/repush5.json")), stat walk ${walk[-1]} s; first push was $first s"
+  done
+  local m; m=$(median "${re[@]}")
+  row " 5 " " re-push of an unchanged tree of $n files x $mib MiB ($(hsize "$total"), random content) to file:// store (page cache dropped before) " \
+    " **${m} s** (runs: ${re[*]}); CPU $(median "${re_c[@]}") s; max RSS $((re_rss / 1024)) MiB; new_bytes $(jq .new_bytes "$W/repush5.json"); $(jq -r '"\(.new_chunks) new / \(.reused_chunks) reused chunks"' "$W/repush5.json") " \
+    " first push of the same tree: ${first} s (CPU ${first_cpu} s); \`find -printf size,mtime,inode\` of the tree: $(median "${walk[@]}") s (runs: ${walk[*]}) " \
+    " goal < 1 s: $(awk -v m="$m" 'BEGIN { print (m < 1) ? "yes" : "**no**" }'); $(calc '%.3f' "$m / $first")x the first push "
+  note "- Part 5: each re-push pushes the unchanged tree again to the same ref with the same cache directory (whatever assetfs keeps there between pushes may be used); the page cache is dropped before every timed step (BENCH_DROP_CACHES)."
+  rm -rf "$tree" "$store" "$W/cache5"
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+part6() {
+  local tree="$W/tree6" n=$((TINY_DIRS * TINY_PER_DIR)) r push=() push_c=() push_rss=0 cp=()
+  log "part 6: push of $(commas $n) tiny files"
+  "${GEN[@]}" many "$tree" "$TINY_DIRS" "$TINY_PER_DIR" >/dev/null
+  for r in $(seq "$RUNS"); do
+    rm -rf "$W/store6" "$W/cache6"; flush
+    timed "$BIN" --json --store "file://$W/store6" --cache-dir "$W/cache6" push models/tiny "$tree" >"$W/push6.json"
+    push+=("$WALL"); push_c+=("$CPU"); push_rss=$(( RSS > push_rss ? RSS : push_rss ))
+    rm -rf "$W/cp6"; flush
+    timed sh -c 'cp -a "$1" "$2" && sync' sh "$tree" "$W/cp6"
+    cp+=("$WALL")
+    log "  run $r: push ${push[-1]} s, cp -a ${cp[-1]} s"
+  done
+  local m c
+  m=$(median "${push[@]}"); c=$(median "${cp[@]}")
+  row " 6 " " push $(commas $n) tiny files (${TINY_DIRS} dirs; 16-40 B each, unique content) to an empty file:// store " \
+    " **${m} s = $(calc '%.0f' "$n / $m") files/s** (runs: ${push[*]}); CPU $(median "${push_c[@]}") s; max RSS $((push_rss / 1024)) MiB " \
+    " \`cp -a\` of the tree on the same disk + sync: ${c} s = $(calc '%.0f' "$n / $c") files/s (runs: ${cp[*]}) " \
+    " $(calc '%.2f' "$c / $m")x cp throughput; compare files/s with the figure recorded in docs/benchmarks.md "
+  rm -rf "$tree" "$W/store6" "$W/cache6" "$W/cp6"
+}
+
 waited=0
 while [ "$waited" -lt "$IDLE_WAIT" ] && awk '{ exit !($1 >= 0.5) }' /proc/loadavg; do
   [ $((waited % 60)) = 0 ] && log "waiting for the machine to go idle (load $(cut -d' ' -f1 /proc/loadavg))"
@@ -395,6 +456,8 @@ T_START=$SECONDS
 [[ $PARTS == *2* ]] && part2
 [[ $PARTS == *3* ]] && part3
 [[ $PARTS == *4* ]] && part4
+[[ $PARTS == *5* ]] && part5
+[[ $PARTS == *6* ]] && part6
 
 BUSY1=$(busy_ticks)
 RUN_S=$((SECONDS - T_START))
