@@ -141,6 +141,13 @@ hsize() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 commas() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 du_b() { du -sb "$1" | cut -f1; }
 af() { "$BIN" --json "$@"; }   # assetfs, machine-readable output
+# ainit URL: creates the store and its marker (`push` refuses a store without one); not timed.
+ainit() {
+  case "$1" in
+    s3://*) ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --store "$1" init >/dev/null ;;
+    *) "$BIN" --store "$1" init >/dev/null ;;
+  esac || die "assetfs init of $1 failed"
+}
 
 log "work directory $W; drop caches: $DROP"
 note "- Work directory under ${BENCH_TMP:-/tmp} ($(df -h --output=source,fstype "$W" | tail -n 1 | tr -s ' ')); page cache: $( [ "$DROP" = 1 ] && echo 'sync + drop_caches before every timed step (cold reads)' || echo 'sync before every timed step, cache NOT dropped (warm reads)')."
@@ -159,8 +166,7 @@ part1() {
     rm -f "$W/cp.bin"; flush
     timed sh -c 'cp "$1" "$2" && sync' sh "$BIG/data.bin" "$W/cp.bin"
     cp_t+=("$WALL"); cp_c+=("$CPU")
-    rm -rf "$W/cp.bin" "$STORE1" "$W/cache1"
-    "$BIN" --store "file://$STORE1" init >/dev/null; flush
+    rm -rf "$W/cp.bin" "$STORE1" "$W/cache1"; ainit "file://$STORE1"; flush
     timed sh -c '"$1" --json --store "file://$2" --cache-dir "$3" push models/big "$4" >"$5" && sync' \
       sh "$BIN" "$STORE1" "$W/cache1" "$BIG" "$W/push1.json"
     push_t+=("$WALL"); push_c+=("$CPU"); push_rss=$(( RSS > push_rss ? RSS : push_rss ))
@@ -293,7 +299,7 @@ part3() {
   local r
   for r in $(seq "$S3_RUNS"); do
     local url="s3://$BENCH_BUCKET/assetfs-r$r"
-    ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --store "$url" init >/dev/null 2>&1
+    ainit "$url"
     s3_step apush env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" --cache-dir "$W/cache3-$r" \
       push models/small "$small" >"$W/push3.json" 2>"$W/push3.err" || { cat "$W/push3.err" >&2; die "assetfs push to Garage failed"; }
     s3_step aget env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" \
@@ -335,8 +341,7 @@ part4() {
   local t0=$SECONDS
   "${GEN[@]}" many "$many" "$MANY_DIRS" "$MANY_PER_DIR" >/dev/null
   log "  created in $((SECONDS - t0)) s; pushing (limit ${MANY_LIMIT} s)"
-  "$BIN" --store "file://$store" init >/dev/null
-  flush
+  ainit "file://$store"; flush
   timed timeout "$MANY_LIMIT" "$BIN" --json --store "file://$store" --cache-dir "$W/cache4" push models/many "$many" >"$W/push4.json" || rc=$?
   label=$(commas $n); local ndirs=$MANY_DIRS
   if [ "$rc" != 0 ]; then
@@ -346,7 +351,7 @@ part4() {
     mkdir "$W/many2"
     for d in $(seq 0 $((MANY_FALLBACK_DIRS - 1))); do mv "$many/$(printf 'd%04d' "$d")" "$W/many2/"; done
     rm -rf "$store" "$W/cache4" "$many"; many="$W/many2"; n=$n2; label=$(commas $n2); ndirs=$MANY_FALLBACK_DIRS
-    flush
+    ainit "file://$store"; flush
     timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache4" push models/many "$many" >"$W/push4.json"
   fi
   local many_t=$WALL many_cpu=$CPU many_rss=$RSS mf msize lines
@@ -369,8 +374,7 @@ part4() {
   flush
   timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache4" push models/one "$W/one" >"$W/push4d.json"
   local one_t=$WALL one_cpu=$CPU one_rss=$RSS
-  rm -rf "$W/one-empty-store"; mkdir "$W/one-empty-store"
-  "$BIN" --store "file://$W/one-empty-store" init >/dev/null; flush
+  rm -rf "$W/one-empty-store"; ainit "file://$W/one-empty-store"; flush
   timed "$BIN" --json --store "file://$W/one-empty-store" --cache-dir "$W/cache4e" push models/one "$W/one" >/dev/null
   local e_t=$WALL e_rss=$RSS
   local lm; lm=$(median "${ls_t[@]}")
@@ -398,7 +402,7 @@ part5() {
   log "part 5: re-push of an unchanged tree of $n x $mib MiB"
   mkdir -p "$tree"
   for i in $(seq -w 1 "$n"); do head -c "$((mib * 1048576))" /dev/urandom >"$tree/f$i.bin"; done
-  flush
+  ainit "file://$store"; flush
   timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache5" push models/tree "$tree" >"$W/push5.json"
   local first=$WALL first_cpu=$CPU re=() re_c=() re_rss=0 walk=()
   for r in $(seq "$RUNS"); do
@@ -425,7 +429,7 @@ part6() {
   log "part 6: push of $(commas $n) tiny files"
   "${GEN[@]}" many "$tree" "$TINY_DIRS" "$TINY_PER_DIR" >/dev/null
   for r in $(seq "$RUNS"); do
-    rm -rf "$W/store6" "$W/cache6"; flush
+    rm -rf "$W/store6" "$W/cache6"; ainit "file://$W/store6"; flush
     timed "$BIN" --json --store "file://$W/store6" --cache-dir "$W/cache6" push models/tiny "$tree" >"$W/push6.json"
     push+=("$WALL"); push_c+=("$CPU"); push_rss=$(( RSS > push_rss ? RSS : push_rss ))
     rm -rf "$W/cp6"; flush

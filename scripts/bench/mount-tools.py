@@ -20,9 +20,10 @@
   mount-tools.py getall-curl BUCKET KEY            the same with one curl (body to /dev/null)
   mount-tools.py files DIR BYTES COUNT PER_DIR     COUNT files of BYTES random bytes (DIR/dNNNN/fNNNNNN.bin),
                                                    PER_DIR a directory; writes DIR.list (relative paths)
-  mount-tools.py loader ROOT LIST THREADS SEED     DataLoader-style pass: every file named in LIST (paths
+  mount-tools.py loader ROOT LIST THREADS SEED [N] DataLoader-style pass: every file named in LIST (paths
                                                    relative to ROOT) read whole, in a random order from SEED,
-                                                   by THREADS threads; prints JSON: files, bytes, seconds
+                                                   by THREADS threads (only the first N of that order when N
+                                                   is given); prints JSON: files, bytes, seconds
   mount-tools.py readers FILE...                   one thread per FILE, each reading it sequentially in
                                                    1 MiB pieces, all at once; prints JSON: bytes, seconds
   mount-tools.py putdir DIR BUCKET PREFIX THREADS  upload every file under DIR as PREFIX/<relpath>, THREADS
@@ -224,13 +225,15 @@ def files(root, size, count, per_dir):
     return {"files": count, "bytes": size * count}
 
 
-def loader(root, listfile, threads, seed):
+def loader(root, listfile, threads, seed, limit=None):
     import itertools
     import threading
 
     with open(listfile) as f:
         names = [os.path.join(root, line.rstrip("\n")) for line in f if line.strip()]
     random.Random(seed).shuffle(names)
+    if limit is not None:
+        names = names[:limit]
     nxt = itertools.count()
     totals = [0] * threads
     errors = []
@@ -338,7 +341,7 @@ def main(argv):
     elif cmd == "files":
         out = files(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "loader":
-        out = loader(args[0], args[1], int(args[2]), int(args[3]))
+        out = loader(args[0], args[1], int(args[2]), int(args[3]), int(args[4]) if len(args) > 4 else None)
     elif cmd == "readers":
         out = readers(args)
     elif cmd == "putdir":
