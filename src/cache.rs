@@ -70,6 +70,8 @@ pub struct DiskCache {
     misses: AtomicU64,
     corrupt: AtomicU64,
     touched: Mutex<HashSet<Hash>>,
+    /// Shared while open: `cache clear` refuses to empty a cache in use.
+    _lock: crate::node_state::Lock,
 }
 
 fn now_nanos() -> i64 {
@@ -89,6 +91,10 @@ impl DiskCache {
         // Owner-only: cached bytes must not be readable by other local users.
         crate::fsutil::private_dir(dir).map_err(io)?;
         std::fs::create_dir_all(dir.join("chunks")).map_err(io)?;
+        let lock = crate::node_state::use_dir(dir).map_err(|e| CacheError::Io {
+            path: dir.join(crate::node_state::LOCK_FILE),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let db_path = dir.join("cache.sqlite");
         let dberr = |source| CacheError::Db {
             path: db_path.clone(),
@@ -123,6 +129,7 @@ impl DiskCache {
             misses: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
             touched: Mutex::new(HashSet::new()),
+            _lock: lock,
         })
     }
 

@@ -36,10 +36,9 @@ pub struct CatalogCache {
 
 impl CatalogCache {
     pub fn new(catalog: Catalog, cache_dir: &std::path::Path) -> CatalogCache {
-        CatalogCache {
-            catalog,
-            dir: cache_dir.join("meta"),
-        }
+        // Per store: two stores may hold the same asset names and versions.
+        let dir = crate::node_state::store_cache_dir(cache_dir, &catalog.store().id());
+        CatalogCache { catalog, dir }
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -245,10 +245,32 @@ enum CacheCmd {
     Stats,
     /// Fetch a whole version into the cache
     Prefetch { reference: String },
-    /// Evict chunks (all of them, or down to --to SIZE)
+    /// Evict chunks (all of them, or down to --to SIZE); works while mounted
     Prune {
         #[arg(long)]
         to: Option<String>,
+    },
+    /// Per store: the catalog cache and staging areas this node keeps
+    List,
+    /// Empty the caches (refused while a mount uses them); or, given a STORE
+    /// or --unused, remove those stores' catalog caches (and staging areas
+    /// with --staging)
+    Clear {
+        /// Only this store's state: its URL as it was given to --store, or its tag from `cache list`
+        #[arg(value_name = "STORE", conflicts_with = "unused")]
+        only: Option<String>,
+        /// Only stores this node has not used for --older-than (never the current --store)
+        #[arg(long)]
+        unused: bool,
+        /// With --unused: how long unused, e.g. 30d, 12h, 0s
+        #[arg(long, default_value = "30d", requires = "unused")]
+        older_than: String,
+        /// Also remove those stores' staging areas that hold no uncommitted changes
+        #[arg(long)]
+        staging: bool,
+        /// With --staging: remove staging areas with uncommitted changes too (they are lost)
+        #[arg(long, requires = "staging")]
+        force: bool,
     },
 }
 
@@ -719,6 +741,8 @@ fn print_outcome(out: &assetfs::push::PushOutcome, as_json: bool) {
             "reused_chunks": out.stats.chunks_reused,
             "packs": out.stats.packs,
             "claim_retries": out.claim_retries,
+            "files_read": out.files_read,
+            "files_unchanged": out.files_unchanged,
         }));
     } else {
         println!("{}", out.reference);
@@ -1043,9 +1067,59 @@ async fn verify(
 async fn cache_cmd(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
     use assetfs::cache::{parse_size, DiskCache};
     let dir = cache_dir(cli);
-    let disk = DiskCache::open(&dir, u64::MAX)?;
+    // Not for list/clear: an open chunk cache counts as a user of the directory.
+    let open_disk = || DiskCache::open(&dir, u64::MAX);
     match cmd {
+        CacheCmd::List => cache_list(cli, &dir)?,
+        CacheCmd::Clear {
+            only,
+            unused,
+            older_than,
+            staging,
+            force,
+        } => {
+            use assetfs::node_state::{clear_all, clear_stores, Select};
+            let data_home = store::data_home();
+            let out = if let Some(s) = only {
+                // Its identity too, when the URL opens (a removed local store may not).
+                let mut names = vec![s.clone()];
+                if let Ok(st) = Store::open(s) {
+                    names.push(st.id());
+                }
+                clear_stores(&dir, &data_home, Select::Store(&names), *staging, *force)?
+            } else if *unused {
+                let older_than = humantime::parse_duration(older_than).map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid --older-than {older_than:?} ({e}): expected e.g. 30d, 12h or 0s"
+                    )
+                })?;
+                let sel = Select::Unused {
+                    older_than,
+                    current: &store.id(),
+                };
+                clear_stores(&dir, &data_home, sel, *staging, *force)?
+            } else if *staging {
+                bail!("--staging needs a STORE (URL or tag from `cache list`) or --unused: staging areas are working copies, not caches, and are removed only store by store");
+            } else {
+                clear_all(&dir)?
+            };
+            if cli.json {
+                print_json(&out);
+            } else {
+                println!("freed {}", human_bytes(out.bytes));
+                for s in &out.stores {
+                    println!("store      {s}: catalog cache removed");
+                }
+                for s in &out.staging_removed {
+                    println!("removed    staging {s}");
+                }
+                for s in &out.staging_kept {
+                    println!("kept       staging {s}");
+                }
+            }
+        }
         CacheCmd::Stats => {
+            let disk = open_disk()?;
             let s = disk.stats()?;
             if cli.json {
                 print_json(&json!({
@@ -1071,6 +1145,7 @@ async fn cache_cmd(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
             }
         }
         CacheCmd::Prefetch { reference } => {
+            let disk = open_disk()?;
             let r = parse_ref(reference)?;
             let meta = assetfs::catalog_cache::CatalogCache::new(Catalog::new(store.clone()), &dir);
             let out = assetfs::prefetch::prefetch(&meta, &disk, &r, !cli.json).await?;
@@ -1091,7 +1166,7 @@ async fn cache_cmd(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
                 Some(t) => parse_size(t).map_err(anyhow::Error::msg)?,
                 None => 0,
             };
-            let freed = disk.evict_to(target)?;
+            let freed = open_disk()?.evict_to(target)?;
             if cli.json {
                 print_json(&json!({"freed_bytes": freed}));
             } else {
@@ -1178,4 +1253,50 @@ fn note_test_fallback(rep: &assetfs::vtest::TestReport) {
             rep.reference
         );
     }
+}
+
+fn cache_list(cli: &Cli, dir: &std::path::Path) -> Result<()> {
+    let stores = assetfs::node_state::list(dir, &store::data_home());
+    if cli.json {
+        print_json(&stores);
+        return Ok(());
+    }
+    if stores.is_empty() {
+        println!("no store state on this node (cache {})", dir.display());
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    for s in stores {
+        let used = match s.last_used {
+            Some(t) => format!(
+                "used {} ago",
+                humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(t)))
+            ),
+            None => "use time unknown".into(),
+        };
+        println!(
+            "{}  {}  {}  catalog cache {}",
+            s.tag,
+            s.url.as_deref().unwrap_or("(url unknown)"),
+            used,
+            human_bytes(s.catalog_cache_bytes)
+        );
+        for a in s.staging {
+            println!(
+                "    staging {:<40} {:>10}  {}{}",
+                a.asset,
+                human_bytes(a.bytes),
+                if a.uncommitted {
+                    "uncommitted changes"
+                } else {
+                    "clean"
+                },
+                if a.in_use { ", open by a mount" } else { "" }
+            );
+        }
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! - [`names`]: asset names, versions, aliases, references
 //! - [`store`]: object_store access, key layout, conditional-write self-check
 //! - [`chunker`], [`packer`]: content-defined chunks, packs, the chunk index
+//! - [`hash_pipeline`], [`stat_cache`]: reading and hashing a push on all cores; skipping unchanged files
 //! - [`manifest`]: the version file tree and its compact, validated encoding
 //! - [`catalog`]: versions, aliases, deletion records and the commit protocol
 //! - [`remove`]: `rm`, deleting a version unless something still refers to it
@@ -27,6 +28,7 @@ pub mod fetch;
 pub mod fs;
 pub mod fsutil;
 pub mod get;
+pub mod hash_pipeline;
 pub mod history;
 pub mod ids;
 pub mod lineage;
@@ -34,6 +36,7 @@ pub mod manifest;
 pub mod meta;
 pub mod mount;
 pub mod names;
+pub mod node_state;
 pub mod npy;
 pub mod packer;
 pub mod perms;
@@ -46,6 +49,7 @@ pub mod remove;
 pub mod schema;
 pub mod secrets;
 pub mod staging;
+pub mod stat_cache;
 pub mod store;
 pub mod store_errors;
 pub mod verify;

@@ -4,20 +4,20 @@
 //! manifest, and only then the version claim. A crash before the claim leaves
 //! unreferenced objects (reclaimed by `gc`), never a partial version.
 
-use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::runtime::Handle;
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::chunker::chunk_stream;
+use crate::hash_pipeline::{hash_files, Event, Job, Stamp};
 use crate::ids::Hash;
 use crate::manifest::{ChunkLocation, ManifestBuilder};
 use crate::meta::{MetaError, MetaInput};
 use crate::names::{validate_alias, AssetId, NameError, Reference, Selector};
 use crate::packer::{ChunkIndex, PackStats, Packer};
 use crate::progress::Progress;
+use crate::stat_cache::{Known, StatCache};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,9 @@ pub struct PushOutcome {
     pub stats: PackStats,
     /// Version numbers lost to concurrent writers before this one was claimed.
     pub claim_retries: u32,
+    /// Local files read and hashed, and those the stat cache vouched for.
+    pub files_read: u64,
+    pub files_unchanged: u64,
 }
 
 /// Checks that a reference names an asset for a new version (`x` or `x@staging`).
@@ -176,15 +179,32 @@ pub async fn commit_tree(
     let store = catalog.store().clone();
     let rt = Handle::current();
     let progress = opts.progress;
-    let (builder, files, total, stats) = tokio::task::spawn_blocking(move || {
+    let cache_dir = opts.cache_dir.clone();
+    let (built, stats) = tokio::task::spawn_blocking(move || {
         let mut packer = Packer::new(store, rt, index);
-        let (builder, files, total) = build_tree(items, &mut packer, progress)?;
+        // Without a cache directory (library callers, tests) every file is read.
+        let mut stat_cache = match cache_dir.as_deref().map(StatCache::open) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                tracing::warn!("{e}; reading every file");
+                None
+            }
+            None => None,
+        };
+        let built = build_tree(items, &mut packer, progress, stat_cache.as_mut())?;
         let stats = packer.finish()?;
-        Ok::<_, PushError>((builder, files, total, stats))
+        Ok::<_, PushError>((built, stats))
     })
     .await
     .expect("push worker panicked")?;
 
+    let Built {
+        builder,
+        files,
+        total,
+        read: files_read,
+        unchanged: files_unchanged,
+    } = built;
     let mut meta = opts.meta.build(&asset, files, total)?;
     if let Some(base) = opts.base {
         meta.insert("base".into(), base.into());
@@ -203,6 +223,8 @@ pub async fn commit_tree(
         total_bytes: total,
         stats,
         claim_retries,
+        files_read,
+        files_unchanged,
     })
 }
 
@@ -259,16 +281,15 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<TreeItem>, PushError> {
 }
 
 /// Chunks every local file into the packer and returns the manifest builder
-/// with the file count and byte total.
+/// with the file count and byte total. Files the stat cache knows unchanged,
+/// whose chunks the store already has, are not read at all; the others go
+/// through the reading and hashing pipeline ([`crate::hash_pipeline`]).
 fn build_tree(
     items: Vec<TreeItem>,
     packer: &mut Packer,
     progress: bool,
-) -> Result<(ManifestBuilder, u64, u64), PushError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PushError::Io { path, source }
-    };
+    stat_cache: Option<&mut StatCache>,
+) -> Result<Built, PushError> {
     let local: u64 = items
         .iter()
         .map(|i| match i {
@@ -277,55 +298,241 @@ fn build_tree(
         })
         .sum();
     let bar = Progress::bytes(local, "push", progress);
+    let read_at = crate::stat_cache::read_clock();
+    // What the stat cache resolves, by item index; the rest is read.
+    let plan = plan_reads(&items, packer, stat_cache.as_deref())?;
     let mut builder = ManifestBuilder::default();
     let (mut files, mut total) = (0u64, 0u64);
-    for item in items {
-        match item {
-            TreeItem::Dir { path, mode } => builder.add_dir(&path, mode),
-            TreeItem::Symlink { path, target } => builder.add_symlink(&path, &target),
-            TreeItem::Stored {
-                path,
-                mode,
-                size,
-                hash,
-                chunks,
-            } => {
-                builder.add_file(&path, mode, size, hash, &chunks);
-                files += 1;
-                total += size;
-            }
-            TreeItem::Local {
-                path,
-                mode,
-                file,
-                size: expected,
-            } => {
-                let f = File::open(&file).map_err(io(&file))?;
-                let mut chunks: Vec<(Hash, ChunkLocation)> = vec![];
-                let (hash, size) = chunk_stream(f, |c| {
-                    bar.inc(c.data.len() as u64);
-                    let loc = packer.add(c.hash, &c.data)?;
-                    chunks.push((c.hash, loc));
-                    Ok::<_, PushError>(())
-                })
-                .map_err(|e| match e {
-                    PushError::Io { source, .. } => PushError::Io {
-                        path: file.clone(),
-                        source,
-                    },
-                    other => other,
-                })?;
-                if size != expected {
-                    return Err(PushError::Changed(file));
+    let mut next = 0usize; // first item not yet in the builder
+    let mut chunks: Vec<(Hash, ChunkLocation)> = vec![];
+    // The content hash of a file of several chunks (one chunk: its hash).
+    let mut whole = blake3::Hasher::new();
+    let mut learned = vec![];
+    // Adds items[next..upto] that need no reading.
+    let flush = |builder: &mut ManifestBuilder,
+                 next: &mut usize,
+                 upto: usize,
+                 files: &mut u64,
+                 total: &mut u64,
+                 plan: &mut Plan| {
+        while *next < upto {
+            let i = *next;
+            *next += 1;
+            match &items[i] {
+                TreeItem::Dir { path, mode } => builder.add_dir(path, *mode),
+                TreeItem::Symlink { path, target } => builder.add_symlink(path, target),
+                TreeItem::Stored {
+                    path,
+                    mode,
+                    size,
+                    hash,
+                    chunks,
+                } => {
+                    builder.add_file(path, *mode, *size, *hash, chunks);
+                    *files += 1;
+                    *total += size;
                 }
-                builder.add_file(&path, mode, size, hash, &chunks);
-                files += 1;
-                total += size;
+                TreeItem::Local { path, mode, .. } => {
+                    let (size, hash, chunks) = plan.known.remove(&i).expect("planned");
+                    bar.inc(size);
+                    builder.add_file(path, *mode, size, hash, &chunks);
+                    *files += 1;
+                    *total += size;
+                }
             }
         }
-    }
+    };
+    let mut plan = plan;
+    let unchanged = plan.known.len() as u64;
+    let jobs: Vec<Job> = plan
+        .reads
+        .iter()
+        .map(|r| match &items[r.item] {
+            TreeItem::Local { file, size, .. } => Job {
+                path: file.clone(),
+                size: *size,
+            },
+            _ => unreachable!("only local files are read"),
+        })
+        .collect();
+    let reads = std::mem::take(&mut plan.reads);
+    hash_files(
+        jobs,
+        |j, ev| {
+            let item = reads[j].item;
+            if next < item {
+                flush(
+                    &mut builder,
+                    &mut next,
+                    item,
+                    &mut files,
+                    &mut total,
+                    &mut plan,
+                );
+            }
+            match ev {
+                Event::Chunk {
+                    hash,
+                    data,
+                    whole_file,
+                } => {
+                    bar.inc(data.len() as u64);
+                    if !whole_file {
+                        whole.update(data);
+                    }
+                    let loc = packer.add(hash, data)?;
+                    chunks.push((hash, loc));
+                }
+                Event::Done { size, after } => {
+                    let TreeItem::Local {
+                        path,
+                        mode,
+                        file,
+                        size: expected,
+                    } = &items[item]
+                    else {
+                        unreachable!("only local files are read")
+                    };
+                    if size != *expected {
+                        return Err(PushError::Changed(file.clone()));
+                    }
+                    let hash = match chunks.as_slice() {
+                        [(h, _)] if whole.count() == 0 => *h,
+                        _ => *whole.finalize().as_bytes(),
+                    };
+                    whole.reset();
+                    builder.add_file(path, *mode, size, hash, &chunks);
+                    files += 1;
+                    total += size;
+                    next = item + 1;
+                    if let (Some(before), Some(after), Some(key)) =
+                        (reads[j].before, after, reads[j].key.as_ref())
+                    {
+                        learned.push((
+                            key.clone(),
+                            before,
+                            after,
+                            Known {
+                                hash,
+                                chunks: chunks.iter().map(|(h, l)| (*h, l.len)).collect(),
+                            },
+                        ));
+                    }
+                    chunks.clear();
+                }
+            }
+            Ok(())
+        },
+        |e| {
+            let file = match &items[reads[e.job].item] {
+                TreeItem::Local { file, .. } => file.clone(),
+                _ => PathBuf::new(),
+            };
+            PushError::Io {
+                path: file,
+                source: e.source,
+            }
+        },
+    )?;
+    flush(
+        &mut builder,
+        &mut next,
+        items.len(),
+        &mut files,
+        &mut total,
+        &mut plan,
+    );
     bar.finish();
-    Ok((builder, files, total))
+    if let Some(c) = stat_cache {
+        // Best effort: a stat cache that cannot be written costs re-reads only.
+        if let Err(e) = c.record(read_at, &learned, &plan.used) {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(Built {
+        builder,
+        files,
+        total,
+        read: reads.len() as u64,
+        unchanged,
+    })
+}
+
+struct Built {
+    builder: ManifestBuilder,
+    files: u64,
+    total: u64,
+    read: u64,
+    unchanged: u64,
+}
+
+/// One local file to read, and what the stat cache needs to learn it.
+struct Read {
+    item: usize,
+    /// The absolute path (the stat cache key) and the stamp before reading.
+    key: Option<PathBuf>,
+    before: Option<Stamp>,
+}
+
+/// A file resolved without reading: size, content hash, chunks.
+type Resolved = (u64, Hash, Vec<(Hash, ChunkLocation)>);
+
+#[derive(Default)]
+struct Plan {
+    /// Items resolved without reading: size, hash, chunks.
+    known: std::collections::HashMap<usize, Resolved>,
+    reads: Vec<Read>,
+    /// Stat cache rows used (their use time is refreshed).
+    used: Vec<PathBuf>,
+}
+
+/// Decides which local files must be read: those the stat cache does not know
+/// with their current stamp, or whose chunks the store does not all hold.
+fn plan_reads(
+    items: &[TreeItem],
+    packer: &mut Packer,
+    stat_cache: Option<&StatCache>,
+) -> Result<Plan, PushError> {
+    let mut plan = Plan::default();
+    for (i, item) in items.iter().enumerate() {
+        let TreeItem::Local { file, size, .. } = item else {
+            continue;
+        };
+        let Some(cache) = stat_cache else {
+            plan.reads.push(Read {
+                item: i,
+                key: None,
+                before: None,
+            });
+            continue;
+        };
+        let key = std::path::absolute(file).ok();
+        let before = std::fs::symlink_metadata(file)
+            .ok()
+            .map(|md| Stamp::of(&md));
+        let known = match (&key, &before) {
+            (Some(k), Some(b)) if b.size == *size => cache.get(k, b).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                None
+            }),
+            _ => None,
+        };
+        if let Some(k) = known {
+            if let Some(locs) = packer.locate_all(k.chunks.iter().map(|(h, _)| h)) {
+                let chunks: Vec<(Hash, ChunkLocation)> =
+                    k.chunks.iter().map(|(h, _)| *h).zip(locs).collect();
+                plan.known.insert(i, (*size, k.hash, chunks));
+                plan.used.extend(key);
+                continue;
+            }
+        }
+        plan.reads.push(Read {
+            item: i,
+            key,
+            before,
+        });
+    }
+    Ok(plan)
 }
 
 impl From<std::io::Error> for PushError {

@@ -99,6 +99,10 @@ pub struct Staging {
     /// becomes an orphan (parent 0, reachable only through its handles)
     /// until the last handle closes.
     open: Mutex<std::collections::HashMap<u64, u32>>,
+    /// Set once this process has recorded a change (see [`has_uncommitted`]).
+    dirty_noted: std::sync::atomic::AtomicBool,
+    /// Shared while open: `cache clear --staging` never removes it under us.
+    _lock: crate::node_state::Lock,
 }
 
 fn kind_code(k: EntryKind) -> i64 {
@@ -145,6 +149,10 @@ impl Staging {
         // (the mount's permissions decide who reads them through the mount).
         crate::fsutil::private_dir(&dir.join("data"))?;
         crate::fsutil::private_dir(dir)?;
+        let lock = crate::node_state::use_dir(dir).map_err(|e| match e {
+            crate::node_state::NodeStateError::Io { source, .. } => StagingError::Io(source),
+            other => StagingError::Io(std::io::Error::other(other.to_string())),
+        })?;
         let db = Connection::open(dir.join("staging.sqlite"))?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -173,6 +181,8 @@ impl Staging {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
             open: Mutex::new(Default::default()),
+            dirty_noted: Default::default(),
+            _lock: lock,
         })
     }
 
@@ -256,8 +266,9 @@ impl Staging {
                 params![v.to_string(), hash],
             )?;
         }
+        // 'tracked': changes from here on are recorded as 'dirty'.
         tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('initialised', '1')",
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('initialised', '1'), ('tracked', '1')",
             [],
         )?;
         Ok(())
@@ -366,6 +377,21 @@ impl Staging {
         Ok(())
     }
 
+    /// Records (once per process) that staging differs from its base, for
+    /// [`has_uncommitted`]. Every change of the tree or of a file's content
+    /// passes through a create, copy-up, chmod, rename or removal first.
+    fn note_change(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.dirty_noted.load(Ordering::Relaxed) {
+            self.db().execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('dirty', '1')",
+                [],
+            )?;
+            self.dirty_noted.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     fn insert(
         &self,
         parent: u64,
@@ -380,6 +406,7 @@ impl Staging {
             Err(StagingError::NotFound) => {}
             Err(e) => return Err(e),
         }
+        self.note_change()?;
         let size = target.map(|t| t.len()).unwrap_or(0) as i64;
         let id = {
             let db = self.db();
@@ -483,6 +510,7 @@ impl Staging {
     }
 
     fn remove_node(&self, n: &Node) -> Result<()> {
+        self.note_change()?;
         let open = self.open_handles();
         if open.contains_key(&n.id) {
             self.db()
@@ -525,6 +553,7 @@ impl Staging {
     /// POSIX rename(2) within the staging tree.
     pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str) -> Result<()> {
         Self::check_name(newname)?;
+        self.note_change()?;
         let src = self.lookup(parent, name)?;
         let np = self.get(newparent)?;
         if np.kind != EntryKind::Dir {
@@ -575,6 +604,7 @@ impl Staging {
     }
 
     pub fn chmod(&self, id: u64, mode: u32) -> Result<Node> {
+        self.note_change()?;
         self.db().execute(
             "UPDATE nodes SET mode = ?1 WHERE id = ?2",
             params![(mode & 0o7777) as i64, id as i64],
@@ -589,6 +619,7 @@ impl Staging {
         if n.content == Content::Local {
             return Ok(n);
         }
+        self.note_change()?;
         let tmp = self.dir.join("data").join(format!("{id}.copyup"));
         let mut f = crate::fsutil::create_private(&tmp)?;
         fill(&mut f)?;
@@ -609,6 +640,7 @@ impl Staging {
 
     /// Makes the fully written file at [`Staging::copy_path`] the node's content.
     pub fn adopt_copy(&self, id: u64) -> Result<Node> {
+        self.note_change()?;
         let tmp = self.copy_path(id);
         File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, self.data_path(id))?;
@@ -884,15 +916,36 @@ impl Staging {
 }
 
 /// Where the staging area of an asset lives: under the data dir, keyed by
-/// store so two stores never share a working copy.
+/// store so two stores never share a working copy. Records the store as
+/// used (see [`crate::node_state`]).
 pub fn staging_dir(data_home: &Path, store_url: &str, asset: &crate::names::AssetId) -> PathBuf {
-    let tag = blake3::hash(store_url.as_bytes()).to_hex();
-    data_home
-        .join("assetfs")
-        .join("staging")
-        .join(&tag[..16])
-        .join(asset.kind.as_str())
-        .join(asset.name.as_str())
+    let root = crate::node_state::staging_root(data_home, store_url);
+    crate::node_state::note_use(&root, store_url);
+    root.join(asset.kind.as_str()).join(asset.name.as_str())
+}
+
+/// Whether the staging area in `dir` may hold changes not committed: it is
+/// initialised and a change was recorded since its base, or it predates
+/// change tracking (then nobody can tell, so yes).
+pub fn has_uncommitted(dir: &Path) -> bool {
+    let db = dir.join("staging.sqlite");
+    if !db.exists() {
+        return false;
+    }
+    let Ok(c) = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return true;
+    };
+    let _ = c.busy_timeout(std::time::Duration::from_secs(5));
+    let has = |k: &str| -> Option<bool> {
+        c.query_row("SELECT 1 FROM meta WHERE key = ?1", [k], |_| Ok(()))
+            .optional()
+            .ok()
+            .map(|r| r.is_some())
+    };
+    !matches!(
+        (has("initialised"), has("tracked"), has("dirty")),
+        (Some(false), _, _) | (Some(true), Some(true), Some(false))
+    )
 }
 
 /// The staging area of `asset` for `store` under `data_home`, keyed by the
