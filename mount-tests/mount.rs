@@ -853,14 +853,243 @@ fn corrupt_cached_chunk_is_refetched() {
         "cache stats should count the dropped chunk: before {before}, after {after}"
     );
     // The entry was fetched again: the file at that name is intact.
-    let healed = fs::read(victim).expect("the chunk is cached again");
-    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert_cache_file_intact(victim);
+}
+
+/// A cache file (data, a CRC32C per 4 KiB block, a 48-byte footer ending
+/// with the chunk's name) holds the chunk its name says, intact.
+fn assert_cache_file_intact(p: &Path) {
+    let bytes = fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let name = p.file_name().unwrap().to_str().unwrap();
+    assert!(bytes.len() >= 48, "{}: too short", p.display());
+    let footer = &bytes[bytes.len() - 48..];
+    assert_eq!(&footer[..8], b"AFSCHNK2", "{}: footer", p.display());
+    let len = u32::from_le_bytes(footer[8..12].try_into().unwrap()) as usize;
     assert_eq!(
-        blake3_hex(&healed),
+        blake3_hex(&bytes[..len]),
         name,
-        "re-cached chunk {}",
-        victim.display()
+        "cached chunk {} holds other bytes",
+        p.display()
     );
+    assert_eq!(
+        hex::encode(&footer[16..]),
+        name,
+        "{}: footer name",
+        p.display()
+    );
+}
+
+/// Every chunk file of a cache directory, with its total size.
+fn cache_bytes(cache: &Path) -> (usize, u64) {
+    let files = chunk_files(cache);
+    let total = files
+        .iter()
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    (files.len(), total)
+}
+
+#[test]
+fn cache_damaged_between_mounts_never_serves_wrong_bytes() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(61);
+    let data = random_file(&src, "w.bin", &mut r, 6 * MIB + 7);
+    let small = random_file(&src, "s.bin", &mut r, 200_000);
+    env.push("models/d", &src, &[]);
+    let cache = env.path("cache-damaged");
+    let read_all = |m: &Mounted, what: &str| {
+        let w = m.path("models/d@1/w.bin");
+        drop_page_cache(&w);
+        assert_same_bytes(what, &fs::read(&w).unwrap(), &data);
+        assert_same_bytes(what, &fs::read(m.path("models/d@1/s.bin")).unwrap(), &small);
+    };
+    // 4 KiB preads all over the file: the block-checked partial-read path.
+    let pread_all = |m: &Mounted, what: &str| {
+        let w = m.path("models/d@1/w.bin");
+        drop_page_cache(&w);
+        let f = fs::File::open(&w).unwrap();
+        let mut off = 3 * MIB as u64 + 4096 * 7;
+        for _ in 0..60 {
+            let got = pread_range(&f, off, 4096).unwrap();
+            let o = off as usize;
+            assert_same_bytes(what, &got, &data[o..(o + 4096).min(data.len())]);
+            off = (off + 97 * 4096 + 13) % data.len() as u64;
+        }
+    };
+    let m = env.mount_with_cache("fill", &cache, &[]);
+    read_all(&m, "first read");
+    m.unmount();
+    let files = chunk_files(&cache);
+    assert!(files.len() >= 12, "{} cached chunks", files.len());
+
+    // Damage, each its own way: a flipped byte early and late in a chunk, a
+    // truncated file, a deleted file, another chunk's file under this name,
+    // a damaged footer, and the index out of step with the files: a row
+    // whose file is gone, a row with the wrong size, a file without a row.
+    let flip = |p: &Path, at: usize| {
+        let mut b = fs::read(p).unwrap();
+        let at = at.min(b.len() - 1);
+        b[at] ^= 0x20;
+        fs::write(p, b).unwrap();
+    };
+    flip(&files[0], 10);
+    flip(&files[1], 70_000);
+    let b = fs::read(&files[2]).unwrap();
+    fs::write(&files[2], &b[..b.len() / 2]).unwrap();
+    fs::remove_file(&files[3]).unwrap();
+    fs::copy(&files[5], &files[4]).unwrap();
+    let b = fs::read(&files[6]).unwrap();
+    flip(&files[6], b.len() - 30);
+    {
+        let db = rusqlite::Connection::open(cache.join("cache.sqlite")).unwrap();
+        let name = |p: &Path| hex::decode(p.file_name().unwrap().to_str().unwrap()).unwrap();
+        db.execute("DELETE FROM chunks WHERE hash = ?1", [name(&files[7])])
+            .unwrap();
+        db.execute(
+            "UPDATE chunks SET size = size + 4100 WHERE hash = ?1",
+            [name(&files[8])],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO chunks (hash, size, last_used) VALUES (?1, 1000, 0)",
+            [vec![0xabu8; 32]],
+        )
+        .unwrap();
+    }
+    let before = env.cache_stats(&cache);
+    let m = env.mount_with_cache("damaged", &cache, &[]);
+    read_all(&m, "read after damaging the cache");
+    pread_all(&m, "4 KiB reads after damaging the cache");
+    m.unmount();
+    let after = env.cache_stats(&cache);
+    let dropped = |v: &Value| v["corrupt_dropped"].as_u64().expect("corrupt_dropped");
+    assert!(
+        dropped(&after) >= dropped(&before) + 4,
+        "cache stats should count the dropped chunks: before {before}, after {after}"
+    );
+    for f in chunk_files(&cache) {
+        assert_cache_file_intact(&f);
+    }
+
+    // Damage single blocks in the middle of every chunk file; the random
+    // 4 KiB reads (which check only the blocks they read) still never see it.
+    for f in chunk_files(&cache) {
+        let len = fs::metadata(&f).unwrap().len() as usize;
+        for at in (4096..len.saturating_sub(4096)).step_by(8192) {
+            flip(&f, at + 100);
+        }
+    }
+    let m = env.mount_with_cache("blocks", &cache, &[]);
+    pread_all(&m, "4 KiB reads of damaged blocks");
+    read_all(&m, "whole reads after damaged blocks");
+    m.unmount();
+    for f in chunk_files(&cache) {
+        assert_cache_file_intact(&f);
+    }
+}
+
+#[test]
+fn corrupt_chunk_in_store_gives_eio_and_names_it() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(62);
+    random_file(&src, "w.bin", &mut r, 3 * MIB);
+    let ok = random_file(&src, "ok.bin", &mut r, 100);
+    env.push("models/e", &src, &[]);
+    let packs: Vec<_> = fs::read_dir(env.path("store/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    // Damage a byte of w.bin's middle (packs hold files in push order).
+    let mut b = fs::read(&packs[0]).unwrap();
+    b[MIB + 12345] ^= 1;
+    fs::write(&packs[0], &b).unwrap();
+    let pack = packs[0].file_name().unwrap().to_str().unwrap().to_string();
+
+    let m = env.mount("corrupt-store", &[]);
+    let err = fs::read(m.path("models/e@1/w.bin")).expect_err("a corrupt chunk must not be served");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_same_bytes(
+        "another file",
+        &fs::read(m.path("models/e@1/ok.bin")).unwrap(),
+        &ok,
+    );
+    let diag = m.diagnostics();
+    let line = diag
+        .lines()
+        .find(|l| l.contains("is corrupt") && l.contains(&pack))
+        .unwrap_or_else(|| panic!("no log line names the corrupt chunk of pack {pack}:\n{diag}"));
+    assert!(line.contains("chunk "), "{line}");
+    m.unmount();
+}
+
+#[test]
+fn cache_smaller_than_readers_evicts_and_keeps_bytes_right() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(63);
+    let files: Vec<Vec<u8>> = (0..4)
+        .map(|i| random_file(&src, &format!("f{i}.bin"), &mut r, 5 * MIB + i * 1000))
+        .collect();
+    env.push("models/ev", &src, &[]);
+    let cache = env.path("cache-small");
+    let limit = 6 * MIB as u64;
+    let m = env.mount_with_cache("small", &cache, &["--cache-size", "6M"]);
+    // Watch the cache size while the readers run: one chunk (at most 1 MiB
+    // plus checksums) may be written before the eviction it triggers.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, cache) = (stop.clone(), cache.clone());
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                max = max.max(cache_bytes(&cache).1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            max
+        })
+    };
+    let barrier = std::sync::Barrier::new(files.len());
+    std::thread::scope(|sc| {
+        for (i, data) in files.iter().enumerate() {
+            let (m, barrier) = (&m, &barrier);
+            sc.spawn(move || {
+                let p = m.path(&format!("models/ev@1/f{i}.bin"));
+                barrier.wait();
+                for round in 0..2 {
+                    drop_page_cache(&p);
+                    let got = read_in_pieces(&p, 64 << 10 << (i % 3)).unwrap();
+                    assert_same_bytes(&format!("reader {i} round {round}"), &got, data);
+                }
+                let f = fs::File::open(&p).unwrap();
+                for k in 0..40u64 {
+                    let off = (k * 131_071 * (i as u64 + 1)) % (data.len() as u64 - 5000);
+                    let got = pread_range(&f, off, 5000).unwrap();
+                    let o = off as usize;
+                    assert_same_bytes(&format!("reader {i} pread {off}"), &got, &data[o..o + 5000]);
+                }
+            });
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let max = watcher.join().unwrap();
+    m.unmount();
+    let (n, total) = cache_bytes(&cache);
+    eprintln!("cache after: {n} chunks, {total} bytes; at most {max} bytes while reading");
+    assert!(total <= limit, "cache holds {total} bytes, bound {limit}");
+    assert!(
+        max <= limit + (1 << 20) + 8192,
+        "cache reached {max} bytes, bound {limit}"
+    );
+    let stats = env.cache_stats(&cache);
+    assert!(stats["bytes"].as_u64().unwrap() <= limit, "{stats}");
+    assert!(n > 0);
+    for f in chunk_files(&cache) {
+        assert_cache_file_intact(&f);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -57,7 +57,9 @@ impl CatalogCache {
         if let Some(p) = path.parent() {
             let _ = std::fs::create_dir_all(p);
         }
-        if let Err(e) = crate::fsutil::write_atomic(path, data) {
+        // Atomic but not fsynced: it sits on the path of a lookup, and every
+        // saved file is checked when read back (hash, parse, version).
+        if let Err(e) = crate::fsutil::write_replace(path, data, false) {
             tracing::warn!("cannot cache {}: {e}", path.display());
         }
     }

@@ -43,6 +43,9 @@ pub mod perms;
 pub mod prefetch;
 pub mod progress;
 pub mod push;
+#[cfg(test)]
+mod read_path_tests;
+pub mod readahead;
 pub mod reader;
 pub mod registry;
 pub mod remove;
@@ -51,6 +54,8 @@ pub mod secrets;
 pub mod staging;
 pub mod stat_cache;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod store_double;
 pub mod store_errors;
 pub mod verify;
 pub mod vfs;

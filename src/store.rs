@@ -172,6 +172,27 @@ const TIMEOUTS: [(ClientConfigKey, &str); 2] = [
     (ClientConfigKey::Timeout, "120s"),
 ];
 
+/// A new connection per request when the S3 endpoint is plain `http://` (a server on the local
+/// network: MinIO, Garage, Ceph RGW). Such servers often answer with Nagle's
+/// algorithm on; on a reused (request/response, so delayed-ACK) connection
+/// the last small segment of a response then waits ~40 ms for our ACK. A
+/// fresh connection starts in quick-ACK mode and never waits, and costs one
+/// round trip on a local network (measured in docs/benchmarks.md). Over
+/// `https://` (TLS handshakes) connections are reused as usual.
+/// `ASSETFS_S3_REUSE_CONNECTIONS=1` keeps reusing them anyway.
+fn fresh_connections_for_plain_http(
+    b: object_store::aws::AmazonS3Builder,
+) -> object_store::aws::AmazonS3Builder {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    let plain = b
+        .get_config_value(&K::Endpoint)
+        .is_some_and(|e| e.starts_with("http://"));
+    if !plain || std::env::var("ASSETFS_S3_REUSE_CONNECTIONS").as_deref() == Ok("1") {
+        return b;
+    }
+    b.with_config(K::Client(ClientConfigKey::PoolMaxIdlePerHost), "0")
+}
+
 fn retry_config() -> RetryConfig {
     RetryConfig {
         max_retries: 4,
@@ -237,7 +258,7 @@ impl Store {
                     .fold(AmazonS3Builder::from_env(), |b, (k, v)| {
                         b.with_config(AmazonS3ConfigKey::Client(*k), *v)
                     });
-                let b = s3_profile_and_flags(b, opts);
+                let b = fresh_connections_for_plain_http(s3_profile_and_flags(b, opts));
                 Arc::new(
                     b.with_bucket_name(bucket)
                         .with_retry(retry_config())
@@ -413,6 +434,39 @@ impl Store {
             .get_ranges(&self.path(key), ranges)
             .await
             .map_err(self.backend(key))
+    }
+
+    /// The bytes of `range` of an object as they arrive. A local store
+    /// reads the range in one piece (its streaming reader goes 8 KiB at a
+    /// time through the blocking pool).
+    pub async fn get_range_stream(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes>>> {
+        use futures::StreamExt;
+        let path = self.path(key);
+        if self.local.is_some() {
+            let b = self
+                .inner
+                .get_range(&path, range)
+                .await
+                .map_err(self.backend(key))?;
+            return Ok(futures::stream::once(async move { Ok(b) }).boxed());
+        }
+        let opts = object_store::GetOptions {
+            range: Some(range.into()),
+            ..Default::default()
+        };
+        let r = self
+            .inner
+            .get_opts(&path, opts)
+            .await
+            .map_err(self.backend(key))?;
+        let (me, key) = (self.clone(), key.to_string());
+        Ok(r.into_stream()
+            .map(move |f| f.map_err(me.backend(&key)))
+            .boxed())
     }
 
     /// Unconditional put: only for content-addressed or randomly named

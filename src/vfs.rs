@@ -26,7 +26,8 @@ use crate::catalog::CatalogError;
 use crate::catalog_cache::{CatalogCache, Listing};
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{parse_version, validate_alias, AssetId, AssetName, Kind};
-use crate::reader::{read_range, ChunkMap, ChunkSource, ReadAhead, ReadError};
+use crate::readahead::{read_range, ReadAhead};
+use crate::reader::{ChunkMap, ChunkSource, ReadError};
 
 pub const ROOT: u64 = 1;
 const MISC_BASE: u64 = 16;
@@ -455,6 +456,15 @@ impl Vfs {
             })
             .await?;
         Ok(m.clone())
+    }
+
+    /// The manifest of the version that `ino` (its directory or a file in
+    /// it) belongs to.
+    pub async fn manifest_of(&self, ino: u64) -> Result<Arc<Manifest>> {
+        match self.node(ino)? {
+            Node::VersionRoot(vs) | Node::Entry(vs, _) => self.manifest(&vs).await,
+            _ => Err(VfsError::NotFound),
+        }
     }
 
     fn created(&self, vs: &VersionSlot) -> SystemTime {
@@ -1019,12 +1029,9 @@ impl Vfs {
                 map,
                 readahead,
             } => {
-                let ahead = readahead
-                    .lock()
-                    .expect("readahead lock")
-                    .on_read(offset, size as u64);
                 let e = &manifest.entries[*idx as usize];
-                Ok(read_range(&self.source, manifest, e, map, offset, size as u64, ahead).await?)
+                let (off, len) = (offset, size as u64);
+                Ok(read_range(&self.source, manifest, e, map, off, len, Some(readahead)).await?)
             }
             OpenFile::Staging { slot, id, .. } => self.staging_read(slot, *id, offset, size).await,
         }

@@ -16,7 +16,8 @@ use bytes::Bytes;
 
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{AssetId, AssetName, Kind};
-use crate::reader::{read_range, ChunkMap};
+use crate::readahead::read_range;
+use crate::reader::ChunkMap;
 use crate::staging::{staging_dir, Content, Staging, ROOT};
 use crate::vfs::{Attr, FileKind, Node, OpenFile, Result, Vfs, VfsError};
 
@@ -320,7 +321,7 @@ impl Vfs {
                     .ok_or(VfsError::Invalid("staging has no base manifest".into()))?;
                 let e = &m.entries[i as usize];
                 let map = ChunkMap::new(&m, e);
-                match read_range(&self.source, &m, e, &map, offset, size as u64, 0).await {
+                match read_range(&self.source, &m, e, &map, offset, size as u64, None).await {
                     Ok(b) => Ok(b),
                     Err(err) => {
                         self.explain_base_failure(slot, &e.path).await;

@@ -1,0 +1,283 @@
+//! Per-open-file readahead, and reading a byte range of a version's file.
+//!
+//! A [`ReadAhead`] keeps, for one open file, the chunks from just behind the
+//! reader up to a frontier, each already on its way ([`Pending`]). A
+//! sequential reader (reads that continue where the last one ended, give or
+//! take the reordering of the kernel's concurrent READs) grows a window that
+//! doubles at every top-up up to `max_window`; a top-up happens when less
+//! than half the window is left ahead of the reader, so each one asks for at
+//! least half a window at once and the store sees few, large requests. A
+//! top-up that ends inside a run of chunks lying back to back in one pack is
+//! extended to the end of that run when it is near, so top-ups (and thus
+//! requests) meet at pack boundaries instead of splitting a pack's block.
+//! The window is the same for chunks in the disk cache: they are read from
+//! disk in parallel ahead of the reader.
+//!
+//! A read outside the window (a seek) drops it: a random reader fetches only
+//! the chunks it touches, and from the disk cache only the 4 KiB blocks it
+//! touches. Readahead bytes are bounded per file (`max_window`) and across
+//! files (`budget`, a semaphore in bytes held until the reader passes them).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::ids::PackId;
+use crate::manifest::{ChunkRef, Entry, Manifest};
+use crate::reader::{ChunkMap, ChunkSource, Pending, ReadError};
+
+/// How far behind the last read a read still counts as sequential (the
+/// kernel sends concurrent READs that can arrive out of order).
+const BACK: u64 = 2 << 20;
+
+struct Slot {
+    pending: Pending,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Access-pattern state of one open file.
+#[derive(Default)]
+pub struct ReadAhead {
+    /// Chunk index of `queue[0]`.
+    head: usize,
+    /// Chunks `head..head + queue.len()`, on their way.
+    queue: VecDeque<Slot>,
+    /// Current window in bytes (0: not reading sequentially).
+    window: u64,
+    /// End of the furthest read so far in this sequential stream.
+    last_end: u64,
+    /// Top-ups so far (for tests).
+    pub top_ups: u64,
+}
+
+impl ReadAhead {
+    fn frontier(&self) -> usize {
+        self.head + self.queue.len()
+    }
+
+    fn reset(&mut self, at: usize) {
+        self.queue.clear();
+        self.head = at;
+        self.window = 0;
+    }
+
+    /// Current window in bytes (0 when the reader is not sequential).
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Records a read of `[offset, offset + len)` and returns, for each chunk
+    /// it touches, the chunk if it is already planned. Starts top-ups.
+    fn on_read(
+        &mut self,
+        source: &Arc<ChunkSource>,
+        m: &Arc<Manifest>,
+        e: &Entry,
+        map: &ChunkMap,
+        offset: u64,
+        len: u64,
+    ) -> Vec<Option<Pending>> {
+        let range = map.chunks_for(offset, len);
+        if range.is_empty() {
+            return vec![];
+        }
+        let end = (offset + len).min(map.size());
+        let cfg = source.config();
+        let in_window = self.window > 0
+            && offset + BACK >= self.last_end
+            && range.start <= self.frontier()
+            && range.start >= self.head;
+        let starts_stream = (offset == 0 && self.last_end == 0) || offset == self.last_end;
+        if in_window {
+            self.last_end = self.last_end.max(end);
+        } else {
+            self.reset(range.start);
+            self.last_end = end;
+            if starts_stream {
+                self.window = cfg.initial_window;
+            }
+        }
+        // Let go of chunks well behind the reader.
+        while self.head < range.start && map.start(self.head + 1) + BACK <= offset {
+            self.queue.pop_front();
+            self.head += 1;
+        }
+        if self.window > 0 {
+            let ahead = map.start(self.frontier()).saturating_sub(end);
+            if self.frontier() < range.end || ahead < self.window / 2 {
+                // A small file read from its start: read whole, and likely
+                // one of many (a data-loader epoch). Its pack neighbours in
+                // the same aligned blocks come with it.
+                let small =
+                    self.head == 0 && self.queue.is_empty() && map.size() <= cfg.initial_window;
+                let extra = if small {
+                    neighbours(source, m, e)
+                } else {
+                    vec![]
+                };
+                self.top_up(source, m, e, map, range.end, extra);
+            }
+        }
+        range
+            .map(|i| {
+                (i >= self.head && i < self.frontier())
+                    .then(|| self.queue[i - self.head].pending.clone())
+            })
+            .collect()
+    }
+
+    /// Plans chunks from the frontier to a window past the last read.
+    fn top_up(
+        &mut self,
+        source: &Arc<ChunkSource>,
+        m: &Manifest,
+        e: &Entry,
+        map: &ChunkMap,
+        must: usize,
+        extra: Vec<(PackId, ChunkRef)>,
+    ) {
+        let chunks = m.chunks_of(e);
+        let cfg = source.config();
+        let target = self.last_end + self.window;
+        let mut stop = map.first_at_or_after(target).max(must).min(chunks.len());
+        // Finish the pack run the window ends in, if that is close.
+        let limit = target + self.window / 2;
+        while stop > 0 && stop < chunks.len() && map.start(stop + 1) <= limit {
+            let (a, b) = (chunks[stop - 1], chunks[stop]);
+            if a.pack != b.pack || a.offset + a.len != b.offset {
+                break;
+            }
+            stop += 1;
+        }
+        let from = self.frontier();
+        if stop <= from {
+            return;
+        }
+        let mut planned = vec![];
+        let mut permits = vec![];
+        for (i, &c) in chunks.iter().enumerate().take(stop).skip(from) {
+            let permit = source.budget().clone().try_acquire_many_owned(c.len);
+            match permit {
+                Ok(p) => permits.push(Some(p)),
+                // Out of budget: plan no further than the read itself needs.
+                Err(_) if i < must => permits.push(None),
+                Err(_) => break,
+            }
+            planned.push((m.packs[c.pack as usize], c));
+        }
+        if planned.is_empty() {
+            return;
+        }
+        let n = planned.len();
+        // One plan in pack order, so a small file and its neighbours in the
+        // same blocks are one request.
+        let mut all: Vec<(usize, (PackId, ChunkRef))> =
+            planned.into_iter().chain(extra).enumerate().collect();
+        if all.len() > n {
+            all.sort_by_key(|(_, (p, c))| (*p, c.offset));
+        }
+        let order: Vec<usize> = all.iter().map(|(i, _)| *i).collect();
+        let plan: Vec<_> = all.into_iter().map(|(_, x)| x).collect();
+        let mut got: Vec<Option<Pending>> = vec![None; plan.len()];
+        for (i, p) in order.into_iter().zip(source.plan(&plan)) {
+            got[i] = Some(p);
+        }
+        let pendings = got.into_iter().take(n).map(|p| p.expect("planned"));
+        for (pending, permit) in pendings.zip(permits) {
+            self.queue.push_back(Slot {
+                pending,
+                _permit: permit,
+            });
+        }
+        self.top_ups += 1;
+        self.window = (self.window * 2).min(cfg.max_window);
+    }
+}
+/// Chunks of the same packs lying wholly inside the aligned blocks that a
+/// small file's chunks touch, other than the file's own: an S3 server reads
+/// those blocks whole anyway, so they cost little to bring along.
+fn neighbours(source: &Arc<ChunkSource>, m: &Arc<Manifest>, e: &Entry) -> Vec<(PackId, ChunkRef)> {
+    let own = m.chunks_of(e);
+    let Some(first) = own.first() else {
+        return vec![];
+    };
+    if own.iter().any(|c| c.pack != first.pack) {
+        return vec![];
+    }
+    let align = source.config().align;
+    let start = own.iter().map(|c| c.offset as u64).min().unwrap_or(0) / align * align;
+    let end = own
+        .iter()
+        .map(|c| c.offset as u64 + c.len as u64)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(align)
+        * align;
+    let index = source.pack_index(m);
+    index
+        .within(first.pack, start, end)
+        .iter()
+        .filter(|c| !own.iter().any(|o| o.offset == c.offset) && !source.has(&c.hash))
+        .map(|c| (m.packs[c.pack as usize], *c))
+        .collect()
+}
+
+/// Reads `[offset, offset + len)` of a file. With `ra`, the file's readahead
+/// state is updated and its window used; without, only the touched chunks
+/// are read.
+pub async fn read_range(
+    source: &Arc<ChunkSource>,
+    m: &Arc<Manifest>,
+    e: &Entry,
+    map: &ChunkMap,
+    offset: u64,
+    len: u64,
+    ra: Option<&Mutex<ReadAhead>>,
+) -> Result<Bytes, ReadError> {
+    let range = map.chunks_for(offset, len);
+    if range.is_empty() {
+        return Ok(Bytes::new());
+    }
+    let planned = match ra {
+        Some(ra) => ra
+            .lock()
+            .expect("readahead lock")
+            .on_read(source, m, e, map, offset, len),
+        None => vec![None; range.len()],
+    };
+    let chunks = m.chunks_of(e);
+    let end = (offset + len).min(map.size());
+    let parts = range.clone().zip(planned).map(|(i, p)| {
+        let c = chunks[i];
+        let cs = map.start(i);
+        let s = offset.saturating_sub(cs) as u32;
+        let e = ((end - cs) as u32).min(c.len);
+        let pack = m.packs[c.pack as usize];
+        async move {
+            match p {
+                Some(p) => Ok(p.await?.slice(s as usize..e as usize)),
+                None => source.chunk_part(pack, c, s..e).await,
+            }
+        }
+    });
+    let mut parts = match futures::future::try_join_all(parts).await {
+        Ok(p) => p,
+        Err(err) => {
+            // A failed fetch must not stay planned: the next read tries again.
+            if let Some(ra) = ra {
+                ra.lock().expect("readahead lock").reset(range.start);
+            }
+            return Err(err);
+        }
+    };
+    if parts.len() == 1 {
+        return Ok(parts.pop().expect("one part"));
+    }
+    let mut out = BytesMut::with_capacity((end - offset) as usize);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    Ok(out.freeze())
+}
