@@ -27,7 +27,11 @@ use crate::chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use crate::ids::Hash;
 
 /// Bytes read per segment of a large file, and the batch size for small files.
-pub const SEGMENT: usize = 8 << 20;
+pub const SEGMENT: usize = 4 << 20;
+/// Files up to this size (by the caller's scan) are read by the hashing
+/// threads, a batch each, so that many small reads are in flight at once (a
+/// cold tree of tiny files is bound by disk latency, not by CPU).
+pub const SMALL_FILE: u64 = crate::chunker::MIN_CHUNK as u64;
 /// Small files are batched until a batch holds this many.
 const FILES_PER_BATCH: usize = 256;
 /// A buffer holds a segment plus the undecided tail carried from the last one.
@@ -63,6 +67,8 @@ pub struct Job {
     pub path: PathBuf,
     /// The size the caller expects (from its scan); reading decides.
     pub size: u64,
+    /// Whether to report the file's stamp after reading it.
+    pub stamp: bool,
 }
 
 /// What the pipeline hands back, in job order.
@@ -103,17 +109,19 @@ struct Batch {
     buf: Vec<u8>,
     len: usize,
     pieces: Vec<Piece>,
+    /// Small files for the hashing thread to read into `buf` first.
+    unread: Vec<(usize, Job)>,
     hashes: Vec<Hash>,
     error: Option<ReadError>,
 }
 
-/// Number of hashing threads: every core (the reader and the caller mostly
-/// wait on I/O and memory copies).
+/// Number of hashing threads: every core, and at least 8 so that enough
+/// small-file reads are in flight on a cold cache.
 fn workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-        .clamp(1, 16)
+        .clamp(8, 16)
 }
 
 /// Reads, chunks and hashes `jobs` in order, calling `each` for every chunk
@@ -130,7 +138,7 @@ pub fn hash_files<E>(
     let n = workers();
     // Buffers in circulation: enough for every worker to be busy while the
     // reader fills the next one and the caller drains the last.
-    let buffers = n + 3;
+    let buffers = n + 2;
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(buffers);
     for _ in 0..buffers {
         // Zeroed pages are mapped lazily: an unused buffer costs nothing.
@@ -150,6 +158,7 @@ pub fn hash_files<E>(
             scope.spawn(move || loop {
                 let next = work_rx.lock().expect("work queue lock").recv();
                 let Ok(mut b) = next else { break };
+                read_small(&mut b);
                 b.hashes = b
                     .pieces
                     .iter()
@@ -226,6 +235,7 @@ fn read_all(jobs: &[Job], free_rx: Receiver<Vec<u8>>, work_tx: SyncSender<Batch>
             buf,
             len: 0,
             pieces: vec![],
+            unread: vec![],
             hashes: vec![],
             error: None,
         };
@@ -233,7 +243,42 @@ fn read_all(jobs: &[Job], free_rx: Receiver<Vec<u8>>, work_tx: SyncSender<Batch>
         Some(b)
     };
     let send = |b: Batch| work_tx.send(b).is_ok();
+    // Expected bytes of the small files in the current batch.
+    let mut planned = 0u64;
     for (i, job) in jobs.iter().enumerate() {
+        let small = job.size <= SMALL_FILE;
+        // A batch holds either small files to read or bytes read here.
+        if let Some(b) = batch.take() {
+            if small == b.unread.is_empty() {
+                if !send(b) {
+                    return;
+                }
+            } else {
+                batch = Some(b);
+            }
+        }
+        if small {
+            let mut b = match batch.take() {
+                Some(b) => b,
+                None => match new_batch(&mut seq) {
+                    Some(b) => b,
+                    None => return,
+                },
+            };
+            if b.unread.is_empty() {
+                planned = 0;
+            }
+            b.unread.push((i, job.clone()));
+            planned += job.size;
+            if planned >= SEGMENT as u64 || b.unread.len() >= FILES_PER_BATCH {
+                if !send(b) {
+                    return;
+                }
+            } else {
+                batch = Some(b);
+            }
+            continue;
+        }
         let mut b = match batch.take() {
             Some(b) => b,
             None => match new_batch(&mut seq) {
@@ -326,7 +371,11 @@ fn read_job(
         }
         if eof {
             let size = before + avail as u64;
-            let after = f.metadata().ok().map(|md| Stamp::of(&md));
+            let after = if job.stamp {
+                f.metadata().ok().map(|md| Stamp::of(&md))
+            } else {
+                None
+            };
             b.pieces.push(Piece {
                 job: i,
                 chunks,
@@ -372,12 +421,61 @@ fn carry_over(
     Some(nb)
 }
 
+/// A hashing thread reads a batch's small files into its buffer (stopping
+/// at the first that fails) and cuts them into chunks.
+fn read_small(b: &mut Batch) {
+    for (i, job) in std::mem::take(&mut b.unread) {
+        match read_whole(b, i, &job) {
+            Ok(piece) => b.pieces.push(piece),
+            Err(source) => {
+                b.error = Some(ReadError { job: i, source });
+                return;
+            }
+        }
+    }
+}
+
+fn read_whole(b: &mut Batch, i: usize, job: &Job) -> std::io::Result<Piece> {
+    let mut f = File::open(&job.path)?;
+    let start = b.len;
+    let room = BUF_LEN - start;
+    // The expected size, then one more read to see the end.
+    let want = (job.size as usize).min(room);
+    let n = read_full(&mut f, &mut b.buf[start..start + want])?;
+    let mut end = start + n;
+    if n == want {
+        end += read_full(&mut f, &mut b.buf[end..])?;
+        if end == BUF_LEN {
+            // Grew past what a batch can hold since the caller's scan.
+            return Err(std::io::Error::other(
+                "changed while it was being pushed (it grew); nothing was committed, push again",
+            ));
+        }
+    }
+    b.len = end;
+    let chunks = fastcdc::v2020::FastCDC::new(&b.buf[start..end], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+        .map(|c| start + c.offset..start + c.offset + c.length)
+        .collect();
+    let after = if job.stamp {
+        f.metadata().ok().map(|md| Stamp::of(&md))
+    } else {
+        None
+    };
+    Ok(Piece {
+        job: i,
+        chunks,
+        done: Some(((end - start) as u64, after)),
+        first: true,
+    })
+}
+
 fn empty_batch() -> Batch {
     Batch {
         seq: u64::MAX,
         buf: vec![],
         len: 0,
         pieces: vec![],
+        unread: vec![],
         hashes: vec![],
         error: None,
     }
@@ -457,6 +555,7 @@ mod tests {
                 jobs.push(Job {
                     path: p,
                     size: n as u64,
+                    stamp: true,
                 });
             }
         }
@@ -469,6 +568,7 @@ mod tests {
             jobs.push(Job {
                 path: p,
                 size: data.len() as u64,
+                stamp: true,
             });
         }
         let mut got: Vec<(Vec<(usize, Hash)>, u64)> = vec![(vec![], 0); jobs.len()];
@@ -503,7 +603,8 @@ mod tests {
         hash_files(
             vec![Job {
                 path: path.to_path_buf(),
-                size: 0,
+                size: u64::MAX,
+                stamp: false,
             }],
             |_, e| {
                 if let Event::Chunk { hash, .. } = e {
@@ -541,12 +642,18 @@ mod tests {
             Job {
                 path: ok.clone(),
                 size: 4,
+                stamp: true,
             },
             Job {
                 path: dir.path().join("missing"),
                 size: 1,
+                stamp: true,
             },
-            Job { path: ok, size: 4 },
+            Job {
+                path: ok,
+                size: 4,
+                stamp: true,
+            },
         ];
         let mut done = vec![];
         let err = hash_files(
@@ -572,7 +679,11 @@ mod tests {
         for i in 0..20 {
             let p = dir.path().join(format!("f{i}"));
             std::fs::write(&p, pseudo(i, 1 << 20)).unwrap();
-            jobs.push(Job { path: p, size: 0 });
+            jobs.push(Job {
+                path: p,
+                size: 1 << 20,
+                stamp: false,
+            });
         }
         let mut seen = 0;
         let r = hash_files(

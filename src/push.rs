@@ -351,6 +351,7 @@ fn build_tree(
             TreeItem::Local { file, size, .. } => Job {
                 path: file.clone(),
                 size: *size,
+                stamp: r.key.is_some(),
             },
             _ => unreachable!("only local files are read"),
         })
@@ -466,6 +467,9 @@ struct Built {
     unchanged: u64,
 }
 
+/// Files smaller than this are always read (see [`plan_reads`]).
+pub const STAT_CACHE_MIN_SIZE: u64 = 16 << 10;
+
 /// One local file to read, and what the stat cache needs to learn it.
 struct Read {
     item: usize,
@@ -494,11 +498,14 @@ fn plan_reads(
     stat_cache: Option<&StatCache>,
 ) -> Result<Plan, PushError> {
     let mut plan = Plan::default();
+    let cwd = std::env::current_dir().ok();
     for (i, item) in items.iter().enumerate() {
         let TreeItem::Local { file, size, .. } = item else {
             continue;
         };
-        let Some(cache) = stat_cache else {
+        // Small files cost less to read again than to look up and record.
+        let cache = stat_cache.filter(|_| *size >= STAT_CACHE_MIN_SIZE);
+        let Some(cache) = cache else {
             plan.reads.push(Read {
                 item: i,
                 key: None,
@@ -506,7 +513,11 @@ fn plan_reads(
             });
             continue;
         };
-        let key = std::path::absolute(file).ok();
+        let key = if file.is_absolute() {
+            Some(file.clone())
+        } else {
+            cwd.as_ref().map(|d| d.join(file))
+        };
         let before = std::fs::symlink_metadata(file)
             .ok()
             .map(|md| Stamp::of(&md));
