@@ -297,7 +297,8 @@ fn read_all(jobs: &[Job], free_rx: Receiver<Vec<u8>>, work_tx: SyncSender<Batch>
                 }
             }
             Ok(None) => return,
-            Err((mut b, e)) => {
+            Err(failed) => {
+                let (mut b, e) = *failed;
                 b.error = Some(ReadError { job: i, source: e });
                 let _ = send(b);
                 return;
@@ -309,7 +310,7 @@ fn read_all(jobs: &[Job], free_rx: Receiver<Vec<u8>>, work_tx: SyncSender<Batch>
     }
 }
 
-type ReadResult = Result<Option<Batch>, (Batch, std::io::Error)>;
+type ReadResult = Result<Option<Batch>, Box<(Batch, std::io::Error)>>;
 
 /// Reads one file into `b` (and as many further batches as it needs).
 /// Returns the batch to continue filling, or `None` when the pipeline stopped.
@@ -324,7 +325,7 @@ fn read_job(
     let take = |b: &mut Batch| std::mem::replace(b, empty_batch());
     let mut f = match File::open(&job.path) {
         Ok(f) => f,
-        Err(e) => return Err((take(b), e)),
+        Err(e) => return Err(Box::new((take(b), e))),
     };
     // Where this file's bytes start in the current buffer, and how many of
     // its bytes came before this buffer.
@@ -349,7 +350,7 @@ fn read_job(
         };
         let n = match read_full(&mut f, &mut b.buf[b.len..b.len + room]) {
             Ok(n) => n,
-            Err(e) => return Err((take(b), e)),
+            Err(e) => return Err(Box::new((take(b), e))),
         };
         b.len += n;
         want = want.saturating_sub(n as u64);
