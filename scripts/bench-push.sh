@@ -44,7 +44,7 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 # Times a command (after dropping the page cache); prints seconds. Its stdout goes to $W/last.out.
 timed() { drop; local t0 t1; t0=$(now); "$@" >"$W/last.out"; t1=$(now); el "$t0" "$t1"; }
 ROWS=()
-row() { ROWS+=("| $* |"); }
+row() { ROWS+=("| $* |"); echo "ROW | $* |" >&2; }
 
 if [[ $PARTS == *1* ]]; then
   log "part 1: $BIG_MIB MiB random file"
@@ -55,6 +55,7 @@ if [[ $PARTS == *1* ]]; then
     rm -f "$W/cp.bin"; cps+=("$(timed sh -c "cp '$W/big/big.bin' '$W/cp.bin' && sync")")
     for b in "${BINS[@]}"; do
       rm -rf "$W/s1-$b" "$W/cache-$b"
+      "$W/$b" --store "file://$W/s1-$b" --cache-dir "$W/cache-$b" init >/dev/null
       t=$(timed sh -c "'$W/$b' --store 'file://$W/s1-$b' --cache-dir '$W/cache-$b' push models/big '$W/big' >/dev/null && sync")
       P1[$b]="${P1[$b]:-} $t"
     done
@@ -76,6 +77,7 @@ if [[ $PARTS == *2* ]]; then
   sleep 2.5  # past the stat cache's racy-timestamp slack
   for b in "${BINS[@]}"; do
     rm -rf "$W/cache-$b"
+    "$W/$b" --store "file://$W/s2-$b" --cache-dir "$W/cache-$b" init >/dev/null
     first=$(timed "$W/$b" --json --store "file://$W/s2-$b" --cache-dir "$W/cache-$b" push models/tree "$W/tree")
     again=$(timed "$W/$b" --json --store "file://$W/s2-$b" --cache-dir "$W/cache-$b" push models/tree "$W/tree")
     read_n=$(jq -r '.files_read // "n/a"' "$W/last.out")
@@ -103,6 +105,7 @@ PY
   declare -A T3
   for b in "${BINS[@]}"; do
     rm -rf "$W/s3-$b" "$W/cache-$b"
+    "$W/$b" --store "file://$W/s3-$b" --cache-dir "$W/cache-$b" init >/dev/null
     T3[$b]=$(timed "$W/$b" --store "file://$W/s3-$b" --cache-dir "$W/cache-$b" push models/tiny "$W/tiny")
     rm -rf "$W/s3-$b"
   done
