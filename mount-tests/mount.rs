@@ -1384,7 +1384,7 @@ fn commit_carries_context() {
 
 // ---------------------------------------------------------------------------
 // 9. A deleted version leaves the mount within the refresh interval; a file
-//    already open keeps reading.
+//    already open keeps reading, through gc, within the grace period.
 
 #[test]
 fn deleted_version_leaves_the_mount() {
@@ -1421,17 +1421,25 @@ fn deleted_version_leaves_the_mount() {
         "x@1 still listed 10 s after rm: {:?}",
         names(&m.path("models"))
     );
-    // A fresh lookup of the deleted version fails at once.
-    assert_eq!(
-        fs::metadata(m.path("models/x@1.json"))
-            .unwrap_err()
-            .raw_os_error(),
-        Some(libc::ENOENT)
+    // Lookups of the deleted version fail once the kernel's entries expire
+    // (one refresh interval), the version directory's included.
+    for p in ["models/x@1.json", "models/x@1", "models/x@1/data.bin"] {
+        let gone = poll_until(Duration::from_secs(10), || {
+            fs::metadata(m.path(p)).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOENT)
+        });
+        assert!(gone.is_some(), "{p} still resolves 10 s after rm");
+    }
+    // gc now finds v1's data unreferenced, but its grace period has not
+    // passed: the descriptor opened before keeps reading it, to the end.
+    let gc = env.ok(&["gc", "--grace", "1h", "--json"]);
+    let rep: Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert!(
+        rep["store"]["dead_bytes"].as_u64().unwrap() >= d1.len() as u64,
+        "{rep}"
     );
-    // The descriptor opened before keeps reading it, to the end (nothing was
-    // collected: rm only writes the deletion record).
+    assert_eq!(rep["freed_bytes"], 0);
     assert_same_bytes(
-        "v1 via the old fd after rm",
+        "v1 via the old fd after rm and gc",
         &pread_range(&open_v1, 0, d1.len()).unwrap(),
         &d1,
     );

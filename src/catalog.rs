@@ -123,6 +123,43 @@ pub struct AssetKeys {
 }
 
 impl AssetKeys {
+    /// Adds one key, given relative to the asset's directory. Keys not
+    /// written by assetfs are ignored rather than fatal.
+    fn add(&mut self, rest: &str, key: &str) {
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["v", n] => {
+                if let Some(v) = n.parse::<u64>().ok().filter(|v| *v > 0) {
+                    self.claimed.insert(v);
+                }
+            }
+            ["d", n] => {
+                if let Some(v) = n.parse::<u64>().ok().filter(|v| *v > 0) {
+                    self.deleted.insert(v);
+                }
+            }
+            ["a", alias, seq] => {
+                let Ok(seq) = seq.parse::<u64>() else {
+                    return;
+                };
+                if validate_alias(alias).is_err() {
+                    return;
+                }
+                if self.alias_heads.get(*alias).is_none_or(|(s, _)| seq > *s) {
+                    self.alias_heads
+                        .insert(alias.to_string(), (seq, key.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        // A deletion record without its version record (hand-made) means nothing.
+        let claimed = &self.claimed;
+        self.deleted.retain(|v| claimed.contains(v));
+    }
+
     /// Live versions, ascending.
     pub fn live(&self) -> Vec<u64> {
         self.claimed.difference(&self.deleted).copied().collect()
@@ -188,39 +225,34 @@ impl Catalog {
         let dir = keys::asset_dir(asset);
         let mut out = AssetKeys::default();
         for (key, _) in self.store.list(&dir).await? {
-            let Some(rest) = key.strip_prefix(&dir).and_then(|r| r.strip_prefix('/')) else {
-                continue;
-            };
-            let parts: Vec<&str> = rest.split('/').collect();
-            // Keys not written by assetfs are ignored rather than fatal.
-            match parts.as_slice() {
-                ["v", n] => {
-                    if let Some(v) = n.parse::<u64>().ok().filter(|v| *v > 0) {
-                        out.claimed.insert(v);
-                    }
-                }
-                ["d", n] => {
-                    if let Some(v) = n.parse::<u64>().ok().filter(|v| *v > 0) {
-                        out.deleted.insert(v);
-                    }
-                }
-                ["a", alias, seq] => {
-                    let Ok(seq) = seq.parse::<u64>() else {
-                        continue;
-                    };
-                    if validate_alias(alias).is_err() {
-                        continue;
-                    }
-                    if out.alias_heads.get(*alias).is_none_or(|(s, _)| seq > *s) {
-                        out.alias_heads
-                            .insert(alias.to_string(), (seq, key.clone()));
-                    }
-                }
-                _ => {}
+            if let Some(rest) = key.strip_prefix(&dir).and_then(|r| r.strip_prefix('/')) {
+                out.add(rest, &key);
             }
         }
-        // A deletion record without its version record (hand-made) means nothing.
-        out.deleted.retain(|v| out.claimed.contains(v));
+        out.finish();
+        Ok(out)
+    }
+
+    /// Every asset's keys, from one recursive listing of `refs/` (gc).
+    pub async fn all_asset_keys(&self) -> Result<BTreeMap<AssetId, AssetKeys>> {
+        let mut out: BTreeMap<AssetId, AssetKeys> = BTreeMap::new();
+        for (key, _) in self.store.list(keys::REFS).await? {
+            let mut parts = key.splitn(4, '/');
+            let (Some("refs"), Some(kind), Some(name), Some(rest)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(kind), Ok(name)) = (kind.parse::<Kind>(), AssetName::parse(name)) else {
+                continue;
+            };
+            out.entry(AssetId { kind, name })
+                .or_default()
+                .add(rest, &key);
+        }
+        for k in out.values_mut() {
+            k.finish();
+        }
         Ok(out)
     }
 

@@ -166,6 +166,26 @@ enum Command {
         #[arg(long)]
         author: Option<String>,
     },
+    /// Delete versions retention rules let go, and reclaim what no live version uses
+    Gc {
+        /// Show what would go and what that frees; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Unreferenced data younger than this stays, and nothing is deleted
+        /// sooner than this after gc found it unreferenced (open files of
+        /// deleted versions keep reading), e.g. 24h, 30m, 0s
+        #[arg(long, default_value = "24h")]
+        grace: String,
+        /// Keep the newest N versions of each asset (deletes older ones)
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Keep versions created within DURATION (deletes older ones), e.g. 30d
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<String>,
+        /// Who deletes versions by retention (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
+        #[arg(long)]
+        author: Option<String>,
+    },
     /// Files and metadata that differ between two versions
     Diff { from: String, to: String },
     /// Re-fetch and re-hash every chunk of a version (all versions without REF)
@@ -662,6 +682,32 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 eprintln!("its data is reclaimed by `assetfs gc` once no live version shares it");
             }
         }
+        Command::Gc {
+            dry_run,
+            grace,
+            keep_last,
+            keep_within,
+            author,
+        } => {
+            let opts = assetfs::gc::GcOptions {
+                grace: parse_duration("--grace", grace)?,
+                keep_last: *keep_last,
+                keep_within: keep_within
+                    .as_deref()
+                    .map(|d| parse_duration("--keep-within", d))
+                    .transpose()?,
+                dry_run: *dry_run,
+                by: author.clone().unwrap_or_else(assetfs::meta::default_author),
+                cache_dir: cache_dir(&cli),
+                progress: !cli.json,
+            };
+            let rep = assetfs::gc::run(&catalog, &opts).await?;
+            if cli.json {
+                print_json(&rep);
+            } else {
+                print!("{}", gc_text(&rep));
+            }
+        }
         Command::Verify { reference } => {
             return verify(&catalog, reference.as_deref(), cli.json).await;
         }
@@ -728,6 +774,109 @@ fn push_options(cli: &Cli, commit: &CommitArgs) -> Result<PushOptions> {
     })
 }
 
+/// A duration flag: `30s`, `15m`, `24h`, `7d`, `1h 30m`.
+fn parse_duration(flag: &str, s: &str) -> Result<std::time::Duration> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        anyhow::anyhow!("invalid {flag} {s:?}: {e}; give a duration like 30s, 15m, 24h or 7d")
+    })
+}
+
+/// What `gc` did, for people.
+fn gc_text(r: &assetfs::gc::GcReport) -> String {
+    let would = if r.dry_run { "would " } else { "" };
+    let mut out = String::new();
+    if !r.deleted_versions.is_empty() {
+        out.push_str(&format!(
+            "gc: {would}delete {} version(s) by retention: {}\n",
+            r.deleted_versions.len(),
+            r.deleted_versions.join(", ")
+        ));
+    }
+    for s in r.swept.iter().filter(|s| s.packs + s.manifests > 0) {
+        out.push_str(&format!(
+            "gc: {}{} in {} pack(s) and {} manifest(s) (run {}){}\n",
+            if r.dry_run { "would free " } else { "freed " },
+            human_bytes(s.bytes),
+            s.packs,
+            s.manifests,
+            s.seq,
+            if s.kept_packs > 0 {
+                format!(
+                    "; {} condemned pack(s) kept: versions committed since use them",
+                    s.kept_packs
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    for p in &r.pending {
+        if p.waiting_for.is_empty() {
+            out.push_str(&format!(
+                "gc: run {} ({} pack(s), {}) is deleted by a gc after {}\n",
+                p.seq,
+                p.packs,
+                human_bytes(p.bytes),
+                p.sweep_after
+            ));
+        } else {
+            out.push_str(&format!(
+                "gc: run {} ({} pack(s), {}) waits for {} running writer(s) (sessions {})\n",
+                p.seq,
+                p.packs,
+                human_bytes(p.bytes),
+                p.waiting_for.len(),
+                p.waiting_for.join(", ")
+            ));
+        }
+    }
+    if let Some(m) = &r.marked {
+        let swept_now = r.swept.iter().any(|s| s.seq == m.seq && m.seq != 0);
+        if !swept_now && (m.packs > 0 || r.marked_manifests > 0) {
+            out.push_str(&format!(
+                "gc: {}{} pack(s) ({}) and {} manifest(s) no live version uses; a gc after {} deletes them\n",
+                if r.dry_run { "would mark " } else { "marked " },
+                m.packs,
+                human_bytes(m.bytes),
+                r.marked_manifests,
+                m.sweep_after
+            ));
+        }
+    }
+    if let Some(i) = &r.index {
+        out.push_str(&format!(
+            "gc: chunk index: {} chunks in {} shard(s) (generation {}), {} delta(s) absorbed\n",
+            i.chunks, i.shards, i.gen, i.deltas_absorbed
+        ));
+    }
+    let st = &r.store;
+    out.push_str(&format!(
+        "gc: store: {} live version(s); {} in {} pack(s), {} used by live versions, {} not ({} in packs no live version uses{})\n",
+        st.live_versions,
+        human_bytes(st.pack_bytes),
+        st.packs,
+        human_bytes(st.live_bytes),
+        human_bytes(st.dead_bytes),
+        human_bytes(st.dead_in_unused_packs),
+        if st.young_unused_packs > 0 {
+            format!(", of which {} in {} pack(s) younger than the grace period or still being written", human_bytes(st.young_unused_bytes), st.young_unused_packs)
+        } else {
+            String::new()
+        }
+    ));
+    if r.swept.is_empty()
+        && r.marked.as_ref().is_none_or(|m| m.packs == 0)
+        && r.deleted_versions.is_empty()
+    {
+        out.push_str(if r.dry_run {
+            "gc: nothing would be deleted\n"
+        } else {
+            "gc: nothing to delete\n"
+        });
+    }
+    out
+}
+
 fn print_outcome(out: &assetfs::push::PushOutcome, as_json: bool) {
     if as_json {
         print_json(&json!({
@@ -743,6 +892,8 @@ fn print_outcome(out: &assetfs::push::PushOutcome, as_json: bool) {
             "claim_retries": out.claim_retries,
             "files_read": out.files_read,
             "files_unchanged": out.files_unchanged,
+            "rescued_chunks": out.rescued_chunks,
+            "gc_rechecks": out.gc_rechecks,
         }));
     } else {
         println!("{}", out.reference);

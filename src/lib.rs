@@ -3,13 +3,15 @@
 //! Module map (see docs/architecture.md):
 //! - [`names`]: asset names, versions, aliases, references
 //! - [`store`]: object_store access, key layout, conditional-write self-check
-//! - [`chunker`], [`packer`]: content-defined chunks, packs, the chunk index
+//! - [`chunker`], [`packer`], [`chunk_index`]: content-defined chunks, packs, the bounded chunk index
+//! - [`session`], [`gc_records`]: writer sessions and gc's records, which let gc run while others push
 //! - [`hash_pipeline`], [`stat_cache`]: reading and hashing a push on all cores; skipping unchanged files
 //! - [`manifest`]: the version file tree and its compact, validated encoding
 //! - [`catalog`]: versions, aliases, deletion records and the commit protocol
 //! - [`remove`]: `rm`, deleting a version unless something still refers to it
 //! - [`meta`]: version metadata and the sidecar JSON
 //! - [`push`], [`get`], [`verify`], [`diff`]: the data commands
+//! - [`gc`]: retention, and reclaiming what no live version uses, safely while others push
 //! - [`fetch`]: verified, range-grouped chunk reads
 //! - [`context`], [`secrets`], [`schema`], [`npy`]: version context capture and checks
 //! - [`lineage`], [`history`], [`vtest`]: lineage queries, `log`, stored input/output tests
@@ -18,6 +20,7 @@ pub mod aws_profile;
 pub mod cache;
 pub mod catalog;
 pub mod catalog_cache;
+pub mod chunk_index;
 pub mod chunker;
 pub mod commit;
 pub mod context;
@@ -27,6 +30,8 @@ pub mod faults;
 pub mod fetch;
 pub mod fs;
 pub mod fsutil;
+pub mod gc;
+pub mod gc_records;
 pub mod get;
 pub mod hash_pipeline;
 pub mod history;
@@ -51,6 +56,7 @@ pub mod registry;
 pub mod remove;
 pub mod schema;
 pub mod secrets;
+pub mod session;
 pub mod staging;
 pub mod stat_cache;
 pub mod store;

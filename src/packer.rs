@@ -1,108 +1,29 @@
-//! Packing new chunks into pack objects, uploading them, and the chunk index
-//! that lets a push skip chunks the store already has.
+//! Packing new chunks into pack objects and uploading them.
 //!
 //! Many small chunks go into one pack (about [`PACK_TARGET`] bytes), so
 //! 100,000 small files cost tens of requests, not 100,000. Readers address a
 //! chunk by byte range of its pack. Each push that stores new chunks writes
-//! one index object (`indexes/<id>`: chunk hash -> pack, offset, length) after
-//! its packs, so a crash never leaves an index entry without its pack.
+//! one chunk index delta ([`crate::chunk_index`]) after its packs, so a crash
+//! never leaves an index entry without its pack. Packs and the delta are
+//! named with the writer's session id ([`crate::session`]), which is how gc
+//! knows whose they are.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::ids::{new_pack_id, random_id, to_hex, Hash, PackId};
+pub use crate::chunk_index::ChunkIndex;
+use crate::chunk_index::IndexEntry;
+use crate::ids::{to_hex, Hash, PackId};
 use crate::manifest::ChunkLocation;
+use crate::session::{pack_id_in, SessionId};
 use crate::store::{keys, Store, StoreError};
 
 pub const PACK_TARGET: usize = 16 << 20;
 const UPLOADS_IN_FLIGHT: usize = 4;
-
-#[derive(Serialize, Deserialize)]
-struct IndexEntry {
-    hash: Hash,
-    pack: PackId,
-    offset: u32,
-    len: u32,
-}
-
-/// Known chunks of a store: hash -> where it is.
-#[derive(Default)]
-pub struct ChunkIndex {
-    map: HashMap<Hash, ChunkLocation>,
-}
-
-impl ChunkIndex {
-    /// Loads every index object, caching them under `cache_dir/indexes`
-    /// (they are immutable, so a cached copy is always valid).
-    pub async fn load(store: &Store, cache_dir: Option<PathBuf>) -> Result<ChunkIndex, StoreError> {
-        let names = store.list(keys::INDEXES).await?;
-        let local = cache_dir.map(|d| d.join("indexes"));
-        if let Some(d) = &local {
-            let _ = std::fs::create_dir_all(d);
-        }
-        let blobs: Vec<Result<Bytes, StoreError>> = futures::stream::iter(names)
-            .map(|(key, _)| {
-                let local = local.clone();
-                async move {
-                    let name = key.rsplit('/').next().unwrap_or_default().to_string();
-                    let cached = local.as_ref().map(|d| d.join(&name));
-                    if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
-                        return Ok(Bytes::from(bytes));
-                    }
-                    let bytes = store.get(&key).await?;
-                    if let Some(p) = cached {
-                        // Best effort: a missing cache only costs a re-fetch.
-                        let _ = crate::fsutil::write_atomic(&p, &bytes);
-                    }
-                    Ok(bytes)
-                }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        let mut index = ChunkIndex::default();
-        for b in blobs {
-            let b = b?;
-            // An unreadable index only costs deduplication, never correctness.
-            match postcard::from_bytes::<Vec<IndexEntry>>(&b) {
-                Ok(entries) => {
-                    for e in entries {
-                        index.map.insert(
-                            e.hash,
-                            ChunkLocation {
-                                pack: e.pack,
-                                offset: e.offset,
-                                len: e.len,
-                            },
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!("ignoring unreadable chunk index: {e}"),
-            }
-        }
-        Ok(index)
-    }
-
-    pub fn get(&self, h: &Hash) -> Option<ChunkLocation> {
-        self.map.get(h).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
 
 /// Statistics of one push's uploads.
 #[derive(Debug, Default, Clone, Copy)]
@@ -119,6 +40,7 @@ pub struct Packer {
     store: Store,
     rt: Handle,
     index: ChunkIndex,
+    session: SessionId,
     cur_id: PackId,
     cur: Vec<u8>,
     new_entries: Vec<IndexEntry>,
@@ -128,12 +50,14 @@ pub struct Packer {
 }
 
 impl Packer {
-    pub fn new(store: Store, rt: Handle, index: ChunkIndex) -> Packer {
+    /// A packer whose packs are named in `session`.
+    pub fn new(store: Store, rt: Handle, index: ChunkIndex, session: SessionId) -> Packer {
         Packer {
             store,
             rt,
             index,
-            cur_id: new_pack_id(),
+            session,
+            cur_id: pack_id_in(&session),
             cur: Vec::with_capacity(PACK_TARGET + crate::chunker::MAX_CHUNK as usize),
             new_entries: vec![],
             uploads: JoinSet::new(),
@@ -171,7 +95,7 @@ impl Packer {
             len: data.len() as u32,
         };
         self.cur.extend_from_slice(data);
-        self.index.map.insert(hash, loc);
+        self.index.insert_new(hash, loc);
         self.new_entries.push(IndexEntry {
             hash,
             pack: loc.pack,
@@ -192,7 +116,7 @@ impl Packer {
             Vec::with_capacity(PACK_TARGET + crate::chunker::MAX_CHUNK as usize),
         );
         let key = keys::pack(&to_hex(&self.cur_id));
-        self.cur_id = new_pack_id();
+        self.cur_id = pack_id_in(&self.session);
         self.stats.packs += 1;
         // Waiting for a slot bounds memory to UPLOADS_IN_FLIGHT packs.
         let permit = self
@@ -230,11 +154,43 @@ impl Packer {
             }
             Ok::<_, StoreError>(())
         })?;
-        if !self.new_entries.is_empty() {
-            let body = postcard::to_stdvec(&self.new_entries).expect("index serialises");
-            let key = keys::index(&random_id());
-            self.rt.block_on(self.store.put(&key, Bytes::from(body)))?;
-        }
+        self.rt.block_on(crate::chunk_index::write_delta(
+            &self.store,
+            &self.session,
+            &self.new_entries,
+        ))?;
         Ok(self.stats)
+    }
+
+    /// Stores again a chunk that lives in a pack gc condemned: reused from
+    /// another pack if the index knows one, else copied (and verified) out of
+    /// the old pack. `NotFound` when that pack is already gone.
+    pub fn copy_chunk(
+        &mut self,
+        hash: Hash,
+        from: ChunkLocation,
+    ) -> Result<ChunkLocation, StoreError> {
+        if let Some(loc) = self.index.get(&hash) {
+            self.stats.chunks_reused += 1;
+            return Ok(loc);
+        }
+        let key = keys::pack(&to_hex(&from.pack));
+        let range = from.offset as u64..from.offset as u64 + from.len as u64;
+        let data = self
+            .rt
+            .block_on(self.store.get_ranges(&key, &[range]))?
+            .pop()
+            .unwrap_or_default();
+        if crate::ids::hash_bytes(&data) != hash {
+            return Err(StoreError::invalid(
+                &key,
+                format!(
+                    "chunk {} at offset {} does not match its hash",
+                    to_hex(&hash),
+                    from.offset
+                ),
+            ));
+        }
+        self.add(hash, &data)
     }
 }

@@ -36,6 +36,17 @@ impl Progress {
         }
     }
 
+    /// A counter of items (manifests read, objects deleted).
+    pub fn count(total: u64, label: &str, want: bool) -> Progress {
+        let p = Progress::bytes(total, label, want);
+        p.bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        p
+    }
+
     pub fn hidden() -> Progress {
         Progress::bytes(0, "", false)
     }

@@ -4,19 +4,24 @@
 //! manifest, and only then the version claim. A crash before the claim leaves
 //! unreferenced objects (reclaimed by `gc`), never a partial version.
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::gc_records::GuardStart;
 use crate::hash_pipeline::{hash_files, Event, Job, Stamp};
 use crate::ids::Hash;
+use crate::ids::{to_hex, PackId};
 use crate::manifest::{ChunkLocation, ManifestBuilder};
 use crate::meta::{MetaError, MetaInput};
 use crate::names::{validate_alias, AssetId, NameError, Reference, Selector};
 use crate::packer::{ChunkIndex, PackStats, Packer};
 use crate::progress::Progress;
+use crate::session::Session;
 use crate::stat_cache::{Known, StatCache};
 use crate::store::StoreError;
 
@@ -46,6 +51,10 @@ pub enum PushError {
         #[source]
         source: CatalogError,
     },
+    #[error("{path}: its bytes were in pack {pack}, which gc has deleted (the version it came from was deleted and collected); nothing was committed")]
+    Collected { path: String, pack: String },
+    #[error("gc condemned packs this commit uses {0} times while it ran; nothing was committed, try again")]
+    GcRace(u32),
     #[error(transparent)]
     Name(#[from] NameError),
     #[error(transparent)]
@@ -84,6 +93,12 @@ pub struct PushOutcome {
     /// Local files read and hashed, and those the stat cache vouched for.
     pub files_read: u64,
     pub files_unchanged: u64,
+    /// Chunks stored again because gc condemned the packs they were in
+    /// while this commit ran (or before, for unchanged staging files).
+    pub rescued_chunks: u64,
+    /// Extra looks at gc's records before the claim (condemned references
+    /// found, or a heartbeat gone stale).
+    pub gc_rechecks: u32,
 }
 
 /// Checks that a reference names an asset for a new version (`x` or `x@staging`).
@@ -174,58 +189,217 @@ pub async fn commit_tree(
     // Log path, stored tests and (features) schema summary, against the tree.
     crate::context::check_tree(&mut opts.meta, catalog, &asset, &items, opts.base).await?;
     catalog.store().check_conditional_writes().await?;
-    let index = ChunkIndex::load(catalog.store(), opts.cache_dir.clone()).await?;
-
-    let store = catalog.store().clone();
-    let rt = Handle::current();
-    let progress = opts.progress;
-    let cache_dir = opts.cache_dir.clone();
-    let (built, stats) = tokio::task::spawn_blocking(move || {
-        let mut packer = Packer::new(store, rt, index);
-        // Without a cache directory (library callers, tests) every file is read.
-        let mut stat_cache = match cache_dir.as_deref().map(StatCache::open) {
-            Some(Ok(c)) => Some(c),
-            Some(Err(e)) => {
-                tracing::warn!("{e}; reading every file");
-                None
-            }
-            None => None,
-        };
-        let built = build_tree(items, &mut packer, progress, stat_cache.as_mut())?;
-        let stats = packer.finish()?;
-        Ok::<_, PushError>((built, stats))
-    })
-    .await
-    .expect("push worker panicked")?;
-
-    let Built {
-        builder,
-        files,
-        total,
-        read: files_read,
-        unchanged: files_unchanged,
-    } = built;
-    let mut meta = opts.meta.build(&asset, files, total)?;
-    if let Some(base) = opts.base {
-        meta.insert("base".into(), base.into());
-    }
-    let manifest = builder.finish(serde_json::to_string(&meta).expect("meta serialises"));
-    let hash = catalog.put_manifest(&manifest).await?;
-    let (version, claim_retries) = catalog.claim_version_counted(&asset, &hash, &meta).await?;
+    let what = if opts.base.is_some() {
+        "commit"
+    } else {
+        "push"
+    };
+    let session = Session::start(catalog.store(), what).await?;
+    let done = commit_in_session(catalog, &asset, items, &opts, &session).await;
+    // Claimed or failed: the session ends either way (a crash leaves it to expire).
+    session.end().await;
+    let c = done?;
     for a in &opts.aliases {
-        catalog.set_alias(&asset, a, version).await?;
+        catalog.set_alias(&asset, a, c.version).await?;
     }
     Ok(PushOutcome {
-        reference: asset.at(version),
-        version,
-        manifest: hash,
-        files,
-        total_bytes: total,
-        stats,
-        claim_retries,
-        files_read,
-        files_unchanged,
+        reference: asset.at(c.version),
+        version: c.version,
+        manifest: c.manifest,
+        files: c.files,
+        total_bytes: c.total,
+        stats: c.stats,
+        claim_retries: c.claim_retries,
+        rescued_chunks: c.rescued,
+        gc_rechecks: c.rechecks,
+        files_read: c.files_read,
+        files_unchanged: c.files_unchanged,
     })
+}
+
+/// Attempts at a commit whose references gc condemned while it ran.
+const MAX_ATTEMPTS: u32 = 5;
+
+struct Committed {
+    version: u64,
+    manifest: String,
+    files: u64,
+    total: u64,
+    stats: PackStats,
+    claim_retries: u32,
+    rescued: u64,
+    rechecks: u32,
+    files_read: u64,
+    files_unchanged: u64,
+}
+
+/// Stores the tree and claims the version, inside a writer session. Packs
+/// gc has condemned are never referenced: deduplication skips them, chunks of
+/// unchanged files that live in them are copied, and if gc condemns a pack
+/// this commit uses while it runs, the commit stores those chunks again
+/// before it claims (docs/storage-format.md, "Why gc never deletes what a
+/// version uses").
+async fn commit_in_session(
+    catalog: &Catalog,
+    asset: &AssetId,
+    items: Vec<TreeItem>,
+    opts: &PushOptions,
+    session: &Session,
+) -> Result<Committed, PushError> {
+    let store = catalog.store().clone();
+    // gc records first, then the index generation (see GuardStart).
+    let start = GuardStart::list(&store, opts.cache_dir.clone()).await?;
+    let index = ChunkIndex::open(&store, opts.cache_dir.clone()).await?;
+    let mut guard = start.with_gen(index.gen_info()).await?;
+    index.avoid(guard.forbidden_packs());
+    if index.worth_prefetching(expected_chunks(&items)) {
+        index.prefetch_all().await?;
+    }
+    let mut stats = PackStats::default();
+    let (mut rescued, mut rechecks) = (0u64, 0u32);
+    for attempt in 1..=MAX_ATTEMPTS {
+        let avoid = guard.forbidden_packs();
+        let (store2, rt, idx, items2) = (
+            store.clone(),
+            Handle::current(),
+            index.clone(),
+            items.clone(),
+        );
+        let (progress, sid) = (opts.progress && attempt == 1, session.id());
+        let cache_dir = opts.cache_dir.clone();
+        let (built, s, r) = tokio::task::spawn_blocking(move || {
+            let mut packer = Packer::new(store2, rt, idx, sid);
+            let mut items = items2;
+            let rescued = rescue_stored(&mut items, &mut packer, &avoid)?;
+            // Without a cache directory (library callers, tests) every file is read.
+            let mut stat_cache = match cache_dir.as_deref().map(StatCache::open) {
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    tracing::warn!("{e}; reading every file");
+                    None
+                }
+                None => None,
+            };
+            let built = build_tree(items, &mut packer, progress, stat_cache.as_mut())?;
+            let stats = packer.finish()?;
+            Ok::<_, PushError>((built, stats, rescued))
+        })
+        .await
+        .expect("push worker panicked")?;
+        let Built {
+            builder,
+            files,
+            total,
+            read: files_read,
+            unchanged: files_unchanged,
+        } = built;
+        stats.chunks_new += s.chunks_new;
+        stats.bytes_new += s.bytes_new;
+        stats.packs += s.packs;
+        stats.chunks_reused = s.chunks_reused;
+        rescued += r;
+
+        let mut meta = opts.meta.build(asset, files, total)?;
+        if let Some(base) = opts.base {
+            meta.insert("base".into(), base.into());
+        }
+        let manifest = builder.finish(serde_json::to_string(&meta).expect("meta serialises"));
+        let referenced: HashSet<PackId> = manifest.packs.iter().copied().collect();
+        let hash = catalog.put_manifest(&manifest).await?;
+        // Heartbeat, then look at gc's records; claim only while that
+        // heartbeat is fresh (a writer that stalled looks again).
+        let verdict = loop {
+            session.beat().await?;
+            let v = guard
+                .check(&session.id(), &referenced, &hash, |p| index.vouches(p))
+                .await?;
+            if session.fresh() {
+                break v;
+            }
+            rechecks += 1;
+        };
+        if verdict.clear() {
+            let (version, claim_retries) =
+                catalog.claim_version_counted(asset, &hash, &meta).await?;
+            return Ok(Committed {
+                version,
+                manifest: hash,
+                files,
+                total,
+                stats,
+                claim_retries,
+                rescued,
+                rechecks,
+                files_read,
+                files_unchanged,
+            });
+        }
+        rechecks += 1;
+        let bad: Vec<PackId> = verdict
+            .condemned
+            .iter()
+            .chain(&verdict.missing)
+            .copied()
+            .collect();
+        // Chunks of this attempt that lived in those packs: the next one stores them again.
+        rescued += manifest
+            .chunks
+            .iter()
+            .filter(|c| bad.contains(&manifest.packs[c.pack as usize]))
+            .count() as u64;
+        if verdict.manifest_condemned {
+            // A writer that stalled past gc: a new creation time gives a new manifest.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        tracing::info!(
+            attempt,
+            packs = bad.len(),
+            "gc condemned packs this commit uses while it ran; storing those chunks again"
+        );
+        guard.also_forbid(bad.iter().copied());
+        index.avoid(bad);
+    }
+    Err(PushError::GcRace(MAX_ATTEMPTS))
+}
+
+/// Roughly how many chunks the local files hold (for the prefetch decision).
+fn expected_chunks(items: &[TreeItem]) -> u64 {
+    items
+        .iter()
+        .map(|i| match i {
+            TreeItem::Local { size, .. } => (size / crate::chunker::AVG_CHUNK as u64).max(1),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Chunks of unchanged files (staging) that live in packs gc condemned are
+/// copied into this commit's packs. Returns how many were copied.
+fn rescue_stored(
+    items: &mut [TreeItem],
+    packer: &mut Packer,
+    avoid: &HashSet<PackId>,
+) -> Result<u64, PushError> {
+    let mut n = 0;
+    for item in items.iter_mut() {
+        let TreeItem::Stored { path, chunks, .. } = item else {
+            continue;
+        };
+        for (hash, loc) in chunks.iter_mut() {
+            if !avoid.contains(&loc.pack) {
+                continue;
+            }
+            *loc = packer.copy_chunk(*hash, *loc).map_err(|e| match e {
+                StoreError::NotFound { .. } => PushError::Collected {
+                    path: path.clone(),
+                    pack: to_hex(&loc.pack),
+                },
+                e => PushError::Store(e),
+            })?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Walks `dir` into tree items (no file is read yet).

@@ -61,6 +61,16 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// An object as a listing shows it. `modified_ms` is the store's own clock
+/// (milliseconds since the Unix epoch), so ages computed from it never
+/// depend on the clocks of the nodes that wrote the objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified_ms: i64,
+}
+
 /// A handle on one catalog in an object store, under an optional prefix.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -367,6 +377,17 @@ impl Store {
         }
     }
 
+    /// The same store (prefix and URL) through a wrapper of its backend,
+    /// e.g. one that injects faults or delays (tests).
+    pub fn wrapped(&self, f: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Store {
+        Store {
+            inner: f(self.inner.clone()),
+            prefix: self.prefix.clone(),
+            url: self.url.clone(),
+            local: self.local.clone(),
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -518,6 +539,49 @@ impl Store {
             .collect())
     }
 
+    /// Like [`Store::list`], with each object's modification time.
+    pub async fn list_info(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let p = self.path(prefix);
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&p))
+            .try_collect()
+            .await
+            .map_err(self.backend(prefix))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| ObjectInfo {
+                key: self.strip(m.location.as_ref()).to_string(),
+                size: m.size,
+                modified_ms: m.last_modified.timestamp_millis(),
+            })
+            .collect())
+    }
+
+    /// The object's size and modification time, or `None` when it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        match self.inner.head(&self.path(key)).await {
+            Ok(m) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: m.size,
+                modified_ms: m.last_modified.timestamp_millis(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.backend(key)(e)),
+        }
+    }
+
+    /// The store's clock now (ms since the epoch): the modification time of
+    /// a probe object written for the purpose, then deleted.
+    pub async fn now_ms(&self) -> Result<i64> {
+        let key = format!("probe/clock-{}", crate::ids::random_id());
+        self.put(&key, Bytes::from_static(b"clock")).await?;
+        let info = self.head(&key).await?;
+        self.delete(&key).await?;
+        info.map(|i| i.modified_ms)
+            .ok_or(StoreError::NotFound { key })
+    }
+
     /// The immediate "subdirectories" under `prefix`, as bare names.
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         let p = self.path(prefix);
@@ -654,6 +718,20 @@ fn url_typo(url: &str) -> Option<String> {
     ))
 }
 
+impl StoreError {
+    /// An error of assetfs's own about an object (unreadable content).
+    pub fn invalid(key: &str, why: String) -> StoreError {
+        StoreError::Backend {
+            key: key.to_string(),
+            source: Box::new(object_store::Error::Generic {
+                store: "assetfs",
+                source: why.into(),
+            }),
+            hint: String::new(),
+        }
+    }
+}
+
 /// The key layout. Immutable objects are named by content hash or a random
 /// id; only `refs/` keys are claimed with create-if-absent.
 pub mod keys {
@@ -687,6 +765,32 @@ pub mod keys {
     pub fn alias(a: &AssetId, alias: &str, seq: u64) -> String {
         format!("refs/{}/{}/a/{alias}/{seq:020}", a.kind, a.name)
     }
+    /// A writer's session (see [`crate::session`]): exists while it runs.
+    pub fn session(id: &str) -> String {
+        format!("sessions/{id}")
+    }
+    pub const SESSIONS: &str = "sessions";
+    /// gc's records of run `seq` (see [`crate::gc_records`]): `mark`, `wait`,
+    /// `sweep`, `done`.
+    pub fn gc_record(seq: u64, what: &str) -> String {
+        format!("gc/{seq:020}/{what}")
+    }
+    pub const GC: &str = "gc";
+    /// The compacted chunk index written by gc run `gen` (see [`crate::chunk_index`]).
+    pub fn index_gen_dir(gen: u64) -> String {
+        format!("chunkindex/{gen:020}")
+    }
+    pub fn index_shard(gen: u64, shard: u32) -> String {
+        format!("chunkindex/{gen:020}/{shard:04x}")
+    }
+    pub fn index_gen_file(gen: u64, what: &str) -> String {
+        format!("chunkindex/{gen:020}/{what}")
+    }
+    pub const INDEX_GENS: &str = "chunkindex";
+    pub const MANIFESTS: &str = "manifests";
+    pub const PACKS: &str = "packs";
+    pub const REFS: &str = "refs";
+    pub const PROBES: &str = "probe";
     /// Everything the catalog keeps about one asset (versions, deletions, aliases).
     pub fn asset_dir(a: &AssetId) -> String {
         format!("refs/{}/{}", a.kind, a.name)

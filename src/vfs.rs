@@ -511,7 +511,9 @@ impl Vfs {
             }
             Node::VersionRoot(vs) => {
                 self.manifest(&vs).await?;
-                Ok(self.dir_attr(ino, FOREVER, self.created(&vs)))
+                // Its name is looked up again each refresh interval, so a
+                // deleted version stops resolving (its contents stay cached).
+                Ok(self.dir_attr(ino, self.cfg.refresh, self.created(&vs)))
             }
             Node::Entry(vs, i) => {
                 let m = self.manifest(&vs).await?;
@@ -756,8 +758,10 @@ impl Vfs {
             Node::Root | Node::KindDir(_) | Node::Misc(Misc::Alias(..)) => {
                 self.getattr(e.ino).await?
             }
+            // Like `getattr`: the name of a version is good for one refresh
+            // interval (it may be deleted).
             Node::VersionRoot(vs) => match vs.created.get() {
-                Some(t) => self.dir_attr(e.ino, FOREVER, *t),
+                Some(t) => self.dir_attr(e.ino, self.cfg.refresh, *t),
                 None => unknown(FileKind::Dir, 0, 0o755),
             },
             Node::Misc(Misc::Sidecar(asset, v)) => {
