@@ -113,12 +113,18 @@ struct AsmState {
     done: Option<futures::channel::oneshot::Sender<Result<Bytes, ReadError>>>,
 }
 
+type Writing = Arc<Mutex<HashMap<Hash, Bytes>>>;
+
 /// Where chunk bytes come from, with caching and single-flight.
 pub struct ChunkSource {
     store: Store,
     disk: Arc<DiskCache>,
     mem: Mutex<Mem>,
     inflight: Mutex<HashMap<Hash, Pending>>,
+    /// Verified chunks handed to the disk-cache writer and not yet written:
+    /// still served from here, so a chunk that left `mem` meanwhile is never
+    /// fetched twice. Bounded by the writer's queue.
+    writing: Writing,
     timeout: Duration,
     cfg: ReadConfig,
     budget: Arc<Semaphore>,
@@ -153,8 +159,9 @@ impl ChunkSource {
     ) -> Arc<ChunkSource> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Hash, Bytes)>(cfg.write_queue.max(1));
         let pending_writes: Arc<AtomicUsize> = Arc::default();
+        let writing: Writing = Arc::default();
         {
-            let (disk, pending) = (disk.clone(), pending_writes.clone());
+            let (disk, pending, writing) = (disk.clone(), pending_writes.clone(), writing.clone());
             // Ends when the source (the only sender) is dropped.
             std::thread::Builder::new()
                 .name("cache-writer".into())
@@ -163,6 +170,7 @@ impl ChunkSource {
                         if let Err(e) = disk.put(&h, &data) {
                             tracing::warn!("cache write failed: {e}");
                         }
+                        writing.lock().expect("writing").remove(&h);
                         pending.fetch_sub(1, Ordering::SeqCst);
                     }
                 })
@@ -176,6 +184,7 @@ impl ChunkSource {
                 bytes: 0,
             }),
             inflight: Mutex::new(HashMap::new()),
+            writing,
             timeout,
             budget: Arc::new(Semaphore::new(cfg.budget as usize)),
             disk_reads: Arc::new(Semaphore::new(cfg.disk_parallel.max(1))),
@@ -211,8 +220,13 @@ impl ChunkSource {
         self.disk.flush_counters();
     }
 
+    /// A verified chunk held in memory: recently read, or waiting for the
+    /// disk-cache writer.
     fn mem_get(&self, h: &Hash) -> Option<Bytes> {
-        self.mem.lock().expect("mem lock").lru.get(h).cloned()
+        if let Some(b) = self.mem.lock().expect("mem lock").lru.get(h) {
+            return Some(b.clone());
+        }
+        self.writing.lock().expect("writing").get(h).cloned()
     }
 
     fn mem_put(&self, h: Hash, data: Bytes) {
@@ -234,6 +248,7 @@ impl ChunkSource {
     pub fn has(&self, h: &Hash) -> bool {
         self.inflight.lock().expect("inflight").contains_key(h)
             || self.mem.lock().expect("mem lock").lru.contains(h)
+            || self.writing.lock().expect("writing").contains_key(h)
             || self.disk.contains(h)
     }
 
@@ -491,10 +506,16 @@ impl ChunkSource {
             // Counted before any reader has it, so `flush_writes` after a
             // read always waits for that read's chunks.
             self.pending_writes.fetch_add(1, Ordering::SeqCst);
+            // Held until written, before it stops being in flight.
+            self.writing
+                .lock()
+                .expect("writing")
+                .insert(a.c.hash, data.clone());
         }
         self.inflight.lock().expect("inflight").remove(&a.c.hash);
         let _ = tx.send(r);
         if ok && self.writes.send((a.c.hash, data)).await.is_err() {
+            self.writing.lock().expect("writing").remove(&a.c.hash);
             self.pending_writes.fetch_sub(1, Ordering::SeqCst);
         }
     }
