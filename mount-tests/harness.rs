@@ -143,6 +143,7 @@ const SCRUB: &[&str] = &[
     "ASSETFS_ONLY",
     "ASSETFS_REFRESH",
     "ASSETFS_TIMEOUT",
+    "ASSETFS_MANIFEST_CACHE",
     "NOTIFY_SOCKET",
 ];
 

@@ -351,6 +351,12 @@ impl Catalog {
 
     /// Loads a manifest and checks its bytes against the hash it is named by.
     pub async fn manifest(&self, hash: &str) -> Result<Manifest> {
+        let bytes = self.manifest_bytes(hash).await?;
+        decode_manifest(hash, &bytes)
+    }
+
+    /// A manifest's encoded bytes, checked against its hash (not decoded).
+    pub async fn manifest_bytes(&self, hash: &str) -> Result<bytes::Bytes> {
         let bytes = self.store.get(&keys::manifest(hash)).await?;
         let actual = to_hex(blake3::hash(&bytes).as_bytes());
         if actual != hash {
@@ -359,10 +365,7 @@ impl Catalog {
                 why: format!("its bytes hash to {actual}"),
             });
         }
-        Manifest::decode(&bytes).map_err(|e| CatalogError::CorruptManifest {
-            hash: hash.to_string(),
-            why: e.to_string(),
-        })
+        Ok(bytes)
     }
 
     /// Current alias targets, by alias name. An alias can point at a
@@ -618,4 +621,12 @@ impl Catalog {
         }
         Ok(side)
     }
+}
+
+/// Decodes manifest bytes already checked against `hash`.
+pub fn decode_manifest(hash: &str, bytes: &[u8]) -> Result<Manifest> {
+    Manifest::decode(bytes).map_err(|e| CatalogError::CorruptManifest {
+        hash: hash.to_string(),
+        why: e.to_string(),
+    })
 }

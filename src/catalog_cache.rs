@@ -89,8 +89,11 @@ impl CatalogCache {
             tracing::warn!("dropping corrupt cached manifest {hash}");
             let _ = std::fs::remove_file(&path);
         }
-        let m = self.catalog.manifest(hash).await?;
-        self.save(&path, &m.encode());
+        // Saved as fetched (hash-checked, then decoded to validate it), not
+        // re-encoded: re-encoding a large manifest costs memory and time.
+        let bytes = self.catalog.manifest_bytes(hash).await?;
+        let m = crate::catalog::decode_manifest(hash, &bytes)?;
+        self.save(&path, &bytes);
         Ok(Arc::new(m))
     }
 

@@ -252,6 +252,11 @@ pub struct MountArgs {
     /// How long an uncached read waits for the store before failing with EIO
     #[arg(long, default_value = "30s", env = "ASSETFS_TIMEOUT")]
     pub timeout: String,
+    /// Bound on the memory of version manifests kept decoded, e.g. 160M
+    /// (the least recently used are dropped and reloaded from the local
+    /// metadata cache when needed again)
+    #[arg(long, default_value = "160M", env = "ASSETFS_MANIFEST_CACHE")]
+    pub manifest_cache: String,
     /// Mount options, comma-separated: any flag above with `_` or `-` between words
     /// (allow_other,uid=1000,cache_size=20G), plus cache_dir= and store=; mount(8)
     /// and systemd options (rw, nofail, _netdev, x-systemd.*) are ignored
@@ -1057,16 +1062,15 @@ async fn ls_files(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()>
     let m = catalog.manifest(&rec.manifest).await?;
     if as_json {
         let rows: Vec<Value> = m
-            .entries
-            .iter()
+            .entries()
             .map(|e| {
                 json!({
-                    "path": &*e.path,
+                    "path": e.path,
                     "type": format!("{:?}", e.kind).to_lowercase(),
                     "mode": format!("{:o}", e.mode),
                     "size": e.size,
                     "blake3": (e.kind == assetfs::manifest::EntryKind::File).then(|| assetfs::ids::to_hex(&e.hash)),
-                    "target": e.target.as_deref(),
+                    "target": e.target,
                 })
             })
             .collect();
@@ -1075,7 +1079,7 @@ async fn ls_files(catalog: &Catalog, r: &Reference, as_json: bool) -> Result<()>
         use std::io::Write;
         // One write per line would dominate for a million-file version.
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        for e in &m.entries {
+        for e in m.entries() {
             let suffix = match (&e.kind, &e.target) {
                 (assetfs::manifest::EntryKind::Dir, _) => "/".to_string(),
                 (_, Some(t)) => format!(" -> {t}"),

@@ -93,6 +93,7 @@ fn mount_inner(
             .map_err(|e| anyhow!("--only: {e}"))?,
         refresh: parse_duration("--refresh", &args.refresh)?,
         timeout: parse_duration("--timeout", &args.timeout)?,
+        manifest_cache: parse_size(&args.manifest_cache).map_err(anyhow::Error::msg)?,
     };
     if let Some(r) = &cfg.only {
         if r.selector == assetfs::names::Selector::Staging {

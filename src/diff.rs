@@ -67,17 +67,18 @@ pub async fn diff(catalog: &Catalog, a: &Reference, b: &Reference) -> Result<Dif
 pub fn diff_files(a: &Manifest, b: &Manifest) -> Vec<FileChange> {
     let mut out = vec![];
     let (mut i, mut j) = (0, 0);
-    let change = |path: &str, change, old: Option<&Entry>, new: Option<&Entry>| FileChange {
-        path: path.to_string(),
-        change,
-        old_size: old.map(|e| e.size),
-        new_size: new.map(|e| e.size),
-    };
+    let change =
+        |path: &str, change, old: Option<&Entry<'_>>, new: Option<&Entry<'_>>| FileChange {
+            path: path.to_string(),
+            change,
+            old_size: old.map(|e| e.size),
+            new_size: new.map(|e| e.size),
+        };
     // Both entry lists are sorted by path: a merge walk.
-    while i < a.entries.len() || j < b.entries.len() {
-        let ea = a.entries.get(i);
-        let eb = b.entries.get(j);
-        match (ea, eb) {
+    while i < a.len() || j < b.len() {
+        let ea = a.get_entry(i);
+        let eb = b.get_entry(j);
+        match (ea.as_ref(), eb.as_ref()) {
             (Some(x), Some(y)) if x.path == y.path => {
                 let what = if x.kind != y.kind {
                     Some("type")
@@ -91,21 +92,21 @@ pub fn diff_files(a: &Manifest, b: &Manifest) -> Vec<FileChange> {
                     None
                 };
                 if let Some(w) = what {
-                    out.push(change(&x.path, w, Some(x), Some(y)));
+                    out.push(change(x.path, w, Some(x), Some(y)));
                 }
                 i += 1;
                 j += 1;
             }
             (Some(x), Some(y)) if x.path < y.path => {
-                out.push(change(&x.path, "removed", Some(x), None));
+                out.push(change(x.path, "removed", Some(x), None));
                 i += 1;
             }
             (Some(x), None) => {
-                out.push(change(&x.path, "removed", Some(x), None));
+                out.push(change(x.path, "removed", Some(x), None));
                 i += 1;
             }
             (_, Some(y)) => {
-                out.push(change(&y.path, "added", None, Some(y)));
+                out.push(change(y.path, "added", None, Some(y)));
                 j += 1;
             }
             (None, None) => unreachable!(),

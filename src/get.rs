@@ -75,17 +75,17 @@ pub async fn get(
     // Directories are checked now (none may be a symlink or a file) but
     // created only once every chunk has arrived, so a failed get leaves no
     // skeleton of the version behind.
-    for e in m.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        check_dir(&dest.join(&*e.path))?;
+    for e in m.entries().filter(|e| e.kind == EntryKind::Dir) {
+        check_dir(&dest.join(e.path))?;
     }
 
     // Which files need fetching, and where each needed chunk goes.
     let mut needed = vec![];
-    for (i, e) in m.entries.iter().enumerate() {
+    for (i, e) in m.entries().enumerate() {
         if e.kind != EntryKind::File {
             continue;
         }
-        let path = dest.join(&*e.path);
+        let path = dest.join(e.path);
         if already_there(&path, e.size, &e.hash).map_err(io(&path))? {
             fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & 0o777))
                 .map_err(io(&path))?;
@@ -107,14 +107,14 @@ pub async fn get(
     let mut remaining: HashMap<usize, u32> = HashMap::new();
     let mut open: HashMap<usize, File> = HashMap::new();
     for &i in &needed {
-        let e = &m.entries[i];
+        let e = m.entry(i);
         if e.chunk_count == 0 {
             let p = tmp_path(i);
             File::create(&p).map_err(io(&p))?;
         }
         remaining.insert(i, e.chunk_count);
         let mut off = 0u64;
-        for c in m.chunks_of(e) {
+        for c in m.chunks_of(&e) {
             let t = targets.entry((c.pack, c.offset)).or_default();
             if t.is_empty() {
                 to_fetch.push(*c);
@@ -155,12 +155,12 @@ pub async fn get(
     bar.finish();
 
     // Everything arrived and verified: create directories, move files into place.
-    for e in m.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        ensure_dir(&dest.join(&*e.path))?;
+    for e in m.entries().filter(|e| e.kind == EntryKind::Dir) {
+        ensure_dir(&dest.join(e.path))?;
     }
     for &i in &needed {
-        let e = &m.entries[i];
-        let (from, to) = (tmp_path(i), dest.join(&*e.path));
+        let e = m.entry(i);
+        let (from, to) = (tmp_path(i), dest.join(e.path));
         fs::set_permissions(&from, fs::Permissions::from_mode(e.mode & 0o777))
             .map_err(io(&from))?;
         if to.symlink_metadata().is_ok_and(|md| md.is_dir()) {
@@ -172,17 +172,17 @@ pub async fn get(
     write_symlinks(&m, dest)?;
     // Directory modes last, deepest first, so a read-only directory does not
     // block writing its contents.
-    for e in m.entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
-        let p = dest.join(&*e.path);
+    for e in m.entries().rev().filter(|e| e.kind == EntryKind::Dir) {
+        let p = dest.join(e.path);
         fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o777)).map_err(io(&p))?;
     }
     Ok(out)
 }
 
 fn write_symlinks(m: &Manifest, dest: &Path) -> Result<(), GetError> {
-    for e in m.entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
-        let p = dest.join(&*e.path);
-        let target = e.target.as_deref().unwrap_or_default();
+    for e in m.entries().filter(|e| e.kind == EntryKind::Symlink) {
+        let p = dest.join(e.path);
+        let target = e.target.unwrap_or_default();
         match p.symlink_metadata() {
             Ok(md) if md.is_dir() => return Err(GetError::InTheWay(p)),
             Ok(md) if md.file_type().is_symlink() => {

@@ -73,6 +73,8 @@ pub struct MountConfig {
     pub only: Option<crate::names::Reference>,
     pub refresh: Duration,
     pub timeout: Duration,
+    /// Bound on decoded manifests kept in memory (bytes).
+    pub manifest_cache: u64,
 }
 
 pub use crate::registry::unescape_mountinfo;
@@ -199,6 +201,7 @@ pub async fn prepare(store: Store, cfg: &MountConfig) -> Result<(Arc<Vfs>, Strin
         staging_home: (!cfg.read_only && cfg.only.is_none()).then(crate::store::data_home),
         owner: cfg.owner,
         only: cfg.only.clone(),
+        manifest_cache: cfg.manifest_cache,
     };
     let status;
     let vfs = match failure {

@@ -80,6 +80,7 @@ fn reader(f: &Fixture, cache: &std::path::Path, cfg: ReadConfig, bps: u64) -> Re
             staging_home: None,
             owner: crate::perms::Ownership::current(),
             only: None,
+            manifest_cache: crate::vfs::DEFAULT_MANIFEST_CACHE,
         },
     );
     Reader { vfs, slow }
@@ -203,12 +204,8 @@ async fn reads_across_pack_boundaries() {
     let tmp = tempfile::TempDir::new().unwrap();
     let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
     let m = r.manifest().await;
-    let e = m
-        .entries
-        .iter()
-        .find(|e| e.path.ends_with("big.bin"))
-        .unwrap();
-    let chunks = m.chunks_of(e);
+    let e = m.entries().find(|e| e.path.ends_with("big.bin")).unwrap();
+    let chunks = m.chunks_of(&e);
     // File offsets where the next chunk lies in another pack.
     let mut off = 0u64;
     let mut boundaries = vec![];

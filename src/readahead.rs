@@ -230,7 +230,7 @@ fn neighbours(source: &Arc<ChunkSource>, m: &Arc<Manifest>, e: &Entry) -> Vec<(P
 pub async fn read_range(
     source: &Arc<ChunkSource>,
     m: &Arc<Manifest>,
-    e: &Entry,
+    e: &Entry<'_>,
     map: &ChunkMap,
     offset: u64,
     len: u64,

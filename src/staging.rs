@@ -241,10 +241,10 @@ impl Staging {
             let mut st = tx.prepare(
                 "INSERT INTO nodes (parent, name, kind, mode, size, base, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for (i, e) in m.entries.iter().enumerate() {
+            for (i, e) in m.entries().enumerate() {
                 let (parent, name) = match e.path.rsplit_once('/') {
                     Some((p, n)) => (*ids.get(p).unwrap_or(&(ROOT as i64)), n),
-                    None => (ROOT as i64, &*e.path),
+                    None => (ROOT as i64, e.path),
                 };
                 let base = (e.kind == EntryKind::File).then_some(i as i64);
                 st.execute(params![
@@ -254,10 +254,10 @@ impl Staging {
                     e.mode as i64,
                     e.size as i64,
                     base,
-                    e.target.as_deref()
+                    e.target
                 ])?;
                 if e.kind == EntryKind::Dir {
-                    ids.insert(&e.path, tx.last_insert_rowid());
+                    ids.insert(e.path, tx.last_insert_rowid());
                 }
             }
             drop(st);
@@ -837,9 +837,9 @@ impl Staging {
                 },
                 (EntryKind::File, Content::Base(i)) => {
                     let m = base.ok_or(StagingError::Invalid("base manifest missing"))?;
-                    let e = &m.entries[i as usize];
+                    let e = m.entry(i as usize);
                     let chunks = m
-                        .chunks_of(e)
+                        .chunks_of(&e)
                         .iter()
                         .map(|c| {
                             (
@@ -882,9 +882,7 @@ impl Staging {
             let change = match old {
                 None => Some("added"),
                 Some(e)
-                    if e.kind != n.kind
-                        || e.mode != n.mode
-                        || e.target.as_deref() != n.target.as_deref() =>
+                    if e.kind != n.kind || e.mode != n.mode || e.target != n.target.as_deref() =>
                 {
                     Some("modified")
                 }
@@ -901,8 +899,8 @@ impl Staging {
             }
         }
         if let Some(m) = base {
-            for e in &m.entries {
-                if !seen.contains(&*e.path) {
+            for e in m.entries() {
+                if !seen.contains(e.path) {
                     out.push(Change {
                         path: e.path.to_string(),
                         change: "deleted",

@@ -103,18 +103,68 @@ pub struct VfsConfig {
     /// `--only`: show this version (or the version this alias or `latest`
     /// points at, followed at each refresh) at the root instead of the catalog.
     pub only: Option<crate::names::Reference>,
+    /// Bound on the memory of decoded manifests kept for reuse (bytes).
+    pub manifest_cache: u64,
 }
 
-/// A committed version that the mount has looked at.
+/// A committed version that the mount has looked at. Its inode numbers
+/// (`slot << 32 | index`) stay valid while its manifest comes and goes from
+/// the manifest cache: entries are sorted, so a reloaded manifest numbers
+/// them the same way.
 pub struct VersionSlot {
     pub slot: u32,
     pub asset: AssetId,
     pub version: u64,
-    manifest: OnceCell<Arc<Manifest>>,
     created: OnceCell<SystemTime>,
+    /// The manifest while anyone holds it (the cache, an open file), so a
+    /// version evicted from the cache but still open is not loaded twice.
+    held: Mutex<std::sync::Weak<Manifest>>,
+    /// One load at a time per version.
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// A version's manifest with what the mount derives from it.
+pub(crate) struct Loaded {
+    pub(crate) manifest: Arc<Manifest>,
     /// Directory entry index (u32::MAX for the version root) -> child indices.
     children: Mutex<HashMap<u32, Arc<Vec<u32>>>>,
 }
+
+impl Loaded {
+    /// Bytes counted against the manifest cache: the manifest, plus room for
+    /// its directories' child lists (4 bytes per entry at most).
+    fn cost(&self) -> usize {
+        self.manifest.mem_bytes() + 4 * self.manifest.len()
+    }
+}
+
+/// Manifests of versions recently used, bounded in bytes (least recently
+/// used first out; the last one used always stays, whatever its size).
+struct ManifestCache {
+    lru: lru::LruCache<u32, Arc<Loaded>>,
+    bytes: usize,
+    limit: usize,
+    evicted: u64,
+}
+
+impl ManifestCache {
+    fn insert(&mut self, slot: u32, l: Arc<Loaded>) {
+        self.bytes += l.cost();
+        if let Some(old) = self.lru.put(slot, l) {
+            self.bytes -= old.cost();
+        }
+        while self.bytes > self.limit && self.lru.len() > 1 {
+            if let Some((_, old)) = self.lru.pop_lru() {
+                self.bytes -= old.cost();
+                self.evicted += 1;
+            }
+        }
+    }
+}
+
+/// Default bound of the manifest cache: a 1,000,000-file version's manifest
+/// (about 100 MiB in memory) fits.
+pub const DEFAULT_MANIFEST_CACHE: u64 = 160 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Misc {
@@ -158,6 +208,7 @@ pub struct Vfs {
     pub(crate) cfg: VfsConfig,
     pub(crate) staging: crate::vfs_staging::StagingTable,
     slots: RwLock<Vec<Arc<VersionSlot>>>,
+    manifests: Mutex<ManifestCache>,
     slot_ids: Mutex<HashMap<(AssetId, u64), u32>>,
     misc: RwLock<Vec<Misc>>,
     misc_ids: Mutex<HashMap<Misc, u64>>,
@@ -177,11 +228,18 @@ fn kind_ino(k: Kind) -> u64 {
 
 impl Vfs {
     pub fn new(meta: CatalogCache, source: Arc<ChunkSource>, cfg: VfsConfig) -> Vfs {
+        let manifest_limit = usize::try_from(cfg.manifest_cache).unwrap_or(usize::MAX);
         Vfs {
             meta,
             source,
             cfg,
             slots: RwLock::new(vec![]),
+            manifests: Mutex::new(ManifestCache {
+                lru: lru::LruCache::unbounded(),
+                bytes: 0,
+                limit: manifest_limit,
+                evicted: 0,
+            }),
             slot_ids: Mutex::new(HashMap::new()),
             misc: RwLock::new(vec![]),
             misc_ids: Mutex::new(HashMap::new()),
@@ -295,7 +353,7 @@ impl Vfs {
     /// a file of the version itself.
     async fn only_sidecar_name(&self, vs: &Arc<VersionSlot>) -> Result<String> {
         let m = self.manifest(vs).await?;
-        let taken = |n: &str| m.entries.binary_search_by(|e| (*e.path).cmp(n)).is_ok();
+        let taken = |n: &str| m.find(n).is_some();
         let mut name = ".assetfs.json".to_string();
         let mut i = 0;
         while taken(&name) {
@@ -382,9 +440,9 @@ impl Vfs {
             slot,
             asset: asset.clone(),
             version,
-            manifest: OnceCell::new(),
             created: OnceCell::new(),
-            children: Mutex::new(HashMap::new()),
+            held: Mutex::new(std::sync::Weak::new()),
+            loading: tokio::sync::Mutex::new(()),
         });
         slots.push(vs.clone());
         ids.insert((asset.clone(), version), slot);
@@ -433,29 +491,63 @@ impl Vfs {
     }
 
     async fn manifest(&self, vs: &VersionSlot) -> Result<Arc<Manifest>> {
-        let m = vs
-            .manifest
-            .get_or_try_init(|| async {
-                let rec = self.meta.record(&vs.asset, vs.version).await?;
-                let created = rec
-                    .meta
-                    .get("created")
-                    .and_then(|c| c.as_str())
-                    .and_then(|c| {
-                        time::OffsetDateTime::parse(
-                            c,
-                            &time::format_description::well_known::Rfc3339,
-                        )
-                        .ok()
-                    })
-                    .map(SystemTime::from)
-                    .unwrap_or(self.mounted_at);
-                let _ = vs.created.set(created);
-                let m = self.meta.manifest(&rec.manifest).await?;
-                Ok::<_, VfsError>(m)
+        Ok(self.loaded(vs).await?.manifest.clone())
+    }
+
+    /// A version's manifest: from the manifest cache, from whoever still
+    /// holds it, or loaded again (from the node's catalog cache on disk,
+    /// else the store).
+    pub(crate) async fn loaded(&self, vs: &VersionSlot) -> Result<Arc<Loaded>> {
+        if let Some(l) = self.cached(vs) {
+            return Ok(l);
+        }
+        let _gate = vs.loading.lock().await;
+        if let Some(l) = self.cached(vs) {
+            return Ok(l);
+        }
+        let rec = self.meta.record(&vs.asset, vs.version).await?;
+        let created = rec
+            .meta
+            .get("created")
+            .and_then(|c| c.as_str())
+            .and_then(|c| {
+                time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
             })
-            .await?;
-        Ok(m.clone())
+            .map(SystemTime::from)
+            .unwrap_or(self.mounted_at);
+        let _ = vs.created.set(created);
+        let m = self.meta.manifest(&rec.manifest).await?;
+        *vs.held.lock().expect("held lock") = Arc::downgrade(&m);
+        let l = Arc::new(Loaded {
+            manifest: m,
+            children: Mutex::new(HashMap::new()),
+        });
+        self.manifests
+            .lock()
+            .expect("manifests lock")
+            .insert(vs.slot, l.clone());
+        Ok(l)
+    }
+
+    fn cached(&self, vs: &VersionSlot) -> Option<Arc<Loaded>> {
+        let mut c = self.manifests.lock().expect("manifests lock");
+        if let Some(l) = c.lru.get(&vs.slot) {
+            return Some(l.clone());
+        }
+        // Evicted but still held (an open file): back into the cache.
+        let m = vs.held.lock().expect("held lock").upgrade()?;
+        let l = Arc::new(Loaded {
+            manifest: m,
+            children: Mutex::new(HashMap::new()),
+        });
+        c.insert(vs.slot, l.clone());
+        Some(l)
+    }
+
+    /// Manifests in the cache, their bytes, and how many were evicted.
+    pub fn manifest_cache_stats(&self) -> (usize, usize, u64) {
+        let c = self.manifests.lock().expect("manifests lock");
+        (c.lru.len(), c.bytes, c.evicted)
     }
 
     /// The manifest of the version that `ino` (its directory or a file in
@@ -517,8 +609,8 @@ impl Vfs {
             }
             Node::Entry(vs, i) => {
                 let m = self.manifest(&vs).await?;
-                let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
-                Ok(entry_attr(ino, e, self.created(&vs)))
+                let e = m.get_entry(i as usize).ok_or(VfsError::NotFound)?;
+                Ok(entry_attr(ino, &e, self.created(&vs)))
             }
             Node::Misc(Misc::Sidecar(asset, v)) => {
                 let bytes = self.sidecar(&asset, v).await?;
@@ -682,18 +774,19 @@ impl Vfs {
         let path = match dir {
             None => name.to_string(),
             Some(i) => {
-                let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
+                let e = m.get_entry(i as usize).ok_or(VfsError::NotFound)?;
                 if e.kind != EntryKind::Dir {
                     return Err(VfsError::NotDir);
                 }
                 format!("{}/{name}", e.path)
             }
         };
-        let idx = m
-            .entries
-            .binary_search_by(|e| (*e.path).cmp(path.as_str()))
-            .map_err(|_| VfsError::NotFound)?;
-        self.getattr(entry_ino(vs, idx as u32)).await
+        let idx = m.find(&path).ok_or(VfsError::NotFound)?;
+        Ok(entry_attr(
+            entry_ino(vs, idx as u32),
+            &m.entry(idx),
+            self.created(vs),
+        ))
     }
 
     /// Up to `limit` children of a directory, starting at index `offset`.
@@ -860,38 +953,25 @@ impl Vfs {
         offset: usize,
         mut add: impl FnMut(&str, &Attr) -> bool,
     ) -> Result<()> {
-        let m = self.manifest(vs).await?;
+        let l = self.loaded(vs).await?;
+        let m = &l.manifest;
         let key = dir.unwrap_or(u32::MAX);
-        let cached = vs
-            .children
-            .lock()
-            .expect("children lock")
-            .get(&key)
-            .cloned();
+        let cached = l.children.lock().expect("children lock").get(&key).cloned();
         let children = match cached {
             Some(c) => c,
             None => {
                 let prefix = match dir {
                     None => String::new(),
                     Some(i) => {
-                        let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
+                        let e = m.get_entry(i as usize).ok_or(VfsError::NotFound)?;
                         if e.kind != EntryKind::Dir {
                             return Err(VfsError::NotDir);
                         }
                         format!("{}/", e.path)
                     }
                 };
-                // Entries sharing a prefix are contiguous in sorted order.
-                let start = m.entries.partition_point(|e| *e.path < *prefix);
-                let kids: Vec<u32> = m.entries[start..]
-                    .iter()
-                    .enumerate()
-                    .take_while(|(_, e)| e.path.starts_with(&prefix))
-                    .filter(|(_, e)| !e.path[prefix.len()..].contains('/'))
-                    .map(|(j, _)| (start + j) as u32)
-                    .collect();
-                let kids = Arc::new(kids);
-                vs.children
+                let kids = Arc::new(direct_children(m, &prefix));
+                l.children
                     .lock()
                     .expect("children lock")
                     .insert(key, kids.clone());
@@ -900,9 +980,9 @@ impl Vfs {
         };
         let mtime = self.created(vs);
         for &i in children.iter().skip(offset) {
-            let e = &m.entries[i as usize];
-            let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-            if add(name, &entry_attr(entry_ino(vs, i), e, mtime)) {
+            let e = m.entry(i as usize);
+            let name = e.path.rsplit('/').next().unwrap_or(e.path);
+            if add(name, &entry_attr(entry_ino(vs, i), &e, mtime)) {
                 break;
             }
         }
@@ -914,11 +994,8 @@ impl Vfs {
             Node::Misc(Misc::Alias(asset, alias)) => self.alias_target(&asset, &alias).await,
             Node::Entry(vs, i) => {
                 let m = self.manifest(&vs).await?;
-                let e = &m.entries[i as usize];
-                e.target
-                    .as_deref()
-                    .map(str::to_string)
-                    .ok_or(VfsError::NotSymlink)
+                let e = m.get_entry(i as usize).ok_or(VfsError::NotFound)?;
+                e.target.map(str::to_string).ok_or(VfsError::NotSymlink)
             }
             Node::Staging(slot, id) => slot.st()?.get(id)?.target.ok_or(VfsError::NotSymlink),
             _ => Err(VfsError::NotSymlink),
@@ -937,13 +1014,13 @@ impl Vfs {
         let file = match self.node(ino)? {
             Node::Entry(vs, i) => {
                 let m = self.manifest(&vs).await?;
-                let e = m.entries.get(i as usize).ok_or(VfsError::NotFound)?;
+                let e = m.get_entry(i as usize).ok_or(VfsError::NotFound)?;
                 match e.kind {
                     EntryKind::Dir => return Err(VfsError::IsDir),
                     EntryKind::Symlink => return Err(VfsError::NotFound),
                     EntryKind::File => {}
                 }
-                let map = ChunkMap::new(&m, e);
+                let map = ChunkMap::new(&m, &e);
                 OpenFile::Version {
                     manifest: m.clone(),
                     idx: i,
@@ -1033,9 +1110,9 @@ impl Vfs {
                 map,
                 readahead,
             } => {
-                let e = &manifest.entries[*idx as usize];
+                let e = manifest.entry(*idx as usize);
                 let (off, len) = (offset, size as u64);
-                Ok(read_range(&self.source, manifest, e, map, off, len, Some(readahead)).await?)
+                Ok(read_range(&self.source, manifest, &e, map, off, len, Some(readahead)).await?)
             }
             OpenFile::Staging { slot, id, .. } => self.staging_read(slot, *id, offset, size).await,
         }
@@ -1048,7 +1125,7 @@ impl Vfs {
         match self.node(ino)? {
             Node::Entry(vs, i) => {
                 let m = self.manifest(&vs).await?;
-                let e = &m.entries[i as usize];
+                let e = m.get_entry(i as usize).ok_or(VfsError::NotFound)?;
                 if e.kind != EntryKind::File {
                     return Err(VfsError::NoAttr);
                 }
@@ -1067,8 +1144,32 @@ impl Vfs {
     }
 }
 
+/// Indices of the entries directly under `prefix` (`""` or `"dir/"`).
+/// Entries sharing a prefix are contiguous in sorted order; a subdirectory's
+/// own entries are skipped by binary search, so listing a directory costs its
+/// children, not its descendants.
+fn direct_children(m: &Manifest, prefix: &str) -> Vec<u32> {
+    let mut kids = vec![];
+    let mut i = m.first_at_or_after(prefix);
+    while i < m.len() {
+        let path = m.path(i);
+        let Some(rest) = path.strip_prefix(prefix) else {
+            break;
+        };
+        match rest.find('/') {
+            None => {
+                kids.push(i as u32);
+                i += 1;
+            }
+            // Below a child directory: jump past "<child>/..." ('0' follows '/').
+            Some(k) => i = m.first_at_or_after(&format!("{}0", &path[..prefix.len() + k])),
+        }
+    }
+    kids
+}
+
 /// A version entry's attributes: immutable, so cached by the kernel forever.
-fn entry_attr(ino: u64, e: &crate::manifest::Entry, mtime: SystemTime) -> Attr {
+fn entry_attr(ino: u64, e: &crate::manifest::Entry<'_>, mtime: SystemTime) -> Attr {
     Attr {
         ino,
         kind: match e.kind {
@@ -1128,6 +1229,7 @@ mod tests {
                 staging_home: None,
                 owner: crate::perms::Ownership::current(),
                 only: None,
+                manifest_cache: DEFAULT_MANIFEST_CACHE,
             },
         );
         (vfs, big)
@@ -1203,5 +1305,131 @@ mod tests {
         assert_eq!(names, ["a.txt", "link", "w"]);
         let link = vfs.lookup(v1.ino, "link").await.unwrap();
         assert_eq!(vfs.readlink(link.ino).await.unwrap(), "a.txt");
+    }
+
+    /// Several versions opened one after another under a manifest cache
+    /// that holds one: the others are evicted, yet an open file keeps
+    /// reading, and an inode of an evicted version still resolves (its
+    /// manifest reloaded from this node's catalog cache, with the store
+    /// down).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn manifests_evicted_under_a_small_bound_stay_usable() {
+        use std::sync::atomic::Ordering;
+        let tmp = tempfile::TempDir::new().unwrap();
+        let faulty =
+            crate::faults::FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
+        let faults = faulty.faults.clone();
+        let store = Store::from_object_store(Arc::new(faulty), "memory://evict");
+        let catalog = Catalog::new(store.clone());
+        let r = Reference::parse("models/m").unwrap();
+        let mut contents = vec![];
+        for v in 1..=4u32 {
+            let src = tmp.path().join(format!("src{v}"));
+            std::fs::create_dir_all(src.join("d")).unwrap();
+            for i in 0..200 {
+                std::fs::write(src.join(format!("d/f{i:03}")), format!("v{v} file {i}")).unwrap();
+            }
+            let big: Vec<u8> = (0..2_500_000u32).map(|i| (i * v % 253) as u8).collect();
+            std::fs::write(src.join("big.bin"), &big).unwrap();
+            push(&catalog, &r, &src, PushOptions::default())
+                .await
+                .unwrap();
+            contents.push(big);
+        }
+        let disk = Arc::new(DiskCache::open(&tmp.path().join("cache"), 1 << 30).unwrap());
+        let source = ChunkSource::new(store, disk, Duration::from_secs(5));
+        let meta = CatalogCache::new(catalog, &tmp.path().join("cache"));
+        let vfs = Vfs::new(
+            meta,
+            source,
+            VfsConfig {
+                refresh: Duration::from_secs(3600),
+                staging_home: None,
+                owner: crate::perms::Ownership::current(),
+                only: None,
+                manifest_cache: 1,
+            },
+        );
+        let models = vfs.lookup(ROOT, "models").await.unwrap();
+        let read_all = |fh: u64, size: u64| {
+            let vfs = &vfs;
+            async move {
+                let mut got = vec![];
+                while (got.len() as u64) < size {
+                    let b = vfs.read(fh, got.len() as u64, 1 << 20).await.unwrap();
+                    assert!(!b.is_empty());
+                    got.extend_from_slice(&b);
+                }
+                got
+            }
+        };
+        // Version 1's file stays open while the others are used.
+        let v1 = vfs.lookup(models.ino, "m@1").await.unwrap();
+        let big1 = vfs.lookup(v1.ino, "big.bin").await.unwrap();
+        let fh1 = vfs.open(big1.ino, libc::O_RDONLY, 1).await.unwrap();
+        let mut inos = vec![];
+        for v in 2..=4usize {
+            let root = vfs.lookup(models.ino, &format!("m@{v}")).await.unwrap();
+            let d = vfs.lookup(root.ino, "d").await.unwrap();
+            assert_eq!(vfs.readdir(d.ino, 0, 1000).await.unwrap().len(), 200);
+            let f = vfs.lookup(d.ino, "f123").await.unwrap();
+            let fh = vfs.open(f.ino, libc::O_RDONLY, 1).await.unwrap();
+            assert_eq!(
+                &vfs.read(fh, 0, 100).await.unwrap()[..],
+                format!("v{v} file 123").as_bytes()
+            );
+            vfs.release(fh);
+            let big = vfs.lookup(root.ino, "big.bin").await.unwrap();
+            let fh = vfs.open(big.ino, libc::O_RDONLY, 1).await.unwrap();
+            assert!(
+                read_all(fh, big.size).await == contents[v - 1],
+                "v{v} big.bin"
+            );
+            vfs.release(fh);
+            inos.push((v, root.ino, f.ino, big.ino));
+        }
+        let (cached, _, evicted) = vfs.manifest_cache_stats();
+        assert_eq!(cached, 1, "the bound holds one manifest");
+        assert!(evicted >= 3, "{evicted} evictions");
+        // The open file of an evicted version reads on.
+        assert!(
+            read_all(fh1, big1.size).await == contents[0],
+            "v1 through its open handle"
+        );
+        vfs.release(fh1);
+
+        // Store down: evicted versions come back from the node's catalog cache.
+        faults.down.store(true, Ordering::Relaxed);
+        let before = faults.requests.load(Ordering::Relaxed);
+        for (v, root, f, big) in inos {
+            let a = vfs.getattr(f).await.unwrap();
+            assert_eq!(a.size, format!("v{v} file 123").len() as u64);
+            assert_eq!(vfs.getattr(big).await.unwrap().size, 2_500_000);
+            let names: Vec<String> = vfs
+                .readdir(root, 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert_eq!(names, ["big.bin", "d"]);
+            let fh = vfs.open(f, libc::O_RDONLY, 1).await.unwrap();
+            // Chunks are in the disk cache from the reads above.
+            assert_eq!(
+                &vfs.read(fh, 0, 100).await.unwrap()[..],
+                format!("v{v} file 123").as_bytes()
+            );
+            vfs.release(fh);
+        }
+        assert!(vfs.manifest_cache_stats().2 >= 5);
+        assert_eq!(
+            faults.requests.load(Ordering::Relaxed),
+            before,
+            "reloads came from the node's caches, not the store"
+        );
+        assert!(matches!(
+            vfs.getattr((99u64 << 32) | 1).await,
+            Err(VfsError::NotFound)
+        ));
     }
 }

@@ -253,12 +253,12 @@ impl Vfs {
                 .staging_base(slot)
                 .await?
                 .ok_or(VfsError::Invalid("staging has no base manifest".into()))?;
-            let e = &m.entries[i as usize];
-            for c in m.chunks_of(e) {
+            let e = m.entry(i as usize);
+            for c in m.chunks_of(&e) {
                 let data = match self.source.chunk(m.packs[c.pack as usize], *c).await {
                     Ok(d) => d,
                     Err(err) => {
-                        self.explain_base_failure(slot, &e.path).await;
+                        self.explain_base_failure(slot, e.path).await;
                         return Err(err.into());
                     }
                 };
@@ -319,12 +319,12 @@ impl Vfs {
                     .staging_base(slot)
                     .await?
                     .ok_or(VfsError::Invalid("staging has no base manifest".into()))?;
-                let e = &m.entries[i as usize];
-                let map = ChunkMap::new(&m, e);
-                match read_range(&self.source, &m, e, &map, offset, size as u64, None).await {
+                let e = m.entry(i as usize);
+                let map = ChunkMap::new(&m, &e);
+                match read_range(&self.source, &m, &e, &map, offset, size as u64, None).await {
                     Ok(b) => Ok(b),
                     Err(err) => {
-                        self.explain_base_failure(slot, &e.path).await;
+                        self.explain_base_failure(slot, e.path).await;
                         Err(err.into())
                     }
                 }

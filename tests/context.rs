@@ -929,7 +929,7 @@ fn commit_path_summarises_stored_files_and_reuses_the_base_summary() {
             size: e.size,
             hash: e.hash,
             chunks: m
-                .chunks_of(e)
+                .chunks_of(&e)
                 .iter()
                 .map(|c| {
                     (

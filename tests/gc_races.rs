@@ -331,7 +331,7 @@ async fn unchanged_files_of_a_deleted_base(b: Backend) {
             size: e.size,
             hash: e.hash,
             chunks: m
-                .chunks_of(e)
+                .chunks_of(&e)
                 .iter()
                 .map(|c| {
                     (
