@@ -34,6 +34,7 @@ pub fn errno(e: &VfsError) -> c_int {
         VfsError::NotSymlink => libc::EINVAL,
         VfsError::ReadOnly => libc::EROFS,
         VfsError::NoAttr => libc::ENODATA,
+        VfsError::XattrNamespace => libc::EOPNOTSUPP,
         VfsError::BadHandle => libc::EBADF,
         VfsError::Read(_) => libc::EIO,
         VfsError::Catalog(CatalogError::NoSuchVersion { .. })

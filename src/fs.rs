@@ -90,6 +90,18 @@ impl std::fmt::Display for Negotiated {
 pub struct Protocol {
     /// Offer FUSE passthrough to the kernel (when it supports it and we may).
     pub passthrough: bool,
+    /// How listings carry attributes (READDIRPLUS).
+    pub readdirplus: ReaddirPlus,
+}
+
+/// READDIRPLUS: adaptive (the kernel's AUTO mode with short first replies
+/// until stats follow listings, see `vfs::PlusPolicy`), always, or never.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReaddirPlus {
+    #[default]
+    Auto,
+    Always,
+    Off,
 }
 
 pub struct AssetFs {
@@ -125,6 +137,20 @@ impl AssetFs {
             gid: owner.gid,
             protocol,
             negotiated: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Runs a metadata request's task: polled once right here, on the
+    /// session thread, so a request that needs no I/O (its manifest is in
+    /// memory) is answered without a hop to the runtime, which on a small
+    /// machine costs more than the work; one that would wait continues on
+    /// the runtime. Writes and reads always go to the runtime.
+    fn run_inline(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut fut = Box::pin(fut);
+        let _runtime = self.rt.enter();
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        if fut.as_mut().poll(&mut cx).is_pending() {
+            self.rt.spawn(fut);
         }
     }
 
@@ -176,6 +202,13 @@ impl Filesystem for AssetFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let offered = config.capabilities();
         let mut flags = wanted() & offered;
+        match self.protocol.readdirplus {
+            ReaddirPlus::Always => flags &= !InitFlags::FUSE_READDIRPLUS_AUTO,
+            ReaddirPlus::Auto => {}
+            ReaddirPlus::Off => {
+                flags &= !(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO)
+            }
+        }
         // Backing files (the disk cache) sit on a plain filesystem: depth 1.
         if self.protocol.passthrough
             && offered.contains(InitFlags::FUSE_PASSTHROUGH)
@@ -224,7 +257,7 @@ impl Filesystem for AssetFs {
         let Some(name) = name_str(name) else {
             return reply.error(Errno::ENOENT);
         };
-        self.rt.spawn(async move {
+        self.run_inline(async move {
             match vfs.lookup(parent.0, &name).await {
                 Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), GEN),
                 Err(e) => reply.error(err(&e)),
@@ -234,7 +267,7 @@ impl Filesystem for AssetFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        self.rt.spawn(async move {
+        self.run_inline(async move {
             match vfs.getattr(ino.0).await {
                 Ok(a) => reply.attr(&a.ttl, &to_fuse(&a, uid, gid)),
                 Err(e) => reply.error(err(&e)),
@@ -244,7 +277,7 @@ impl Filesystem for AssetFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let vfs = self.vfs.clone();
-        self.rt.spawn(async move {
+        self.run_inline(async move {
             match vfs.readlink(ino.0).await {
                 Ok(t) => reply.data(t.as_bytes()),
                 Err(e) => reply.error(err(&e)),
@@ -255,7 +288,8 @@ impl Filesystem for AssetFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let vfs = self.vfs.clone();
         let pid = req.pid();
-        self.rt.spawn(async move {
+        let staging = self.vfs.is_staging(ino.0);
+        let task = async move {
             let ino = ino.0;
             match vfs.open(ino, flags.0, pid).await {
                 // Versions are immutable: keep the page cache across opens. A
@@ -268,7 +302,13 @@ impl Filesystem for AssetFs {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
                 Err(e) => reply.error(err(&e)),
             }
-        });
+        };
+        // Opening a staging file may copy it up or wait for the disk.
+        if staging {
+            self.rt.spawn(task);
+        } else {
+            self.run_inline(task);
+        }
     }
 
     fn read(
@@ -328,7 +368,7 @@ impl Filesystem for AssetFs {
         mut reply: ReplyDirectory,
     ) {
         let vfs = self.vfs.clone();
-        self.rt.spawn(async move {
+        self.run_inline(async move {
             let mut next = offset;
             let r = vfs
                 .readdir_plus(ino.0, offset as usize, |name, a| {
@@ -352,10 +392,17 @@ impl Filesystem for AssetFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        self.rt.spawn(async move {
+        let limit = match self.protocol.readdirplus {
+            ReaddirPlus::Auto => self.vfs.readdirplus_limit(ino.0, offset as usize),
+            _ => usize::MAX,
+        };
+        self.run_inline(async move {
             let mut next = offset;
             let r = vfs
                 .readdir_plus(ino.0, offset as usize, |name, a| {
+                    if (next - offset) as usize >= limit {
+                        return true;
+                    }
                     next += 1;
                     reply.add(
                         INodeNo(a.ino),
@@ -377,7 +424,7 @@ impl Filesystem for AssetFs {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let vfs = self.vfs.clone();
         let name = name.to_string_lossy().into_owned();
-        self.rt.spawn(async move {
+        self.run_inline(async move {
             match vfs.getxattr(ino.0, &name).await {
                 Ok(v) => reply_xattr(reply, size, &v),
                 Err(e) => reply.error(err(&e)),
@@ -387,7 +434,7 @@ impl Filesystem for AssetFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let vfs = self.vfs.clone();
-        self.rt.spawn(async move {
+        self.run_inline(async move {
             match vfs.listxattr(ino.0).await {
                 Ok(v) => reply_xattr(reply, size, &v),
                 Err(e) => reply.error(err(&e)),
@@ -566,14 +613,12 @@ impl Filesystem for AssetFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let vfs = self.vfs.clone();
-        let data = data.to_vec();
-        self.rt.spawn(async move {
-            match vfs.write(fh.0, offset, &data).await {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        // A `pwrite` into the page cache: done here, on the request's own
+        // buffer (no copy, no hop to the runtime), like a local write.
+        match self.vfs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(err(&e)),
+        }
     }
 
     fn create(

@@ -548,7 +548,8 @@ impl Manifest {
 
     /// Decodes and validates untrusted bytes. The body is inflated and
     /// parsed as a stream, straight into the compact form: neither the
-    /// inflated bytes nor a per-entry wire form are held in memory.
+    /// inflated bytes nor a per-entry wire form are held in memory (only a
+    /// window of a few hundred KiB).
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if bytes.len() < 6 || &bytes[..4] != MAGIC {
             return Err(ManifestError::Magic);
@@ -560,24 +561,64 @@ impl Manifest {
         use std::io::Read;
         let dec = zstd::stream::read::Decoder::new(&bytes[6..])
             .map_err(|e| ManifestError::Corrupt(e.to_string()))?;
-        let mut reader = std::io::BufReader::with_capacity(64 << 10, dec.take(MAX_DECODED as u64));
-        // Scratch for one string at a time (the metadata JSON is the largest);
-        // zeroed lazily by the allocator, so only what is used is touched.
-        let mut scratch = vec![0u8; MAX_STRING];
-        let flavor = postcard::de_flavors::io::io::IOReader::new(&mut reader, &mut scratch);
-        let mut de = postcard::Deserializer::from_flavor(flavor);
-        let mut m = serde::de::DeserializeSeed::deserialize(WireSeed, &mut de).map_err(|e| {
-            ManifestError::Corrupt(format!(
-                "{e} (truncated, damaged, or a string over {} MiB)",
-                MAX_STRING >> 20
-            ))
-        })?;
-        let mut rest = [0u8; 1];
-        if reader
-            .read(&mut rest)
-            .map_err(|e| ManifestError::Corrupt(format!("zstd: {e}")))?
-            != 0
-        {
+        let mut w = Window::new(dec.take(MAX_DECODED as u64));
+        let mut m = Manifest {
+            meta_json: w.string()?,
+            ..Manifest::default()
+        };
+        let n = w.len()?;
+        m.packs.reserve(n.min(MAX_RESERVE));
+        for _ in 0..n {
+            m.packs.push(w.next::<PackId>()?);
+        }
+        let n = w.len()?;
+        m.recs.reserve(n.min(MAX_RESERVE));
+        let mut next_chunk: u64 = 0;
+        let mut path = String::new();
+        for _ in 0..n {
+            w.entry(|e| {
+                let corrupt = |s: &str| ManifestError::Corrupt(s.to_string());
+                let shared = e.shared as usize;
+                if shared > path.len() || !path.is_char_boundary(shared) {
+                    return Err(corrupt("bad path prefix"));
+                }
+                path.truncate(shared);
+                path.push_str(e.suffix);
+                let kind = match e.kind {
+                    0 => EntryKind::Dir,
+                    1 => EntryKind::File,
+                    2 => EntryKind::Symlink,
+                    _ => return Err(corrupt("unknown entry kind")),
+                };
+                let first = next_chunk;
+                next_chunk += e.chunk_count as u64;
+                if next_chunk > u32::MAX as u64 {
+                    return Err(corrupt("chunk list out of range"));
+                }
+                // A directory's or link's stray hash was always ignored.
+                let hash = if kind == EntryKind::File {
+                    e.hash
+                } else {
+                    None
+                };
+                m.push(
+                    &path,
+                    kind,
+                    e.mode,
+                    e.size,
+                    hash,
+                    first as u32,
+                    e.chunk_count,
+                    e.target,
+                )
+            })?;
+        }
+        let n = w.len()?;
+        m.chunks.reserve(n.min(MAX_RESERVE));
+        for _ in 0..n {
+            m.chunks.push(w.next::<ChunkRef>()?);
+        }
+        if !w.at_end()? {
             return Err(ManifestError::Corrupt("trailing bytes".into()));
         }
         m.recs.shrink_to_fit();
@@ -666,146 +707,121 @@ impl Manifest {
     }
 }
 
-/// Largest single string (metadata JSON, path suffix, link target) a
-/// manifest may carry.
-const MAX_STRING: usize = 64 << 20;
-
-/// Deserialises the wire form (format 1) straight into a compact [`Manifest`].
-struct WireSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for WireSeed {
-    type Value = Manifest;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Manifest, D::Error> {
-        d.deserialize_struct(
-            "Wire",
-            &["meta_json", "packs", "entries", "chunks"],
-            WireVisitor,
-        )
-    }
-}
-
-struct WireVisitor;
-
-impl<'de> serde::de::Visitor<'de> for WireVisitor {
-    type Value = Manifest;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an assetfs manifest body")
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Manifest, A::Error> {
-        use serde::de::Error;
-        let missing = || A::Error::custom("manifest body ends early");
-        let mut m = Manifest {
-            meta_json: seq.next_element()?.ok_or_else(missing)?,
-            packs: seq.next_element()?.ok_or_else(missing)?,
-            ..Manifest::default()
-        };
-        seq.next_element_seed(EntriesSeed(&mut m))?
-            .ok_or_else(missing)?;
-        seq.next_element_seed(ChunksSeed(&mut m.chunks))?
-            .ok_or_else(missing)?;
-        Ok(m)
-    }
-}
-
 /// Untrusted length prefixes reserve at most this many items up front.
 const MAX_RESERVE: usize = 1 << 22;
+/// How much of the inflated body is read ahead and parsed from a slice.
+const WINDOW: usize = 256 << 10;
 
-struct EntriesSeed<'m>(&'m mut Manifest);
-
-impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
+/// A window over the inflated body, read as a stream: values are parsed
+/// from a slice (fast, strings borrowed) and the window is refilled, keeping
+/// only its unparsed rest, when a value runs past its end.
+struct Window<R> {
+    src: R,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
 }
 
-impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("manifest entries")
+fn wire_err(e: impl std::fmt::Display) -> ManifestError {
+    ManifestError::Corrupt(format!("truncated or damaged ({e})"))
+}
+
+impl<R: std::io::Read> Window<R> {
+    fn new(src: R) -> Self {
+        Window {
+            src,
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
+        }
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        use serde::de::Error;
-        let m = self.0;
-        m.recs
-            .reserve(seq.size_hint().unwrap_or(0).min(MAX_RESERVE));
-        let mut next_chunk: u64 = 0;
-        let mut path = String::new();
-        while let Some(w) = seq.next_element::<OwnedWireEntry>()? {
-            let shared = w.shared as usize;
-            if shared > path.len() || !path.is_char_boundary(shared) {
-                return Err(A::Error::custom("bad path prefix"));
-            }
-            path.truncate(shared);
-            path.push_str(&w.suffix);
-            let kind = match w.kind {
-                0 => EntryKind::Dir,
-                1 => EntryKind::File,
-                2 => EntryKind::Symlink,
-                _ => return Err(A::Error::custom("unknown entry kind")),
+
+    /// Reads until at least `want` unparsed bytes are buffered, or the end.
+    fn fill(&mut self, want: usize) -> Result<(), ManifestError> {
+        if self.buf.len() - self.pos >= want || self.eof {
+            return Ok(());
+        }
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        let target = want.max(WINDOW);
+        while self.buf.len() < target && !self.eof {
+            let old = self.buf.len();
+            self.buf.resize(target, 0);
+            let n = loop {
+                match self.src.read(&mut self.buf[old..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r.map_err(|e| ManifestError::Corrupt(format!("zstd: {e}")))?,
+                }
             };
-            let first = next_chunk;
-            next_chunk += w.chunk_count as u64;
-            if next_chunk > u32::MAX as u64 {
-                return Err(A::Error::custom("chunk list out of range"));
-            }
-            // A directory's or link's stray hash was always ignored.
-            let hash = if kind == EntryKind::File {
-                w.hash
-            } else {
-                None
-            };
-            m.push(
-                &path,
-                kind,
-                w.mode,
-                w.size,
-                hash,
-                first as u32,
-                w.chunk_count,
-                w.target.as_deref(),
-            )
-            .map_err(A::Error::custom)?;
+            self.buf.truncate(old + n);
+            self.eof = n == 0;
         }
         Ok(())
     }
-}
 
-/// [`WireEntry`] with owned strings (read through a reusable scratch buffer,
-/// which borrowed strings cannot be).
-#[derive(Deserialize)]
-struct OwnedWireEntry {
-    shared: u32,
-    suffix: String,
-    kind: u8,
-    mode: u32,
-    size: u64,
-    hash: Option<Hash>,
-    chunk_count: u32,
-    target: Option<String>,
-}
-
-struct ChunksSeed<'m>(&'m mut Vec<ChunkRef>);
-
-impl<'de> serde::de::DeserializeSeed<'de> for ChunksSeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ChunksSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("chunk references")
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0
-            .reserve(seq.size_hint().unwrap_or(0).min(MAX_RESERVE));
-        while let Some(c) = seq.next_element::<ChunkRef>()? {
-            self.0.push(c);
+    /// More bytes for a value that ran past the window's end.
+    fn grow(&mut self, e: postcard::Error) -> Result<(), ManifestError> {
+        if self.eof || e != postcard::Error::DeserializeUnexpectedEnd {
+            return Err(wire_err(e));
         }
-        Ok(())
+        let have = self.buf.len() - self.pos;
+        self.fill(have + have.max(WINDOW))
+    }
+
+    fn next<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ManifestError> {
+        self.fill(64)?;
+        loop {
+            let avail = &self.buf[self.pos..];
+            match postcard::take_from_bytes::<T>(avail) {
+                Ok((v, rest)) => {
+                    self.pos += avail.len() - rest.len();
+                    return Ok(v);
+                }
+                Err(e) => self.grow(e)?,
+            }
+        }
+    }
+
+    /// A sequence's length (a varint).
+    fn len(&mut self) -> Result<usize, ManifestError> {
+        usize::try_from(self.next::<u64>()?).map_err(wire_err)
+    }
+
+    fn string(&mut self) -> Result<String, ManifestError> {
+        let n = self.len()?;
+        self.fill(n)?;
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .ok_or_else(|| wire_err("string"))?;
+        let s = std::str::from_utf8(bytes).map_err(wire_err)?.to_string();
+        self.pos += n;
+        Ok(s)
+    }
+
+    /// Parses one entry (its strings borrowed from the window) and hands it to `f`.
+    fn entry(
+        &mut self,
+        f: impl FnOnce(WireEntry<'_>) -> Result<(), ManifestError>,
+    ) -> Result<(), ManifestError> {
+        self.fill(16 << 10)?;
+        loop {
+            let avail = &self.buf[self.pos..];
+            match postcard::take_from_bytes::<WireEntry<'_>>(avail) {
+                Ok((e, rest)) => {
+                    let used = avail.len() - rest.len();
+                    let r = f(e);
+                    self.pos += used;
+                    return r;
+                }
+                Err(e) => self.grow(e)?,
+            }
+        }
+    }
+
+    fn at_end(&mut self) -> Result<bool, ManifestError> {
+        self.fill(1)?;
+        Ok(self.pos == self.buf.len())
     }
 }
 
@@ -961,12 +977,14 @@ mod tests {
                 &chunks,
             );
         }
-        let m = b.finish("{}".into());
+        // Metadata larger than the decoder's window.
+        let meta = format!("{{\"notes\":\"{}\"}}", "n".repeat(700_000));
+        let m = b.finish(meta);
         let back = Manifest::decode(&m.encode()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.len(), n as usize + 20);
         // 32 bytes a record + the path + 44 a chunk, nothing per entry on the heap.
-        let per = back.mem_bytes() as f64 / n as f64;
+        let per = (back.mem_bytes() - back.meta_json.len()) as f64 / n as f64;
         assert!(per < 110.0, "{per:.0} bytes per file");
         let e = back.get("d03/f000003.bin").unwrap();
         assert_eq!(e.hash, *blake3::hash(&3u32.to_le_bytes()).as_bytes());

@@ -286,6 +286,12 @@ pub fn serve(
     }
     let protocol = Protocol {
         passthrough: passthrough_allowed(),
+        // A tuning knob for measuring the alternatives (docs/mount.md).
+        readdirplus: match std::env::var("ASSETFS_FUSE_READDIRPLUS").as_deref() {
+            Ok("always") => crate::fs::ReaddirPlus::Always,
+            Ok("off") => crate::fs::ReaddirPlus::Off,
+            _ => crate::fs::ReaddirPlus::Auto,
+        },
     };
     let fs = AssetFs::with_protocol(vfs.clone(), rt.handle().clone(), protocol);
     let acl = if cfg.allow_other {

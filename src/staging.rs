@@ -675,20 +675,13 @@ impl Staging {
 
     pub fn write(&self, id: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let n = self.get(id)?;
-        let f = self.local_file(&n)?;
-        let mut done = 0;
-        while done < data.len() {
-            match f.write_at(&data[done..], offset + done as u64) {
-                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
-                Ok(k) => done += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                // Like a local disk (e.g. when it fills up): a write that
-                // fails part-way reports the bytes it did write.
-                Err(_) if done > 0 => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(done)
+        write_at(&self.local_file(&n)?, offset, data)
+    }
+
+    /// A local file's data file, open for reading and writing (for a handle
+    /// that writes it many times).
+    pub fn data_file(&self, id: u64) -> Result<File> {
+        self.local_file(&self.get(id)?)
     }
 
     /// Reads a local file's bytes (base files are read through the store).
@@ -988,4 +981,21 @@ pub fn write_label(data_home: &Path, store: &crate::store::Store) {
         }
         let _ = std::fs::write(&p, format!("{}\n", store.url()));
     }
+}
+
+/// Writes `data` at `offset` of a local data file. Like a local disk (e.g.
+/// when it fills up), a write that fails part-way reports the bytes it did
+/// write.
+pub fn write_at(f: &File, offset: u64, data: &[u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < data.len() {
+        match f.write_at(&data[done..], offset + done as u64) {
+            Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+            Ok(k) => done += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
 }

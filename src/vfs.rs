@@ -49,6 +49,8 @@ pub enum VfsError {
     ReadOnly,
     #[error("no such attribute")]
     NoAttr,
+    #[error("extended attributes outside the user namespace are not supported")]
+    XattrNamespace,
     #[error("bad file handle")]
     BadHandle,
     #[error("read failed: {0}")]
@@ -162,6 +164,80 @@ impl ManifestCache {
     }
 }
 
+/// How many entries the first READDIRPLUS reply of a version directory
+/// carries. With READDIRPLUS_AUTO the kernel asks for attributes again only
+/// if the entries it got were used, and the kernel's cost of an entry with
+/// attributes (an inode and a dentry made at once) is what makes `find`,
+/// which only needs names and types, slower than a plain listing. But a
+/// reader that lists a whole directory first and stats afterwards (`du`, any
+/// fts walk) then stats entries the kernel never got attributes for, one
+/// LOOKUP each. So: short first replies, until LOOKUPs of entries in
+/// directories just listed that way show a reader that stats what it lists;
+/// then whole replies for a while (and a short one again now and then, to
+/// notice when that reader is gone).
+pub(crate) struct PlusPolicy {
+    state: Mutex<PlusState>,
+}
+
+#[derive(Default)]
+struct PlusState {
+    /// Directories recently listed with a short first reply.
+    short: std::collections::VecDeque<u64>,
+    /// LOOKUPs in those since the last switch.
+    evidence: u32,
+    /// Whole replies until then.
+    whole_until: Option<Instant>,
+}
+
+/// Entries in a short first reply.
+pub const PLUS_FIRST_BATCH: usize = 64;
+/// LOOKUPs in just-listed directories that switch to whole replies.
+const PLUS_EVIDENCE: u32 = 32;
+/// How long whole replies last after the evidence.
+const PLUS_WHOLE_FOR: Duration = Duration::from_secs(10);
+
+impl PlusPolicy {
+    fn new() -> PlusPolicy {
+        PlusPolicy {
+            state: Mutex::new(PlusState::default()),
+        }
+    }
+
+    /// Entries to put in a READDIRPLUS reply of `dir` from `offset`.
+    fn limit(&self, dir: u64, offset: usize) -> usize {
+        if offset > 0 {
+            // The kernel asks again with attributes only when it saw them used.
+            return usize::MAX;
+        }
+        let mut st = self.state.lock().expect("plus policy lock");
+        if st.whole_until.is_some_and(|t| Instant::now() < t) {
+            return usize::MAX;
+        }
+        if !st.short.contains(&dir) {
+            if st.short.len() == 8 {
+                st.short.pop_front();
+            }
+            st.short.push_back(dir);
+        }
+        PLUS_FIRST_BATCH
+    }
+
+    /// A LOOKUP in `dir`.
+    fn lookup_in(&self, dir: u64) {
+        let mut st = self.state.lock().expect("plus policy lock");
+        if !st.short.contains(&dir) {
+            return;
+        }
+        st.evidence += 1;
+        if st.evidence >= PLUS_EVIDENCE {
+            tracing::debug!("listings are followed by stats: READDIRPLUS replies whole");
+            st.whole_until = Some(Instant::now() + PLUS_WHOLE_FOR);
+            st.evidence = 0;
+            st.short.clear();
+        }
+    }
+}
+
 /// Default bound of the manifest cache: a 1,000,000-file version's manifest
 /// (about 100 MiB in memory) fits.
 pub const DEFAULT_MANIFEST_CACHE: u64 = 160 << 20;
@@ -194,6 +270,9 @@ pub(crate) enum OpenFile {
         id: u64,
         writable: bool,
         pid: u32,
+        /// A writable handle's data file, opened once: a WRITE then costs
+        /// one `pwrite`, with no index lookup and no `open` per request.
+        file: Option<std::fs::File>,
     },
 }
 
@@ -209,6 +288,7 @@ pub struct Vfs {
     pub(crate) staging: crate::vfs_staging::StagingTable,
     slots: RwLock<Vec<Arc<VersionSlot>>>,
     manifests: Mutex<ManifestCache>,
+    plus: PlusPolicy,
     slot_ids: Mutex<HashMap<(AssetId, u64), u32>>,
     misc: RwLock<Vec<Misc>>,
     misc_ids: Mutex<HashMap<Misc, u64>>,
@@ -234,6 +314,7 @@ impl Vfs {
             source,
             cfg,
             slots: RwLock::new(vec![]),
+            plus: PlusPolicy::new(),
             manifests: Mutex::new(ManifestCache {
                 lru: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -516,7 +597,16 @@ impl Vfs {
             .map(SystemTime::from)
             .unwrap_or(self.mounted_at);
         let _ = vs.created.set(created);
+        let t0 = Instant::now();
         let m = self.meta.manifest(&rec.manifest).await?;
+        tracing::info!(
+            "manifest of {}@{} loaded: {} entries, {:.1} MiB in memory, {:?}",
+            vs.asset,
+            vs.version,
+            m.len(),
+            m.mem_bytes() as f64 / (1 << 20) as f64,
+            t0.elapsed()
+        );
         *vs.held.lock().expect("held lock") = Arc::downgrade(&m);
         let l = Arc::new(Loaded {
             manifest: m,
@@ -708,6 +798,7 @@ impl Vfs {
     }
 
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        self.plus.lookup_in(parent);
         match self.node(parent)? {
             Node::Root if self.cfg.only.is_some() => self.lookup_in_only_root(name).await,
             Node::Root => {
@@ -833,6 +924,16 @@ impl Vfs {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// How many entries a READDIRPLUS reply for `dir` from `offset` should
+    /// carry (see [`PlusPolicy`]); the rest come by plain READDIR.
+    pub fn readdirplus_limit(&self, dir: u64, offset: usize) -> usize {
+        if self.is_immutable(dir) {
+            self.plus.limit(dir, offset)
+        } else {
+            usize::MAX
         }
     }
 
@@ -1050,6 +1151,7 @@ impl Vfs {
                 id,
                 writable,
                 pid,
+                ..
             } = &*f
             {
                 let done = slot.st().and_then(|st| {
@@ -1119,6 +1221,13 @@ impl Vfs {
     }
 
     pub async fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>> {
+        // No security, system (ACL) or trusted attributes here: saying so
+        // (EOPNOTSUPP rather than "no such attribute") lets `ls -l`, which
+        // asks for an SELinux label and an ACL of every file, remember it
+        // for the whole mount instead of asking twice per file.
+        if !name.starts_with("user.") {
+            return Err(VfsError::XattrNamespace);
+        }
         if name != XATTR_BLAKE3 {
             return Err(VfsError::NoAttr);
         }
@@ -1283,6 +1392,10 @@ mod tests {
             vfs.getxattr(f.ino, "user.other").await,
             Err(VfsError::NoAttr)
         ));
+        for other in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
+            let e = vfs.getxattr(f.ino, other).await.unwrap_err();
+            assert_eq!(crate::errno::errno(&e), libc::EOPNOTSUPP, "{other}");
+        }
         for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
             assert!(matches!(
                 vfs.open(f.ino, flags, 1).await,
@@ -1431,5 +1544,26 @@ mod tests {
             vfs.getattr((99u64 << 32) | 1).await,
             Err(VfsError::NotFound)
         ));
+    }
+
+    /// Short first READDIRPLUS replies until LOOKUPs in directories just
+    /// listed that way show a reader that stats what it lists; LOOKUPs
+    /// elsewhere are no evidence; continuations are always whole.
+    #[test]
+    fn readdirplus_replies_short_until_listings_are_followed_by_stats() {
+        let p = PlusPolicy::new();
+        assert_eq!(p.limit(7, 0), PLUS_FIRST_BATCH);
+        assert_eq!(p.limit(7, PLUS_FIRST_BATCH), usize::MAX);
+        for _ in 0..10 * PLUS_EVIDENCE {
+            p.lookup_in(8);
+        }
+        assert_eq!(p.limit(9, 0), PLUS_FIRST_BATCH, "LOOKUPs elsewhere counted");
+        for _ in 0..PLUS_EVIDENCE - 1 {
+            p.lookup_in(7);
+        }
+        assert_eq!(p.limit(10, 0), PLUS_FIRST_BATCH, "switched too early");
+        p.lookup_in(7);
+        assert_eq!(p.limit(10, 0), usize::MAX, "no switch after the evidence");
+        assert_eq!(p.limit(11, 0), usize::MAX);
     }
 }

@@ -287,11 +287,13 @@ impl Vfs {
         }
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let trunc = flags & libc::O_TRUNC != 0;
+        let mut file = None;
         if writable {
             self.copy_up(&slot, id, !trunc).await?;
             if trunc {
                 st.truncate(id, 0)?;
             }
+            file = Some(st.data_file(id)?);
             st.add_writer(id, pid)?;
         }
         st.opened(id);
@@ -300,6 +302,7 @@ impl Vfs {
             id,
             writable,
             pid,
+            file,
         }))
     }
 
@@ -333,14 +336,16 @@ impl Vfs {
         }
     }
 
-    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+    /// Writes through an open handle. Synchronous (a `pwrite` into the page
+    /// cache), so the adapter runs it where the request arrived, on data it
+    /// does not copy.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         match &*self.handle(fh)? {
             OpenFile::Staging {
-                slot,
-                id,
+                file: Some(f),
                 writable: true,
                 ..
-            } => Ok(slot.st()?.write(*id, offset, data)? as u32),
+            } => Ok(crate::staging::write_at(f, offset, data)? as u32),
             OpenFile::Staging { .. } => Err(VfsError::BadHandle),
             _ => Err(VfsError::ReadOnly),
         }
@@ -383,6 +388,7 @@ impl Vfs {
         };
         let st = slot.st()?;
         let n = st.create(dir, name, mode)?;
+        let file = st.data_file(n.id)?;
         st.add_writer(n.id, pid)?;
         st.opened(n.id);
         let attr = self.staging_attr(&slot, n.id)?;
@@ -391,6 +397,7 @@ impl Vfs {
             id: n.id,
             writable: true,
             pid,
+            file: Some(file),
         });
         Ok((attr, fh))
     }
