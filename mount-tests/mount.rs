@@ -798,20 +798,117 @@ fn cache_serves_remount_with_store_stopped() {
 // ---------------------------------------------------------------------------
 // 6. A corrupt cached chunk is dropped and fetched again
 
-fn chunk_files(cache: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = walkdir::WalkDir::new(cache.join("chunks"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file() && e.file_name().len() == 64)
-        .map(|e| e.into_path())
-        .collect();
-    v.sort();
-    v
+/// One record of the chunk cache, as its SQLite index places it.
+#[derive(Debug, Clone)]
+struct Record {
+    hash: String,
+    seg: std::path::PathBuf,
+    off: u64,
+    len: u64,
+    size: u64,
+    local: bool,
+}
+
+/// Every record of a cache directory, in segment order.
+fn cache_records(cache: &Path) -> Vec<Record> {
+    let db = rusqlite::Connection::open(cache.join("cache.sqlite")).unwrap();
+    let mut st = db
+        .prepare("SELECT hash, seg, off, len, size, local FROM chunks ORDER BY seg, off")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| {
+            Ok(Record {
+                hash: hex::encode(r.get::<_, Vec<u8>>(0)?),
+                seg: cache
+                    .join("segments")
+                    .join(format!("{:08x}.seg", r.get::<_, i64>(1)?)),
+                off: r.get::<_, i64>(2)? as u64,
+                len: r.get::<_, i64>(3)? as u64,
+                size: r.get::<_, i64>(4)? as u64,
+                local: r.get::<_, i64>(5)? != 0,
+            })
+        })
+        .unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+/// Applies `f` to the bytes of a record, in place in its segment.
+fn damage_record(r: &Record, f: impl FnOnce(&mut [u8])) {
+    let mut b = fs::read(&r.seg).unwrap();
+    f(&mut b[r.off as usize..(r.off + r.size) as usize]);
+    fs::write(&r.seg, &b).unwrap();
+}
+
+fn punch(r: &Record, from: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new().write(true).open(&r.seg).unwrap();
+    // SAFETY: fallocate on a descriptor we own.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            (r.off + from) as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "punching a hole: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A record (a chunk's data unless local, a CRC32C per 4 KiB block, a
+/// 72-byte footer naming the chunk) holds the chunk its index row says,
+/// intact.
+fn assert_record_intact(r: &Record) {
+    let b = fs::read(&r.seg).unwrap_or_else(|e| panic!("{}: {e}", r.seg.display()));
+    let rec = &b[r.off as usize..(r.off + r.size) as usize];
+    let footer = &rec[rec.len() - 72..];
+    assert_eq!(&footer[..8], b"AFSREC03", "{r:?}: footer");
+    assert_eq!(
+        u32::from_le_bytes(footer[8..12].try_into().unwrap()) as u64,
+        r.len,
+        "{r:?}: length"
+    );
+    assert_eq!(hex::encode(&footer[40..72]), r.hash, "{r:?}: footer name");
+    assert_eq!(footer[13] & 1 != 0, r.local, "{r:?}: record kind");
+    if !r.local {
+        assert_eq!(
+            blake3_hex(&rec[..r.len as usize]),
+            r.hash,
+            "cached chunk {r:?} holds other bytes"
+        );
+    }
+}
+
+/// Bytes the cache's segment files take on disk.
+fn cache_disk_bytes(cache: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir(cache.join("segments"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A test environment over its own moto S3 server: its chunks are copied
+/// into the cache (a `file://` store's are checked in place instead).
+fn s3_env(name: &str) -> (Moto, TestEnv, tempfile::TempDir) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let moto = Moto::start(scratch.path(), name);
+    let url = format!("s3://{name}/p{:08x}", rand::random::<u32>());
+    let env = TestEnv::with_store(&url, moto.env());
+    (moto, env, scratch)
 }
 
 #[test]
 fn corrupt_cached_chunk_is_refetched() {
-    let env = TestEnv::file_store();
+    let (_moto, env, _scratch) = s3_env("corrupt");
     let src = env.path("src");
     let mut r = StdRng::seed_from_u64(6);
     let data = random_file(&src, "w.bin", &mut r, 3 * MIB + 99);
@@ -826,16 +923,13 @@ fn corrupt_cached_chunk_is_refetched() {
     );
     m.unmount();
 
-    let chunks = chunk_files(&cache);
+    let records = cache_records(&cache);
     assert!(
-        chunks.len() >= 3,
-        "a 3 MiB file should be several cached chunks: {chunks:?}"
+        records.len() >= 3 && records.iter().all(|r| !r.local),
+        "a 3 MiB file should be several cached chunks, with their data: {records:?}"
     );
-    let victim = &chunks[chunks.len() / 2];
-    let mut bytes = fs::read(victim).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5a;
-    fs::write(victim, &bytes).unwrap();
+    let victim = records[records.len() / 2].clone();
+    damage_record(&victim, |b| b[b.len() / 3] ^= 0x5a);
     let before = env.cache_stats(&cache);
 
     let m = env.mount_with_cache("second", &cache, &[]);
@@ -852,47 +946,18 @@ fn corrupt_cached_chunk_is_refetched() {
         dropped(&after) >= 1 && dropped(&after) > dropped(&before),
         "cache stats should count the dropped chunk: before {before}, after {after}"
     );
-    // The entry was fetched again: the file at that name is intact.
-    assert_cache_file_intact(victim);
-}
-
-/// A cache file (data, a CRC32C per 4 KiB block, a 48-byte footer ending
-/// with the chunk's name) holds the chunk its name says, intact.
-fn assert_cache_file_intact(p: &Path) {
-    let bytes = fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let name = p.file_name().unwrap().to_str().unwrap();
-    assert!(bytes.len() >= 48, "{}: too short", p.display());
-    let footer = &bytes[bytes.len() - 48..];
-    assert_eq!(&footer[..8], b"AFSCHNK2", "{}: footer", p.display());
-    let len = u32::from_le_bytes(footer[8..12].try_into().unwrap()) as usize;
-    assert_eq!(
-        blake3_hex(&bytes[..len]),
-        name,
-        "cached chunk {} holds other bytes",
-        p.display()
-    );
-    assert_eq!(
-        hex::encode(&footer[16..]),
-        name,
-        "{}: footer name",
-        p.display()
-    );
-}
-
-/// Every chunk file of a cache directory, with its total size.
-fn cache_bytes(cache: &Path) -> (usize, u64) {
-    let files = chunk_files(cache);
-    let total = files
-        .iter()
-        .filter_map(|f| fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    (files.len(), total)
+    // The chunk was fetched again and cached intact.
+    let again: Vec<_> = cache_records(&cache)
+        .into_iter()
+        .filter(|r| r.hash == victim.hash)
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_record_intact(&again[0]);
 }
 
 #[test]
 fn cache_damaged_between_mounts_never_serves_wrong_bytes() {
-    let env = TestEnv::file_store();
+    let (_moto, env, _scratch) = s3_env("damaged");
     let src = env.path("src");
     let mut r = StdRng::seed_from_u64(61);
     let data = random_file(&src, "w.bin", &mut r, 6 * MIB + 7);
@@ -921,39 +986,51 @@ fn cache_damaged_between_mounts_never_serves_wrong_bytes() {
     let m = env.mount_with_cache("fill", &cache, &[]);
     read_all(&m, "first read");
     m.unmount();
-    let files = chunk_files(&cache);
-    assert!(files.len() >= 12, "{} cached chunks", files.len());
+    let recs = cache_records(&cache);
+    assert!(recs.len() >= 12, "{} cached chunks", recs.len());
 
     // Damage, each its own way: a flipped byte early and late in a chunk, a
-    // truncated file, a deleted file, another chunk's file under this name,
-    // a damaged footer, and the index out of step with the files: a row
-    // whose file is gone, a row with the wrong size, a file without a row.
-    let flip = |p: &Path, at: usize| {
-        let mut b = fs::read(p).unwrap();
-        let at = at.min(b.len() - 1);
-        b[at] ^= 0x20;
-        fs::write(p, b).unwrap();
-    };
-    flip(&files[0], 10);
-    flip(&files[1], 70_000);
-    let b = fs::read(&files[2]).unwrap();
-    fs::write(&files[2], &b[..b.len() / 2]).unwrap();
-    fs::remove_file(&files[3]).unwrap();
-    fs::copy(&files[5], &files[4]).unwrap();
-    let b = fs::read(&files[6]).unwrap();
-    flip(&files[6], b.len() - 30);
+    // lost tail (a hole over the second half of a record), a lost record, a
+    // neighbour's bytes over a record, a damaged footer, a flipped checksum,
+    // and the index out of step with the segments: a row deleted, a row
+    // with the wrong length, a row pointing into a segment that does not
+    // exist.
+    damage_record(&recs[0], |b| b[10] ^= 0x20);
+    damage_record(&recs[1], |b| {
+        let at = 70_000.min(b.len() - 100);
+        b[at] ^= 0x20
+    });
+    punch(&recs[2], recs[2].size / 2, recs[2].size - recs[2].size / 2);
+    punch(&recs[3], 0, recs[3].size);
+    {
+        let other = fs::read(&recs[5].seg).unwrap();
+        let o = &other[recs[5].off as usize..(recs[5].off + recs[5].size) as usize];
+        damage_record(&recs[4], |b| {
+            let n = b.len().min(o.len());
+            b[..n].copy_from_slice(&o[..n]);
+        });
+    }
+    damage_record(&recs[6], |b| {
+        let n = b.len();
+        b[n - 30] ^= 1
+    });
+    damage_record(&recs[9], |b| {
+        let n = b.len();
+        b[n - 72 - 2] ^= 1
+    });
     {
         let db = rusqlite::Connection::open(cache.join("cache.sqlite")).unwrap();
-        let name = |p: &Path| hex::decode(p.file_name().unwrap().to_str().unwrap()).unwrap();
-        db.execute("DELETE FROM chunks WHERE hash = ?1", [name(&files[7])])
+        let name = |r: &Record| hex::decode(&r.hash).unwrap();
+        db.execute("DELETE FROM chunks WHERE hash = ?1", [name(&recs[7])])
             .unwrap();
         db.execute(
-            "UPDATE chunks SET size = size + 4100 WHERE hash = ?1",
-            [name(&files[8])],
+            "UPDATE chunks SET len = len + 4100, size = size + 4104 WHERE hash = ?1",
+            [name(&recs[8])],
         )
         .unwrap();
         db.execute(
-            "INSERT INTO chunks (hash, size, last_used) VALUES (?1, 1000, 0)",
+            "INSERT INTO chunks (hash, seg, off, len, local, size, last_used)
+             VALUES (?1, 999999, 0, 1000, 0, 1076, 0)",
             [vec![0xabu8; 32]],
         )
         .unwrap();
@@ -966,28 +1043,95 @@ fn cache_damaged_between_mounts_never_serves_wrong_bytes() {
     let after = env.cache_stats(&cache);
     let dropped = |v: &Value| v["corrupt_dropped"].as_u64().expect("corrupt_dropped");
     assert!(
-        dropped(&after) >= dropped(&before) + 4,
+        dropped(&after) >= dropped(&before) + 5,
         "cache stats should count the dropped chunks: before {before}, after {after}"
     );
-    for f in chunk_files(&cache) {
-        assert_cache_file_intact(&f);
+    for r in cache_records(&cache) {
+        assert_record_intact(&r);
     }
 
-    // Damage single blocks in the middle of every chunk file; the random
-    // 4 KiB reads (which check only the blocks they read) still never see it.
-    for f in chunk_files(&cache) {
-        let len = fs::metadata(&f).unwrap().len() as usize;
-        for at in (4096..len.saturating_sub(4096)).step_by(8192) {
-            flip(&f, at + 100);
-        }
+    // Damage one block in the middle of every 8 KiB of every record's data;
+    // the random 4 KiB reads (which check only the blocks they read) still
+    // never see it.
+    for r in cache_records(&cache) {
+        damage_record(&r, |b| {
+            for at in (4096..(r.len as usize).saturating_sub(4096)).step_by(8192) {
+                b[at + 100] ^= 0x20;
+            }
+        });
     }
     let m = env.mount_with_cache("blocks", &cache, &[]);
     pread_all(&m, "4 KiB reads of damaged blocks");
     read_all(&m, "whole reads after damaged blocks");
     m.unmount();
-    for f in chunk_files(&cache) {
-        assert_cache_file_intact(&f);
+    for r in cache_records(&cache) {
+        assert_record_intact(&r);
     }
+}
+
+#[test]
+fn local_store_is_checked_in_place_not_copied() {
+    let env = TestEnv::file_store();
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(64);
+    let data = random_file(&src, "w.bin", &mut r, 4 * MIB + 5);
+    env.push("models/l", &src, &[]);
+    let cache = env.path("cache-local");
+    let m = env.mount_with_cache("local", &cache, &[]);
+    let w = m.path("models/l@1/w.bin");
+    assert_same_bytes("first read", &fs::read(&w).unwrap(), &data);
+    m.unmount();
+    let recs = cache_records(&cache);
+    assert!(recs.len() >= 4, "{recs:?}");
+    for r in &recs {
+        assert!(r.local, "a file:// store's chunk was copied: {r:?}");
+        assert_record_intact(r);
+    }
+    let total: u64 = recs.iter().map(|r| r.size).sum();
+    assert!(
+        total < data.len() as u64 / 100,
+        "checksums only: {total} bytes cached for {} read",
+        data.len()
+    );
+
+    // A damaged checksum table: dropped, the chunk verified again in place.
+    damage_record(&recs[1], |b| b[0] ^= 1);
+    let before = env.cache_stats(&cache);
+    let m = env.mount_with_cache("local2", &cache, &[]);
+    let w = m.path("models/l@1/w.bin");
+    drop_page_cache(&w);
+    assert_same_bytes("after damaging checksums", &fs::read(&w).unwrap(), &data);
+    m.unmount();
+    let after = env.cache_stats(&cache);
+    assert!(
+        after["corrupt_dropped"].as_u64() > before["corrupt_dropped"].as_u64(),
+        "before {before}, after {after}"
+    );
+
+    // The store's pack damaged after its chunks were verified: the block
+    // that holds the damage is never served (EIO), the rest still is.
+    let packs: Vec<_> = fs::read_dir(env.path("store/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let mut b = fs::read(&packs[0]).unwrap();
+    let bad = 2 * MIB + 12345;
+    b[bad] ^= 1;
+    fs::write(&packs[0], &b).unwrap();
+    let m = env.mount_with_cache("local3", &cache, &[]);
+    let w = m.path("models/l@1/w.bin");
+    drop_page_cache(&w);
+    let f = fs::File::open(&w).unwrap();
+    assert_same_bytes(
+        "a block far from the damage",
+        &pread_range(&f, 4096 * 3, 4096).unwrap(),
+        &data[4096 * 3..4096 * 4],
+    );
+    let err = pread_range(&f, bad as u64 - 100, 200).expect_err("damaged bytes must not be served");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    drop(f);
+    m.unmount();
 }
 
 #[test]
@@ -1028,7 +1172,7 @@ fn corrupt_chunk_in_store_gives_eio_and_names_it() {
 
 #[test]
 fn cache_smaller_than_readers_evicts_and_keeps_bytes_right() {
-    let env = TestEnv::file_store();
+    let (_moto, env, _scratch) = s3_env("evict");
     let src = env.path("src");
     let mut r = StdRng::seed_from_u64(63);
     let files: Vec<Vec<u8>> = (0..4)
@@ -1038,15 +1182,18 @@ fn cache_smaller_than_readers_evicts_and_keeps_bytes_right() {
     let cache = env.path("cache-small");
     let limit = 6 * MIB as u64;
     let m = env.mount_with_cache("small", &cache, &["--cache-size", "6M"]);
-    // Watch the cache size while the readers run: one chunk (at most 1 MiB
-    // plus checksums) may be written before the eviction it triggers.
+    // Watch the disk space the cache takes while the readers run: evicted
+    // records' space is freed (holes punched, empty segments deleted), and
+    // a batch of new records makes room before it is written; a partly
+    // freed 4 KiB block at the edge of a record stays allocated, so allow a
+    // little over the bound.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
         let (stop, cache) = (stop.clone(), cache.clone());
         std::thread::spawn(move || {
             let mut max = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                max = max.max(cache_bytes(&cache).1);
+                max = max.max(cache_disk_bytes(&cache));
                 std::thread::sleep(Duration::from_millis(5));
             }
             max
@@ -1077,18 +1224,27 @@ fn cache_smaller_than_readers_evicts_and_keeps_bytes_right() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let max = watcher.join().unwrap();
     m.unmount();
-    let (n, total) = cache_bytes(&cache);
-    eprintln!("cache after: {n} chunks, {total} bytes; at most {max} bytes while reading");
+    let recs = cache_records(&cache);
+    let total: u64 = recs.iter().map(|r| r.size).sum();
+    let disk = cache_disk_bytes(&cache);
+    eprintln!(
+        "cache after: {} chunks, {total} bytes ({disk} on disk); at most {max} bytes on disk while reading",
+        recs.len()
+    );
     assert!(total <= limit, "cache holds {total} bytes, bound {limit}");
     assert!(
+        disk <= limit + (1 << 20),
+        "cache takes {disk} bytes on disk"
+    );
+    assert!(
         max <= limit + (1 << 20) + 8192,
-        "cache reached {max} bytes, bound {limit}"
+        "cache reached {max} bytes on disk, bound {limit}"
     );
     let stats = env.cache_stats(&cache);
     assert!(stats["bytes"].as_u64().unwrap() <= limit, "{stats}");
-    assert!(n > 0);
-    for f in chunk_files(&cache) {
-        assert_cache_file_intact(&f);
+    assert!(!recs.is_empty());
+    for r in &recs {
+        assert_record_intact(r);
     }
 }
 

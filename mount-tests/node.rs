@@ -294,12 +294,13 @@ fn other_users_get_what_the_mount_permissions_allow() {
     assert!(staged_files >= 1, "no staged data file found");
     let cache = env.path("c1");
     assert_eq!(mode_of(&cache), 0o700, "cache dir");
-    let chunk = walkdir::WalkDir::new(cache.join("chunks"))
+    let segment = walkdir::WalkDir::new(cache.join("segments"))
         .into_iter()
         .filter_map(Result::ok)
         .find(|e| e.file_type().is_file())
-        .expect("a cached chunk");
-    assert_denied(cat_as(&user, &env, chunk.path()), "cached chunk");
+        .expect("a cache segment file");
+    assert_eq!(mode_of(segment.path()), 0o600, "cache segment");
+    assert_denied(cat_as(&user, &env, segment.path()), "cache segment");
     let log = fs::read_dir(cache.join("logs"))
         .unwrap()
         .next()

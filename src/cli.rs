@@ -1300,7 +1300,8 @@ async fn cache_cmd(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
             }
         }
         CacheCmd::Prefetch { reference } => {
-            let disk = open_disk()?;
+            // Like a mount: a local store's chunks are checked in place, not copied.
+            let disk = open_disk()?.with_local_packs(store.local_packs());
             let r = parse_ref(reference)?;
             let meta = assetfs::catalog_cache::CatalogCache::new(Catalog::new(store.clone()), &dir);
             let out = assetfs::prefetch::prefetch(&meta, &disk, &r, !cli.json).await?;

@@ -18,6 +18,7 @@
 
 pub mod aws_profile;
 pub mod cache;
+pub mod cache_file;
 pub mod catalog;
 pub mod catalog_cache;
 pub mod chunk_index;

@@ -180,7 +180,10 @@ pub fn find_fusermount() -> Option<PathBuf> {
 
 /// Builds the filesystem. Returns it with a status line for the user.
 pub async fn prepare(store: Store, cfg: &MountConfig) -> Result<(Arc<Vfs>, String), MountError> {
-    let disk = Arc::new(DiskCache::open(&cfg.cache_dir, cfg.cache_size)?);
+    // A local store's packs are read in place; the cache keeps only their checksums.
+    let disk = Arc::new(
+        DiskCache::open(&cfg.cache_dir, cfg.cache_size)?.with_local_packs(store.local_packs()),
+    );
     let source = ChunkSource::new(store.clone(), disk, cfg.timeout);
     let meta = CatalogCache::new(Catalog::new(store.clone()), &cfg.cache_dir);
     let mut fresh = vec![];

@@ -9,7 +9,7 @@
 //!   (working copies: NOT a cache; uncommitted changes live only there).
 //!
 //! Both hold a `store.json` naming the URL, whose modification time is the
-//! last time this node used the store. The chunk cache (`chunks/`,
+//! last time this node used the store. The chunk cache (`segments/`,
 //! `cache.sqlite`), the chunk index cache (`indexes/`) and the stat cache are
 //! content-addressed and shared by every store.
 //!
@@ -266,6 +266,7 @@ pub fn clear_all(cache_dir: &Path) -> Result<Cleared> {
     };
     let mut c = Cleared::default();
     for name in [
+        "segments",
         "chunks",
         "indexes",
         "meta",

@@ -64,7 +64,11 @@ pub async fn prefetch(
     let bar = Progress::bytes(total, "prefetch", progress);
     fetch_chunks(catalog.store(), &m, todo, |c, data| {
         let data = data.map_err(PrefetchError::Chunk)?;
-        disk.put(&c.hash, &data)?;
+        let at = crate::cache::Origin {
+            pack: m.packs[c.pack as usize],
+            offset: c.offset,
+        };
+        disk.put(&c.hash, &data, at)?;
         out.chunks_fetched += 1;
         out.bytes_fetched += data.len() as u64;
         bar.inc(data.len() as u64);

@@ -375,9 +375,6 @@ async fn run_case(f: &Fixture, ops: &[Op]) {
     let cfg = ReadConfig {
         request_bytes: 1 << 20,
         max_window: 4 << 20,
-        // Little memory, so verified chunks leave it while the disk-cache
-        // writer may still hold them: they must never be fetched again.
-        mem_bytes: 1 << 20,
         ..ReadConfig::default()
     };
     let mut r = Arc::new(reader(f, tmp.path(), cfg.clone(), 2 << 30));

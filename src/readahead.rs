@@ -2,8 +2,9 @@
 //!
 //! A [`ReadAhead`] keeps, for one open file, the chunks from just behind the
 //! reader up to a frontier, each already on its way ([`Pending`]). A
-//! sequential reader (reads that continue where the last one ended, give or
-//! take the reordering of the kernel's concurrent READs) grows a window that
+//! sequential reader (reads that continue where an earlier one ended, or
+//! large READs of the kernel's readahead near the furthest read: the kernel
+//! keeps several in flight and they are handled in any order) grows a window that
 //! doubles at every top-up up to `max_window`; a top-up happens when less
 //! than half the window is left ahead of the reader, so each one asks for at
 //! least half a window at once and the store sees few, large requests. A
@@ -21,16 +22,24 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::ids::PackId;
 use crate::manifest::{ChunkRef, Entry, Manifest};
-use crate::reader::{ChunkMap, ChunkSource, Pending, ReadError};
+use crate::reader::{concat, ChunkMap, ChunkSource, Pending, ReadError};
 
-/// How far behind the last read a read still counts as sequential (the
-/// kernel sends concurrent READs that can arrive out of order).
-const BACK: u64 = 2 << 20;
+/// How far behind or ahead of the furthest read a read still counts as
+/// sequential: the kernel keeps the READs of up to two readahead windows
+/// (4 MiB each) in flight, and they are handled concurrently, so they arrive
+/// out of order.
+const SPREAD: u64 = 8 << 20;
+/// READs at least this large come from the kernel's readahead; a smaller
+/// read counts as sequential only if it continues an earlier one.
+const LARGE: u64 = 32 << 10;
+/// Planned chunks are let go of this far behind the furthest read (a late
+/// READ of one after that reads it from the disk cache).
+const KEEP: u64 = 4 << 20;
 
 struct Slot {
     pending: Pending,
@@ -48,6 +57,10 @@ pub struct ReadAhead {
     window: u64,
     /// End of the furthest read so far in this sequential stream.
     last_end: u64,
+    /// Reads of this handle so far.
+    reads: u64,
+    /// Where recent reads ended.
+    recent_ends: VecDeque<u64>,
     /// Top-ups so far (for tests).
     pub top_ups: u64,
 }
@@ -85,22 +98,44 @@ impl ReadAhead {
         }
         let end = (offset + len).min(map.size());
         let cfg = source.config();
-        let in_window = self.window > 0
-            && offset + BACK >= self.last_end
-            && range.start <= self.frontier()
-            && range.start >= self.head;
-        let starts_stream = (offset == 0 && self.last_end == 0) || offset == self.last_end;
+        // In the stream: near the furthest read, and either a READ of the
+        // kernel's readahead (large) or one that continues an earlier read.
+        // Random reads, even near each other, are neither.
+        let near = offset + SPREAD >= self.last_end && offset <= self.last_end + SPREAD;
+        let continues = self.recent_ends.contains(&offset);
+        let in_window = self.window > 0 && near && (len >= LARGE || continues);
+        // A handle's first read near the start (the kernel sends the READs
+        // of its first readahead at once, and they are handled in any
+        // order) starts a stream from the first chunk; so does a read that
+        // continues the last one.
+        let first = self.reads == 0 && offset < SPREAD;
+        let starts_stream = first || offset == self.last_end;
+        if self.recent_ends.len() >= 8 {
+            self.recent_ends.pop_front();
+        }
+        self.recent_ends.push_back(end);
+        self.reads += 1;
+        tracing::trace!(
+            offset,
+            len,
+            in_window,
+            starts_stream,
+            window = self.window,
+            head = self.head,
+            frontier = self.frontier(),
+            "read"
+        );
         if in_window {
             self.last_end = self.last_end.max(end);
         } else {
-            self.reset(range.start);
+            self.reset(if first { 0 } else { range.start });
             self.last_end = end;
             if starts_stream {
                 self.window = cfg.initial_window;
             }
         }
         // Let go of chunks well behind the reader.
-        while self.head < range.start && map.start(self.head + 1) + BACK <= offset {
+        while self.head < range.start && map.start(self.head + 1) + KEEP <= offset {
             self.queue.pop_front();
             self.head += 1;
         }
@@ -262,7 +297,7 @@ pub async fn read_range(
             }
         }
     });
-    let mut parts = match futures::future::try_join_all(parts).await {
+    let parts = match futures::future::try_join_all(parts).await {
         Ok(p) => p,
         Err(err) => {
             // A failed fetch must not stay planned: the next read tries again.
@@ -272,12 +307,5 @@ pub async fn read_range(
             return Err(err);
         }
     };
-    if parts.len() == 1 {
-        return Ok(parts.pop().expect("one part"));
-    }
-    let mut out = BytesMut::with_capacity((end - offset) as usize);
-    for p in parts {
-        out.extend_from_slice(&p);
-    }
-    Ok(out.freeze())
+    Ok(concat(parts))
 }

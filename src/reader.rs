@@ -1,17 +1,20 @@
 //! Verified chunk bytes for the mount: where they come from and how they are
 //! fetched.
 //!
-//! [`ChunkSource`] answers "give me this chunk" from, in order: a small
-//! in-memory LRU, a fetch already in flight (so concurrent readers of one
-//! chunk share one fetch), the disk cache, the store. Store fetches are
-//! planned in byte ranges of packs, not chunk by chunk: a run of chunks that
-//! lie back to back in one pack becomes large ranged GETs whose boundaries
-//! fall on 1 MiB multiples of the pack (the block size of S3 servers such as
-//! Garage, so no block is read for two requests). Bodies are streamed: each
-//! chunk is BLAKE3-verified and handed to its readers as soon as its last
-//! byte arrives, while the rest of the request is still on the wire; a chunk
-//! that straddles two requests is put together from both. Verified chunks go
-//! to the disk cache through one writer thread with a bounded queue.
+//! [`ChunkSource`] answers "give me this chunk" from, in order: a fetch
+//! already in flight (so concurrent readers of one chunk share one fetch),
+//! the chunks waiting for the disk-cache writer, the disk cache, the store.
+//! Store fetches are planned in byte ranges of packs, not chunk by chunk: a
+//! run of chunks that lie back to back in one pack becomes large ranged GETs
+//! whose boundaries fall on 1 MiB multiples of the pack (the block size of S3
+//! servers such as Garage, so no block is read for two requests). Bodies are
+//! streamed into one buffer per request, copied once: each chunk is a slice
+//! of it, BLAKE3-verified and handed to its readers as soon as its last byte
+//! arrives, while the rest of the request is still on the wire; a chunk that
+//! straddles two requests is put together from both. A read spanning several
+//! chunks of one request is answered with one slice of that buffer
+//! ([`concat`]). Verified chunks go to the disk cache through one writer
+//! thread with a bounded queue, which admits them in batches.
 //!
 //! A request that makes no progress for the configured timeout fails its
 //! chunks, so a dead store gives EIO, not a hang. Per-file readahead (which
@@ -23,13 +26,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
-use lru::LruCache;
 use tokio::sync::Semaphore;
 
-use crate::cache::DiskCache;
+use crate::cache::{Admit, DiskCache, Origin};
 use crate::fetch::verify_chunk_bytes;
 use crate::ids::{to_hex, Hash, PackId};
 use crate::manifest::{ChunkRef, Entry, Manifest};
@@ -45,8 +47,121 @@ pub enum ReadError {
     Corrupt(String),
 }
 
+/// Verified bytes of a chunk, or of a part of one.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub bytes: Bytes,
+    /// The buffer the bytes lie in: a response of the store (all chunks of
+    /// one request lie back to back in one buffer), or 0 for bytes with a
+    /// buffer of their own. Lets a read that spans chunks of one request be
+    /// answered with one slice instead of a copy ([`concat`]).
+    pub buf: u64,
+}
+
+impl Chunk {
+    fn own(bytes: Bytes) -> Chunk {
+        Chunk { bytes, buf: 0 }
+    }
+
+    pub fn slice(&self, r: Range<usize>) -> Chunk {
+        Chunk {
+            bytes: self.bytes.slice(r),
+            buf: self.buf,
+        }
+    }
+}
+
+/// Ids of store response buffers (0 is "a buffer of its own").
+static NEXT_BUF: AtomicU64 = AtomicU64::new(1);
+
+/// Requests smaller than this get a buffer of their own.
+const POOLED_MIN: usize = 1 << 20;
+
+/// Request buffers kept for reuse. A buffer is given back when its request
+/// is done and taken again once every chunk sliced from it has been
+/// dropped, so its pages stay mapped: allocating a fresh multi-MiB buffer
+/// per request made the kernel fault in and zero every page of it again
+/// (about 0.25 CPU-s per GiB read, measured).
+struct BufPool {
+    free: Mutex<Vec<BytesMut>>,
+    keep: usize,
+    size: usize,
+}
+
+impl BufPool {
+    fn take(&self, n: usize) -> BytesMut {
+        if n < POOLED_MIN {
+            return BytesMut::with_capacity(n);
+        }
+        {
+            let mut g = self.free.lock().expect("pool lock");
+            if let Some(i) = g.iter_mut().position(|b| b.try_reclaim(n)) {
+                return g.swap_remove(i);
+            }
+        }
+        BytesMut::with_capacity(n.max(self.size))
+    }
+
+    /// Takes back what is left of a buffer whose pieces were all split off.
+    fn give(&self, mut b: BytesMut) {
+        b.clear();
+        let mut g = self.free.lock().expect("pool lock");
+        if g.len() < self.keep {
+            g.push(b);
+        }
+    }
+}
+
+/// Back-to-back slices of one buffer, seen as one slice.
+struct Joined {
+    _parts: Vec<Bytes>,
+    ptr: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Joined {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` is exactly the union of `_parts`, which
+        // lie back to back in one allocation (checked in `concat`: same
+        // buffer id, each part starting where the previous ends) and are
+        // kept alive, and never written, while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+/// The bytes of `parts`, in order, as one `Bytes`: without copying when
+/// they are back-to-back slices of one store response (the common case of
+/// a 1 MiB read across several chunks of one request), else copied once.
+pub fn concat(mut parts: Vec<Chunk>) -> Bytes {
+    match parts.len() {
+        0 => return Bytes::new(),
+        1 => return parts.pop().expect("one part").bytes,
+        _ => {}
+    }
+    let buf = parts[0].buf;
+    let adjacent = buf != 0
+        && parts.windows(2).all(|w| {
+            w[1].buf == buf
+                && w[0].bytes.as_ptr() as usize + w[0].bytes.len() == w[1].bytes.as_ptr() as usize
+        });
+    let len: usize = parts.iter().map(|p| p.bytes.len()).sum();
+    if adjacent {
+        let ptr = parts[0].bytes.as_ptr() as usize;
+        return Bytes::from_owner(Joined {
+            _parts: parts.into_iter().map(|p| p.bytes).collect(),
+            ptr,
+            len,
+        });
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for p in parts {
+        out.extend_from_slice(&p.bytes);
+    }
+    out.freeze()
+}
+
 /// A chunk on its way: shared by everyone who wants it.
-pub type Pending = Shared<BoxFuture<'static, Result<Bytes, ReadError>>>;
+pub type Pending = Shared<BoxFuture<'static, Result<Chunk, ReadError>>>;
 
 /// Tunables of the read path. The defaults are what docs/mount.md describes
 /// and what the benchmarks measured.
@@ -65,8 +180,6 @@ pub struct ReadConfig {
     pub budget: u64,
     /// Disk-cache reads running at once (readahead from the cache).
     pub disk_parallel: usize,
-    /// Verified chunks kept in memory for re-reads.
-    pub mem_bytes: usize,
     /// Chunks queued for the disk-cache writer.
     pub write_queue: usize,
 }
@@ -80,7 +193,6 @@ impl Default for ReadConfig {
             max_window: 64 << 20,
             budget: 160 << 20,
             disk_parallel: 8,
-            mem_bytes: 32 << 20,
             write_queue: 32,
         }
     }
@@ -93,11 +205,6 @@ pub struct SourceStats {
     pub bytes: AtomicU64,
 }
 
-struct Mem {
-    lru: LruCache<Hash, Bytes>,
-    bytes: usize,
-}
-
 /// One chunk being put together from one or more requests.
 struct Assembly {
     pack: PackId,
@@ -107,43 +214,104 @@ struct Assembly {
 
 #[derive(Default)]
 struct AsmState {
-    /// Pieces received so far: (offset in the chunk, bytes).
-    pieces: Vec<(u32, Vec<u8>)>,
+    /// Pieces received so far: (offset in the chunk, bytes, buffer id).
+    pieces: Vec<(u32, Bytes, u64)>,
     filled: u32,
-    done: Option<futures::channel::oneshot::Sender<Result<Bytes, ReadError>>>,
+    done: Option<futures::channel::oneshot::Sender<Result<Chunk, ReadError>>>,
 }
 
-type Writing = Arc<Mutex<HashMap<Hash, Bytes>>>;
+/// Verified chunks waiting for the disk-cache writer: still served from here.
+type Writing = Arc<Mutex<HashMap<Hash, Chunk>>>;
 
 /// Where chunk bytes come from, with caching and single-flight.
 pub struct ChunkSource {
     store: Store,
     disk: Arc<DiskCache>,
-    mem: Mutex<Mem>,
     inflight: Mutex<HashMap<Hash, Pending>>,
-    /// Verified chunks handed to the disk-cache writer and not yet written:
-    /// still served from here, so a chunk that left `mem` meanwhile is never
-    /// fetched twice. Bounded by the writer's queue.
     writing: Writing,
     timeout: Duration,
     cfg: ReadConfig,
     budget: Arc<Semaphore>,
     disk_reads: Arc<Semaphore>,
-    writes: tokio::sync::mpsc::Sender<(Hash, Bytes)>,
+    writes: tokio::sync::mpsc::Sender<Admit>,
     /// Pack indexes of recently read manifests (a `Weak` pins the address,
     /// so a pointer is never mistaken for a newer manifest's).
     pack_indexes: Mutex<Vec<(std::sync::Weak<Manifest>, Arc<PackIndex>)>>,
     /// Disk-cache writes queued or running.
     pending_writes: Arc<AtomicUsize>,
+    pool: BufPool,
+    /// A local store's pack directory: its packs are read directly.
+    local_packs: Option<LocalPacks>,
     pub stats: SourceStats,
+}
+
+/// Open pack files of a local store.
+struct LocalPacks {
+    dir: std::path::PathBuf,
+    open: Mutex<lru::LruCache<PackId, Arc<std::fs::File>>>,
+}
+
+impl LocalPacks {
+    fn file(&self, pack: &PackId) -> std::io::Result<Arc<std::fs::File>> {
+        if let Some(f) = self.open.lock().expect("packs lock").get(pack) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(std::fs::File::open(self.dir.join(to_hex(pack)))?);
+        self.open.lock().expect("packs lock").put(*pack, f.clone());
+        Ok(f)
+    }
 }
 
 fn abandoned() -> ReadError {
     ReadError::Store("fetch abandoned".into())
 }
 
-fn ready(b: Bytes) -> Pending {
-    futures::future::ready(Ok(b)).boxed().shared()
+fn ready(c: Chunk) -> Pending {
+    futures::future::ready(Ok(c)).boxed().shared()
+}
+
+/// The disk-cache writer: admits verified chunks in batches (one vectored
+/// write each), off the runtime's threads.
+fn spawn_writer(
+    disk: Arc<DiskCache>,
+    writing: Writing,
+    pending: Arc<AtomicUsize>,
+    mut rx: tokio::sync::mpsc::Receiver<Admit>,
+) {
+    // A batch never outgrows a quarter of the cache, so it fits after eviction.
+    let max_batch = (disk.limit() / 4).clamp(1 << 20, 16 << 20) as usize;
+    // Ends when the source (the only sender) is dropped.
+    std::thread::Builder::new()
+        .name("cache-writer".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                // Let a few more arrive: fewer, larger writes, and far fewer
+                // wake-ups of this thread (latency does not matter here).
+                std::thread::sleep(Duration::from_millis(2));
+                let mut bytes = first.data.len();
+                let mut batch = vec![first];
+                while bytes < max_batch && batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(a) => {
+                            bytes += a.data.len();
+                            batch.push(a);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = disk.put_batch(&batch) {
+                    tracing::warn!("cache write failed: {e}");
+                }
+                {
+                    let mut w = writing.lock().expect("writing lock");
+                    for a in &batch {
+                        w.remove(&a.hash);
+                    }
+                }
+                pending.fetch_sub(batch.len(), Ordering::SeqCst);
+            }
+        })
+        .expect("spawn cache writer thread");
 }
 
 impl ChunkSource {
@@ -157,32 +325,15 @@ impl ChunkSource {
         timeout: Duration,
         cfg: ReadConfig,
     ) -> Arc<ChunkSource> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Hash, Bytes)>(cfg.write_queue.max(1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Admit>(cfg.write_queue.max(1));
         let pending_writes: Arc<AtomicUsize> = Arc::default();
         let writing: Writing = Arc::default();
-        {
-            let (disk, pending, writing) = (disk.clone(), pending_writes.clone(), writing.clone());
-            // Ends when the source (the only sender) is dropped.
-            std::thread::Builder::new()
-                .name("cache-writer".into())
-                .spawn(move || {
-                    while let Some((h, data)) = rx.blocking_recv() {
-                        if let Err(e) = disk.put(&h, &data) {
-                            tracing::warn!("cache write failed: {e}");
-                        }
-                        writing.lock().expect("writing").remove(&h);
-                        pending.fetch_sub(1, Ordering::SeqCst);
-                    }
-                })
-                .expect("spawn cache writer thread");
-        }
+        spawn_writer(disk.clone(), writing.clone(), pending_writes.clone(), rx);
+        let local_packs = store.local_packs();
+        let pooled = (cfg.request_bytes + cfg.request_bytes / 2 + cfg.align) as usize;
         Arc::new(ChunkSource {
             store,
             disk,
-            mem: Mutex::new(Mem {
-                lru: LruCache::unbounded(),
-                bytes: 0,
-            }),
             inflight: Mutex::new(HashMap::new()),
             writing,
             timeout,
@@ -192,6 +343,17 @@ impl ChunkSource {
             writes: tx,
             pack_indexes: Mutex::default(),
             pending_writes,
+            pool: BufPool {
+                free: Mutex::default(),
+                keep: 16,
+                size: pooled,
+            },
+            local_packs: local_packs.map(|dir| LocalPacks {
+                dir,
+                open: Mutex::new(lru::LruCache::new(
+                    std::num::NonZeroUsize::new(64).expect("nonzero"),
+                )),
+            }),
             stats: SourceStats::default(),
         })
     }
@@ -220,35 +382,14 @@ impl ChunkSource {
         self.disk.flush_counters();
     }
 
-    /// A verified chunk held in memory: recently read, or waiting for the
-    /// disk-cache writer.
-    fn mem_get(&self, h: &Hash) -> Option<Bytes> {
-        if let Some(b) = self.mem.lock().expect("mem lock").lru.get(h) {
-            return Some(b.clone());
-        }
-        self.writing.lock().expect("writing").get(h).cloned()
+    fn writing_get(&self, h: &Hash) -> Option<Chunk> {
+        self.writing.lock().expect("writing lock").get(h).cloned()
     }
 
-    fn mem_put(&self, h: Hash, data: Bytes) {
-        let mut g = self.mem.lock().expect("mem lock");
-        let len = data.len();
-        if let Some(old) = g.lru.put(h, data) {
-            g.bytes -= old.len();
-        }
-        g.bytes += len;
-        while g.bytes > self.cfg.mem_bytes {
-            match g.lru.pop_lru() {
-                Some((_, d)) => g.bytes -= d.len(),
-                None => break,
-            }
-        }
-    }
-
-    /// True when a chunk is in memory, on its way, or in the disk cache.
+    /// True when a chunk is on its way, waiting to be written, or in the disk cache.
     pub fn has(&self, h: &Hash) -> bool {
         self.inflight.lock().expect("inflight").contains_key(h)
-            || self.mem.lock().expect("mem lock").lru.contains(h)
-            || self.writing.lock().expect("writing").contains_key(h)
+            || self.writing.lock().expect("writing lock").contains_key(h)
             || self.disk.contains(h)
     }
 
@@ -272,7 +413,7 @@ impl ChunkSource {
 
     /// A whole verified chunk.
     pub async fn chunk(self: &Arc<Self>, pack: PackId, c: ChunkRef) -> Result<Bytes, ReadError> {
-        self.chunk_part(pack, c, 0..c.len).await
+        Ok(self.chunk_part(pack, c, 0..c.len).await?.bytes)
     }
 
     /// Bytes `range` of a verified chunk. A chunk in the disk cache is read
@@ -282,10 +423,8 @@ impl ChunkSource {
         pack: PackId,
         c: ChunkRef,
         range: Range<u32>,
-    ) -> Result<Bytes, ReadError> {
-        if let Some(b) = self.mem_get(&c.hash) {
-            return Ok(b.slice(range.start as usize..range.end as usize));
-        }
+    ) -> Result<Chunk, ReadError> {
+        let r = range.start as usize..range.end as usize;
         let shared = self
             .inflight
             .lock()
@@ -293,29 +432,37 @@ impl ChunkSource {
             .get(&c.hash)
             .cloned();
         if let Some(p) = shared {
-            return Ok(p.await?.slice(range.start as usize..range.end as usize));
+            return Ok(p.await?.slice(r));
+        }
+        if let Some(b) = self.writing_get(&c.hash) {
+            return Ok(b.slice(r));
         }
         if range.len() < c.len as usize && self.disk.contains(&c.hash) {
             let disk = self.disk.clone();
-            let r = range.clone();
-            let got = tokio::task::spawn_blocking(move || disk.read(&c.hash, c.len, r))
+            let at = Origin {
+                pack,
+                offset: c.offset,
+            };
+            let rr = range.clone();
+            let got = tokio::task::spawn_blocking(move || disk.read(&c.hash, c.len, rr, at))
                 .await
                 .ok()
                 .flatten();
             if let Some(b) = got {
-                return Ok(b);
+                return Ok(Chunk::own(b));
             }
         }
         let p = self.plan(&[(pack, c)]).pop().expect("one planned chunk");
-        Ok(p.await?.slice(range.start as usize..range.end as usize))
+        Ok(p.await?.slice(r))
     }
 
     /// Makes sure each chunk is on its way and returns one [`Pending`] per
-    /// chunk, in order. Chunks in memory are ready at once; chunks in flight
-    /// are shared; chunks in the disk cache are read from it in the
-    /// background; the rest are fetched from the store in runs of adjacent
-    /// chunks, each run in ranged GETs split at aligned offsets. Claiming
-    /// happens under one lock, so two planners never fetch the same chunk.
+    /// chunk, in order. Chunks waiting for the cache writer are ready at
+    /// once; chunks in flight are shared; chunks in the disk cache are read
+    /// from it in the background; the rest are fetched from the store in
+    /// runs of adjacent chunks, each run in ranged GETs split at aligned
+    /// offsets. Claiming happens under one lock, so two planners never
+    /// fetch the same chunk.
     pub fn plan(self: &Arc<Self>, chunks: &[(PackId, ChunkRef)]) -> Vec<Pending> {
         let mut out = Vec::with_capacity(chunks.len());
         let mut fetch: Vec<Arc<Assembly>> = vec![];
@@ -326,7 +473,7 @@ impl ChunkSource {
                     out.push(p.clone());
                     continue;
                 }
-                if let Some(b) = self.mem_get(&c.hash) {
+                if let Some(b) = self.writing_get(&c.hash) {
                     out.push(ready(b));
                     continue;
                 }
@@ -364,23 +511,26 @@ impl ChunkSource {
         self: &Arc<Self>,
         pack: PackId,
         c: ChunkRef,
-        tx: futures::channel::oneshot::Sender<Result<Bytes, ReadError>>,
+        tx: futures::channel::oneshot::Sender<Result<Chunk, ReadError>>,
     ) {
         let me = self.clone();
         tokio::spawn(async move {
             let got = {
                 let _permit = me.disk_reads.clone().acquire_owned().await;
                 let disk = me.disk.clone();
-                tokio::task::spawn_blocking(move || disk.get(&c.hash, c.len))
+                let at = Origin {
+                    pack,
+                    offset: c.offset,
+                };
+                tokio::task::spawn_blocking(move || disk.get(&c.hash, c.len, at))
                     .await
                     .ok()
                     .flatten()
             };
             match got {
                 Some(b) => {
-                    me.mem_put(c.hash, b.clone());
                     me.inflight.lock().expect("inflight").remove(&c.hash);
-                    let _ = tx.send(Ok(b));
+                    let _ = tx.send(Ok(Chunk::own(b)));
                 }
                 None => {
                     // Evicted or corrupt (and dropped): fetch it from the store.
@@ -408,6 +558,7 @@ impl ChunkSource {
         self.stats
             .bytes
             .fetch_add(range.end - range.start, Ordering::Relaxed);
+        tracing::trace!(pack = %to_hex(&pack), start = range.start, end = range.end, "GET");
         let r = self.stream_into(&key, range.clone(), &asms).await;
         if let Err(e) = r {
             match &e {
@@ -422,6 +573,10 @@ impl ChunkSource {
         }
     }
 
+    /// Receives `range` of a pack and hands each chunk's piece to its
+    /// assembly as soon as it is complete. The bytes are copied once, into
+    /// one buffer per request, and pieces are slices of it; a response that
+    /// arrives in one piece (a local store) is sliced without any copy.
     async fn stream_into(
         &self,
         key: &str,
@@ -430,71 +585,128 @@ impl ChunkSource {
     ) -> Result<(), ReadError> {
         let t = self.timeout;
         let store_err = |e: crate::store::StoreError| ReadError::Store(e.to_string());
+        let total = (range.end - range.start) as usize;
+        let buf_id = NEXT_BUF.fetch_add(1, Ordering::Relaxed);
+        if let Some(local) = &self.local_packs {
+            return self.read_local(local, range, asms, buf_id).await;
+        }
         let mut body = tokio::time::timeout(t, self.store.get_range_stream(key, range.clone()))
             .await
             .map_err(|_| ReadError::Timeout(t))?
             .map_err(store_err)?;
+        // Bytes received up to `pos`; whole when it came in one frame.
         let mut pos = range.start;
-        // The piece of the current chunk received so far.
+        let mut whole: Option<Bytes> = None;
+        let mut acc = BytesMut::new();
         let mut i = 0;
-        let mut piece: Vec<u8> = vec![];
         while pos < range.end {
             let frame = tokio::time::timeout(t, body.next())
                 .await
                 .map_err(|_| ReadError::Timeout(t))?
                 .ok_or_else(|| ReadError::Store("response ended early".into()))?
                 .map_err(store_err)?;
-            let mut frame = &frame[..];
-            if frame.len() as u64 > range.end - pos {
-                frame = &frame[..(range.end - pos) as usize];
-            }
-            while !frame.is_empty() {
-                let a = &asms[i];
-                let c_end = (a.c.offset as u64 + a.c.len as u64).min(range.end);
-                let want = (c_end - pos) as usize;
-                let take = want.min(frame.len());
-                if piece.is_empty() {
-                    piece.reserve_exact(want);
+            let n = frame.len().min((range.end - pos) as usize);
+            if pos == range.start && n == total {
+                whole = Some(frame.slice(..n));
+            } else {
+                if acc.capacity() == 0 {
+                    acc = self.pool.take(total);
                 }
-                piece.extend_from_slice(&frame[..take]);
-                frame = &frame[take..];
-                pos += take as u64;
-                if pos == c_end {
-                    let at = (pos - piece.len() as u64 - a.c.offset as u64) as u32;
-                    self.deposit(a, at, std::mem::take(&mut piece)).await;
-                    i += 1;
-                }
+                acc.extend_from_slice(&frame[..n]);
             }
+            pos += n as u64;
+            // Every chunk whose piece of this request is complete.
+            while let Some(a) = asms.get(i) {
+                let start = (a.c.offset as u64).max(range.start);
+                let end = (a.c.offset as u64 + a.c.len as u64).min(range.end);
+                if end > pos {
+                    break;
+                }
+                let piece = match &whole {
+                    Some(w) => {
+                        w.slice((start - range.start) as usize..(end - range.start) as usize)
+                    }
+                    None => acc.split_to((end - start) as usize).freeze(),
+                };
+                let at = (start - a.c.offset as u64) as u32;
+                self.deposit(a, at, piece, buf_id).await;
+                i += 1;
+            }
+        }
+        if acc.capacity() > 0 || whole.is_none() {
+            self.pool.give(acc);
+        }
+        Ok(())
+    }
+
+    /// [`Self::stream_into`] for a local store: one `pread` of the range
+    /// into a pooled buffer, sliced into chunks without another copy.
+    async fn read_local(
+        &self,
+        local: &LocalPacks,
+        range: Range<u64>,
+        asms: &[Arc<Assembly>],
+        buf_id: u64,
+    ) -> Result<(), ReadError> {
+        let pack = asms[0].pack;
+        let total = (range.end - range.start) as usize;
+        let file = local
+            .file(&pack)
+            .map_err(|e| ReadError::Store(format!("pack {}: {e}", to_hex(&pack))))?;
+        let mut buf = self.pool.take(total);
+        let start = range.start;
+        let t = self.timeout;
+        let read = tokio::task::spawn_blocking(move || {
+            crate::cache_file::pread_append(&file, &mut buf, total, start).map(|()| buf)
+        });
+        let mut buf = tokio::time::timeout(t, read)
+            .await
+            .map_err(|_| ReadError::Timeout(t))?
+            .map_err(|e| ReadError::Store(e.to_string()))?
+            .map_err(|e| ReadError::Store(format!("pack {}: {e}", to_hex(&pack))))?;
+        let whole = buf.split_to(total).freeze();
+        self.pool.give(buf);
+        for a in asms {
+            let s = (a.c.offset as u64).max(range.start);
+            let e = (a.c.offset as u64 + a.c.len as u64).min(range.end);
+            let piece = whole.slice((s - range.start) as usize..(e - range.start) as usize);
+            self.deposit(a, (s - a.c.offset as u64) as u32, piece, buf_id)
+                .await;
         }
         Ok(())
     }
 
     /// Adds a piece to a chunk; the piece that completes it verifies and
     /// publishes it.
-    async fn deposit(&self, a: &Assembly, at: u32, bytes: Vec<u8>) {
-        let complete = {
+    async fn deposit(&self, a: &Assembly, at: u32, bytes: Bytes, buf: u64) {
+        let chunk = {
             let mut st = a.state.lock().expect("assembly");
             if st.done.is_none() {
                 return; // already failed
             }
             st.filled += bytes.len() as u32;
-            st.pieces.push((at, bytes));
+            st.pieces.push((at, bytes, buf));
             if st.filled < a.c.len {
                 return;
             }
             let mut pieces = std::mem::take(&mut st.pieces);
-            let data = if pieces.len() == 1 {
-                pieces.pop().expect("one piece").1
+            let chunk = if pieces.len() == 1 {
+                let (_, b, buf) = pieces.pop().expect("one piece");
+                Chunk { bytes: b, buf }
             } else {
+                // Straddles two requests: put together (at most one chunk per request).
                 pieces.sort_by_key(|p| p.0);
-                pieces.into_iter().flat_map(|p| p.1).collect()
+                let mut v = BytesMut::with_capacity(a.c.len as usize);
+                for (_, b, _) in pieces {
+                    v.extend_from_slice(&b);
+                }
+                Chunk::own(v.freeze())
             };
-            (data, st.done.take().expect("sender"))
+            (chunk, st.done.take().expect("sender"))
         };
-        let (data, tx) = complete;
-        let data = Bytes::from(data);
-        let r = match verify_chunk_bytes(&a.pack, &a.c, &data) {
-            Ok(()) => Ok(data.clone()),
+        let (chunk, tx) = chunk;
+        let r = match verify_chunk_bytes(&a.pack, &a.c, &chunk.bytes) {
+            Ok(()) => Ok(chunk.clone()),
             Err(e) => {
                 tracing::error!("{e}");
                 Err(ReadError::Corrupt(e.to_string()))
@@ -502,21 +714,30 @@ impl ChunkSource {
         };
         let ok = r.is_ok();
         if ok {
-            self.mem_put(a.c.hash, data.clone());
-            // Counted before any reader has it, so `flush_writes` after a
-            // read always waits for that read's chunks.
-            self.pending_writes.fetch_add(1, Ordering::SeqCst);
-            // Held until written, before it stops being in flight.
+            // Findable until the writer has admitted it, so no planner
+            // fetches it again meanwhile; counted before any reader has it,
+            // so `flush_writes` after a read always waits for its chunks.
             self.writing
                 .lock()
-                .expect("writing")
-                .insert(a.c.hash, data.clone());
+                .expect("writing lock")
+                .insert(a.c.hash, chunk.clone());
+            self.pending_writes.fetch_add(1, Ordering::SeqCst);
         }
         self.inflight.lock().expect("inflight").remove(&a.c.hash);
         let _ = tx.send(r);
-        if ok && self.writes.send((a.c.hash, data)).await.is_err() {
-            self.writing.lock().expect("writing").remove(&a.c.hash);
-            self.pending_writes.fetch_sub(1, Ordering::SeqCst);
+        if ok {
+            let admit = Admit {
+                hash: a.c.hash,
+                data: chunk.bytes,
+                origin: Origin {
+                    pack: a.pack,
+                    offset: a.c.offset,
+                },
+            };
+            if self.writes.send(admit).await.is_err() {
+                self.writing.lock().expect("writing lock").remove(&a.c.hash);
+                self.pending_writes.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     }
 

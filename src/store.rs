@@ -392,6 +392,13 @@ impl Store {
         &self.url
     }
 
+    /// The directory holding a local store's pack files (`None` for other
+    /// stores): packs never change once written, so a reader may use them
+    /// in place.
+    pub fn local_packs(&self) -> Option<PathBuf> {
+        self.local.as_ref().map(|d| d.join("packs"))
+    }
+
     /// The store's identity, however its URL was spelled: `file://` and the
     /// canonical path for a local store (`/data/s`, `file:///data/s/` and
     /// `file:///data/./s` are one store), `scheme://bucket/prefix` with
