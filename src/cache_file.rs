@@ -156,39 +156,67 @@ pub fn pread_vec(f: &File, n: usize, off: u64) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
-/// Reads exactly `n` bytes at `off`, appended to `buf` (its spare capacity
-/// is not zeroed first).
-pub fn pread_append(f: &File, buf: &mut bytes::BytesMut, n: usize, off: u64) -> io::Result<()> {
-    buf.reserve(n);
-    let mut got = 0;
-    while got < n {
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: reads at most `n - got` bytes into spare capacity the
-        // `reserve` above made room for; `set_len` covers only bytes the
-        // kernel wrote.
-        let r = unsafe {
-            libc::pread(
-                f.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                n - got,
-                (off + got as u64) as libc::off_t,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        got += r as usize;
-        // SAFETY: the kernel initialised these `r` bytes.
-        unsafe { buf.set_len(buf.len() + r as usize) };
+/// A read-only, private mapping of part of a file.
+struct Mapping {
+    base: usize,
+    maplen: usize,
+    /// The bytes asked for: `base + skip .. base + skip + len`.
+    skip: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the range lies inside the mapping, which lives (and is
+        // never written: PROT_READ) as long as `self`.
+        unsafe { std::slice::from_raw_parts((self.base + self.skip) as *const u8, self.len) }
     }
-    Ok(())
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `map_range`.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.maplen) };
+    }
+}
+
+/// `len` bytes of `f` at `off`, mapped rather than copied and faulted in
+/// before returning (so readers of the bytes never wait on the disk). The
+/// file must not shrink while mapped (a pack of a local store never
+/// changes); a file shorter than the range is refused up front.
+pub fn map_range(f: &File, off: u64, len: usize) -> io::Result<bytes::Bytes> {
+    if len == 0 {
+        return Ok(bytes::Bytes::new());
+    }
+    let size = f.metadata()?.len();
+    if off + len as u64 > size {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let page = 4096u64;
+    let start = off / page * page;
+    let skip = (off - start) as usize;
+    let maplen = skip + len;
+    // SAFETY: a new read-only private mapping of a file we hold open; the
+    // pointer is checked before use.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            maplen,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_POPULATE,
+            f.as_raw_fd(),
+            start as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(bytes::Bytes::from_owner(Mapping {
+        base: p as usize,
+        maplen,
+        skip,
+        len,
+    }))
 }
 
 /// Writes all of `bufs`, in order, at `off`.
@@ -323,6 +351,10 @@ mod tests {
         assert!(got[3996..12188].iter().all(|b| *b == 0));
         assert_eq!(got[3995], 1);
         assert_eq!(got[12188], 2);
+        let m = map_range(&f, 4000, 10_000).unwrap();
+        assert_eq!(&m[..], &pread_vec(&f, 10_000, 4000).unwrap()[..]);
+        assert!(map_range(&f, 14_000, 200).is_err(), "past the end");
+        drop(m);
         assert!(try_lock(&f).unwrap());
         let other = File::open(d.path().join("s")).unwrap();
         assert!(!try_lock(&other).unwrap());

@@ -639,8 +639,8 @@ impl ChunkSource {
         Ok(())
     }
 
-    /// [`Self::stream_into`] for a local store: one `pread` of the range
-    /// into a pooled buffer, sliced into chunks without another copy.
+    /// [`Self::stream_into`] for a local store: the range of the pack is
+    /// mapped and sliced into chunks without any copy.
     async fn read_local(
         &self,
         local: &LocalPacks,
@@ -653,19 +653,17 @@ impl ChunkSource {
         let file = local
             .file(&pack)
             .map_err(|e| ReadError::Store(format!("pack {}: {e}", to_hex(&pack))))?;
-        let mut buf = self.pool.take(total);
         let start = range.start;
         let t = self.timeout;
-        let read = tokio::task::spawn_blocking(move || {
-            crate::cache_file::pread_append(&file, &mut buf, total, start).map(|()| buf)
-        });
-        let mut buf = tokio::time::timeout(t, read)
+        // Mapped, not copied: the pack's pages are hashed and replied from
+        // in place (a copy into a buffer cost ~15% of a cold read's CPU).
+        let read =
+            tokio::task::spawn_blocking(move || crate::cache_file::map_range(&file, start, total));
+        let whole = tokio::time::timeout(t, read)
             .await
             .map_err(|_| ReadError::Timeout(t))?
             .map_err(|e| ReadError::Store(e.to_string()))?
             .map_err(|e| ReadError::Store(format!("pack {}: {e}", to_hex(&pack))))?;
-        let whole = buf.split_to(total).freeze();
-        self.pool.give(buf);
         for a in asms {
             let s = (a.c.offset as u64).max(range.start);
             let e = (a.c.offset as u64 + a.c.len as u64).min(range.end);
