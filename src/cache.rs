@@ -47,7 +47,7 @@ use crate::cache_file::{
     self, check_blocks, check_footer, pread_vec, record_size, trailer_len, Bad, Footer, BLOCK,
     FOOTER,
 };
-use crate::ids::{to_hex, Hash, PackId};
+use crate::ids::{to_hex, DigestMap, Hash, PackId};
 
 pub use crate::cache_file::BLOCK_LOG2;
 
@@ -151,7 +151,7 @@ pub struct DiskCache {
     limit: u64,
     /// The pack directory of a local store, whose chunks are read in place.
     local_packs: Option<PathBuf>,
-    index: Mutex<HashMap<Hash, Entry>>,
+    index: Mutex<DigestMap<Hash, Entry>>,
     /// This process's estimate of the cache size (other processes add too;
     /// the exact sum is read back from SQLite before evicting).
     approx_bytes: AtomicU64,
@@ -250,7 +250,7 @@ impl DiskCache {
             .map_err(dberr)?;
             tx.commit().map_err(dberr)?;
         }
-        let mut index = HashMap::new();
+        let mut index = DigestMap::default();
         let mut bytes = 0u64;
         let mut live = HashSet::new();
         {

@@ -27,7 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::ids::PackId;
 use crate::manifest::{ChunkRef, Entry, Manifest};
-use crate::reader::{concat, ChunkMap, ChunkSource, Pending, ReadError};
+use crate::reader::{concat, ChunkMap, ChunkSource, Pending, ReadError, SmallReads};
 
 /// How far behind or ahead of the furthest read a read still counts as
 /// sequential: the kernel keeps the READs of up to two readahead windows
@@ -147,12 +147,12 @@ impl ReadAhead {
                 // the same aligned blocks come with it.
                 let small =
                     self.head == 0 && self.queue.is_empty() && map.size() <= cfg.initial_window;
-                let extra = if small {
+                let along = if small {
                     neighbours(source, m, e)
                 } else {
-                    vec![]
+                    Along::default()
                 };
-                self.top_up(source, m, e, map, range.end, extra);
+                self.top_up(source, m, e, map, range.end, along);
             }
         }
         range
@@ -171,8 +171,12 @@ impl ReadAhead {
         e: &Entry,
         map: &ChunkMap,
         must: usize,
-        extra: Vec<(PackId, ChunkRef)>,
+        along: Along,
     ) {
+        let Along {
+            chunks: extra,
+            hold,
+        } = along;
         let chunks = m.chunks_of(e);
         let cfg = source.config();
         let target = self.last_end + self.window;
@@ -219,8 +223,20 @@ impl ReadAhead {
         for (i, p) in order.into_iter().zip(source.plan(&plan)) {
             got[i] = Some(p);
         }
-        let pendings = got.into_iter().take(n).map(|p| p.expect("planned"));
-        for (pending, permit) in pendings.zip(permits) {
+        let mut got = got.into_iter().map(|p| p.expect("planned"));
+        let pendings: Vec<Pending> = got.by_ref().take(n).collect();
+        if let Some(hold) = hold {
+            // The extra chunks hold their budget until they have arrived
+            // (then they wait for the disk-cache writer, in its bounded queue).
+            let extra: Vec<Pending> = got.collect();
+            tokio::spawn(async move {
+                for p in extra {
+                    let _ = p.await;
+                }
+                drop(hold);
+            });
+        }
+        for (pending, permit) in pendings.into_iter().zip(permits) {
             self.queue.push_back(Slot {
                 pending,
                 _permit: permit,
@@ -230,16 +246,62 @@ impl ReadAhead {
         self.window = (self.window * 2).min(cfg.max_window);
     }
 }
-/// Chunks of the same packs lying wholly inside the aligned blocks that a
-/// small file's chunks touch, other than the file's own: an S3 server reads
-/// those blocks whole anyway, so they cost little to bring along.
-fn neighbours(source: &Arc<ChunkSource>, m: &Arc<Manifest>, e: &Entry) -> Vec<(PackId, ChunkRef)> {
+/// Chunks fetched along with a file's own, and the budget they hold until
+/// they have arrived (none for the few in the file's own blocks).
+#[derive(Default)]
+struct Along {
+    chunks: Vec<(PackId, ChunkRef)>,
+    hold: Option<OwnedSemaphorePermit>,
+}
+
+/// Chunks of the same pack to bring along with a small file read whole,
+/// other than the file's own. A data-loader epoch reads every small file of a
+/// version in random order, so every pack whole: the first small file of a
+/// pack brings the other chunks lying wholly inside the aligned blocks its
+/// own chunks touch (an S3 server reads those blocks whole anyway); the
+/// second brings the rest of the pack, in large requests, into the disk
+/// cache. Without bulk budget to spare, only the blocks' chunks come along.
+fn neighbours(source: &Arc<ChunkSource>, m: &Arc<Manifest>, e: &Entry) -> Along {
     let own = m.chunks_of(e);
     let Some(first) = own.first() else {
-        return vec![];
+        return Along::default();
     };
     if own.iter().any(|c| c.pack != first.pack) {
-        return vec![];
+        return Along::default();
+    }
+    // Already cached or on its way (a warm pass): nothing to bring along.
+    if own.iter().all(|c| source.has(&c.hash)) {
+        return Along::default();
+    }
+    let pack = m.packs[first.pack as usize];
+    let index = source.pack_index(m);
+    let pick = |start: u64, end: u64| -> Vec<(PackId, ChunkRef)> {
+        index
+            .within(first.pack, start, end)
+            .iter()
+            .filter(|c| !own.iter().any(|o| o.offset == c.offset) && !source.has(&c.hash))
+            .map(|c| (pack, *c))
+            .collect()
+    };
+    match source.note_small_read(&pack) {
+        SmallReads::First => {}
+        SmallReads::Again => {
+            let rest = pick(0, u64::MAX);
+            let bytes: u64 = rest.iter().map(|(_, c)| c.len as u64).sum();
+            if let Ok(permit) = source
+                .bulk_budget()
+                .clone()
+                .try_acquire_many_owned(bytes.max(1) as u32)
+            {
+                source.note_pack_fetched(&pack);
+                return Along {
+                    chunks: rest,
+                    hold: Some(permit),
+                };
+            }
+        }
+        // The rest of the pack is on its way or cached already.
+        SmallReads::PackFetched => return Along::default(),
     }
     let align = source.config().align;
     let start = own.iter().map(|c| c.offset as u64).min().unwrap_or(0) / align * align;
@@ -250,13 +312,10 @@ fn neighbours(source: &Arc<ChunkSource>, m: &Arc<Manifest>, e: &Entry) -> Vec<(P
         .unwrap_or(0)
         .div_ceil(align)
         * align;
-    let index = source.pack_index(m);
-    index
-        .within(first.pack, start, end)
-        .iter()
-        .filter(|c| !own.iter().any(|o| o.offset == c.offset) && !source.has(&c.hash))
-        .map(|c| (m.packs[c.pack as usize], *c))
-        .collect()
+    Along {
+        chunks: pick(start, end),
+        hold: None,
+    }
 }
 
 /// Reads `[offset, offset + len)` of a file. With `ra`, the file's readahead

@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 
 use crate::cache::{Admit, DiskCache, Origin};
 use crate::fetch::verify_chunk_bytes;
-use crate::ids::{to_hex, Hash, PackId};
+use crate::ids::{to_hex, DigestMap, Hash, PackId};
 use crate::manifest::{ChunkRef, Entry, Manifest};
 use crate::store::{keys, Store};
 
@@ -191,7 +191,7 @@ impl Default for ReadConfig {
             align: 1 << 20,
             initial_window: 1 << 20,
             max_window: 64 << 20,
-            budget: 160 << 20,
+            budget: 128 << 20,
             disk_parallel: 8,
             write_queue: 32,
         }
@@ -220,18 +220,28 @@ struct AsmState {
     done: Option<futures::channel::oneshot::Sender<Result<Chunk, ReadError>>>,
 }
 
+/// What earlier small-file reads of a pack say about the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmallReads {
+    First,
+    Again,
+    /// The rest of the pack was planned already.
+    PackFetched,
+}
+
 /// Verified chunks waiting for the disk-cache writer: still served from here.
-type Writing = Arc<Mutex<HashMap<Hash, Chunk>>>;
+type Writing = Arc<Mutex<DigestMap<Hash, Chunk>>>;
 
 /// Where chunk bytes come from, with caching and single-flight.
 pub struct ChunkSource {
     store: Store,
     disk: Arc<DiskCache>,
-    inflight: Mutex<HashMap<Hash, Pending>>,
+    inflight: Mutex<DigestMap<Hash, Pending>>,
     writing: Writing,
     timeout: Duration,
     cfg: ReadConfig,
     budget: Arc<Semaphore>,
+    bulk: Arc<Semaphore>,
     disk_reads: Arc<Semaphore>,
     writes: tokio::sync::mpsc::Sender<Admit>,
     /// Pack indexes of recently read manifests (a `Weak` pins the address,
@@ -240,6 +250,8 @@ pub struct ChunkSource {
     /// Disk-cache writes queued or running.
     pending_writes: Arc<AtomicUsize>,
     pool: BufPool,
+    /// Small files read whole so far, by pack (see `readahead::neighbours`).
+    small_reads: Mutex<lru::LruCache<PackId, u32>>,
     /// A local store's pack directory: its packs are read directly.
     local_packs: Option<LocalPacks>,
     pub stats: SourceStats,
@@ -334,10 +346,11 @@ impl ChunkSource {
         Arc::new(ChunkSource {
             store,
             disk,
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::default(),
             writing,
             timeout,
             budget: Arc::new(Semaphore::new(cfg.budget as usize)),
+            bulk: Arc::new(Semaphore::new((cfg.budget / 4) as usize)),
             disk_reads: Arc::new(Semaphore::new(cfg.disk_parallel.max(1))),
             cfg,
             writes: tx,
@@ -345,9 +358,12 @@ impl ChunkSource {
             pending_writes,
             pool: BufPool {
                 free: Mutex::default(),
-                keep: 16,
+                keep: 4,
                 size: pooled,
             },
+            small_reads: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).expect("nonzero"),
+            )),
             local_packs: local_packs.map(|dir| LocalPacks {
                 dir,
                 open: Mutex::new(lru::LruCache::new(
@@ -370,6 +386,12 @@ impl ChunkSource {
         &self.budget
     }
 
+    /// The part of the budget chunks fetched ahead of small-file reads
+    /// (whole packs, see `readahead::neighbours`) may hold at once.
+    pub(crate) fn bulk_budget(&self) -> &Arc<Semaphore> {
+        &self.bulk
+    }
+
     /// Waits (bounded) until background disk-cache writes have finished and
     /// their index rows are written, so chunks read just before an unmount
     /// are in the cache for the next mount.
@@ -382,6 +404,11 @@ impl ChunkSource {
         self.disk.flush_counters();
     }
 
+    /// Chunks on their way (from the store or the disk cache) right now.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().expect("inflight").len()
+    }
+
     fn writing_get(&self, h: &Hash) -> Option<Chunk> {
         self.writing.lock().expect("writing lock").get(h).cloned()
     }
@@ -391,6 +418,29 @@ impl ChunkSource {
         self.inflight.lock().expect("inflight").contains_key(h)
             || self.writing.lock().expect("writing lock").contains_key(h)
             || self.disk.contains(h)
+    }
+
+    /// Counts a small file of `pack` read whole.
+    pub fn note_small_read(&self, pack: &PackId) -> SmallReads {
+        let mut g = self.small_reads.lock().expect("small reads lock");
+        let n = g.get(pack).copied().unwrap_or(0);
+        if n == u32::MAX {
+            return SmallReads::PackFetched;
+        }
+        g.put(*pack, n + 1);
+        if n == 0 {
+            SmallReads::First
+        } else {
+            SmallReads::Again
+        }
+    }
+
+    /// Records that the rest of `pack` was planned.
+    pub fn note_pack_fetched(&self, pack: &PackId) {
+        self.small_reads
+            .lock()
+            .expect("small reads lock")
+            .put(*pack, u32::MAX);
     }
 
     /// The pack index of a manifest, built on first use.
