@@ -1684,3 +1684,34 @@ fn modern_protocol_readdirplus_and_large_reads() {
     assert_eq!(max_read, MIB, "largest READ request");
     m.unmount();
 }
+
+// ---------------------------------------------------------------------------
+// 10. A version whose pack gc rewrote (and deleted) reads through the mount.
+
+#[test]
+fn reads_through_a_rewritten_pack() {
+    let env = TestEnv::file_store();
+    let mut r = StdRng::seed_from_u64(10);
+    let (v1, v2) = (env.path("v1"), env.path("v2"));
+    let keep = random_file(&v1, "keep.bin", &mut r, 2 * MIB + 3);
+    random_file(&v1, "drop.bin", &mut r, 6 * MIB);
+    random_file(&v2, "keep.bin", &mut r, 0);
+    fs::write(v2.join("keep.bin"), &keep).unwrap();
+    env.push("models/a", &v1, &[]);
+    env.push("models/b", &v2, &[]);
+    env.ok(&["rm", "models/a@1", "--yes"]);
+    let o = env.ok(&["gc", "--grace", "0s", "--json"]);
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["rewritten"]["packs"], 1, "{rep}");
+    assert!(
+        rep["freed_bytes"].as_u64().unwrap() >= 8 * MIB as u64,
+        "{rep}"
+    );
+    let m = env.mount("rewritten", &[]);
+    assert_same_bytes(
+        "models/b@1/keep.bin through the forward record",
+        &fs::read(m.path("models/b@1/keep.bin")).unwrap(),
+        &keep,
+    );
+    m.unmount();
+}

@@ -13,9 +13,13 @@
 #      (issue 9 goal: under 1 s), vs the first push of the same tree and a stat walk of it
 #   6. push of BENCH_TINY_DIRS x BENCH_TINY_PER_DIR (100,000) tiny files into an empty file:// store, in files/s,
 #      vs `cp -a` of the same tree on the same disk (+ sync)
+#   7. store lifecycle (issue 9 items 3, 4): a store of 1,000 versions holding ~1M chunks, every 10th version deleted
+#      (~10% of the chunk bytes dead): (a) gc: time, RSS, bytes freed against bytes dead; (b) push of one new file
+#      into it: time, RSS, vs the same push into an empty store; (c) on Garage S3: the requests of that gc and of
+#      that push with an empty node cache (Garage's request counters)
 #
 # Knobs (environment, defaults in brackets):
-#   BENCH_PARTS [123456]       which parts to run (part 2 builds on part 1's store and runs part 1's setup if needed)
+#   BENCH_PARTS [1234567]      which parts to run (part 2 builds on part 1's store and runs part 1's setup if needed)
 #   BENCH_BIG_MIB [1024]       size of the large file (parts 1, 2)
 #   BENCH_RUNS [3]             timed repetitions of part 1 (the median is reported)
 #   BENCH_EDIT_RUNS [16]       part 2a: number of evenly spread runs overwritten with random bytes ...
@@ -30,6 +34,11 @@
 #   BENCH_MANY_FALLBACK_DIRS [200]  of its directories instead and say so (extrapolation is labelled)
 #   BENCH_REPUSH_FILES [100] BENCH_REPUSH_FILE_MIB [100]   part 5 tree (random content)
 #   BENCH_TINY_DIRS [100] BENCH_TINY_PER_DIR [1000]         part 6 tree (16-40 B files, unique content)
+#   BENCH_LIFE_ASSETS [10] BENCH_LIFE_VERSIONS [100] BENCH_LIFE_NEW [1000] BENCH_LIFE_CARRY [100]   part 7 store:
+#                              assets x versions, each with NEW tiny files of its own and CARRY from its predecessor
+#   BENCH_LIFE_GC_EVERY [50]   part 7 setup: gc every N pushes (as a cron job would)
+#   BENCH_LIFE_DELETE_EVERY [10]  part 7: every N-th version of each asset is deleted before the measured gc
+#   BENCH_LIFE_STORE []        part 7: a directory to keep the built store in and reuse on later runs (setup: ~5 min)
 #   BENCH_DROP_CACHES [auto]   1: `sync; echo 3 > /proc/sys/vm/drop_caches` before every timed step (auto: if
 #                              writable); 0: only `sync` (page cache warm)
 #   BENCH_GARAGE_PORT [39400]  first of the ports Garage uses (PORT, PORT+1 rpc, PORT+3 admin/metrics)
@@ -48,7 +57,7 @@ GEN=(python3 "$ROOT/scripts/bench/gen.py")
 S3PY="$ROOT/scripts/bench/s3_baseline.py"
 GARAGE_UP=${BENCH_GARAGE_UP:-/work/shared/bench/garage-up.sh}
 
-PARTS=${BENCH_PARTS:-123456}
+PARTS=${BENCH_PARTS:-1234567}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
 RUNS=${BENCH_RUNS:-3}
 EDIT_RUNS=${BENCH_EDIT_RUNS:-16}
@@ -67,6 +76,13 @@ REPUSH_FILES=${BENCH_REPUSH_FILES:-100}
 REPUSH_FILE_MIB=${BENCH_REPUSH_FILE_MIB:-100}
 TINY_DIRS=${BENCH_TINY_DIRS:-100}
 TINY_PER_DIR=${BENCH_TINY_PER_DIR:-1000}
+LIFE_ASSETS=${BENCH_LIFE_ASSETS:-10}
+LIFE_VERSIONS=${BENCH_LIFE_VERSIONS:-100}
+LIFE_NEW=${BENCH_LIFE_NEW:-1000}
+LIFE_CARRY=${BENCH_LIFE_CARRY:-100}
+LIFE_GC_EVERY=${BENCH_LIFE_GC_EVERY:-50}
+LIFE_DELETE_EVERY=${BENCH_LIFE_DELETE_EVERY:-10}
+LIFE_STORE=${BENCH_LIFE_STORE:-}
 GARAGE_PORT=${BENCH_GARAGE_PORT:-39400}
 GARAGE_WAIT=${BENCH_GARAGE_WAIT_S:-1800}
 KEEP=${BENCH_KEEP:-0}
@@ -446,6 +462,83 @@ part6() {
   rm -rf "$tree" "$W/store6" "$W/cache6" "$W/cp6"
 }
 
+# ---------------------------------------------------------------------------------------------------------------
+# pack_stats DIR: "<count> packs, <bytes> B" of a file:// store's packs/.
+pack_stats() { find "$1/packs" -type f -printf '%s\n' | awk '{ n++; b += $1 } END { printf "%d %d", n, b }'; }
+
+part7() {
+  local store="$W/store7" n=$((LIFE_ASSETS * LIFE_VERSIONS)) built
+  if [ -n "$LIFE_STORE" ] && [ -f "$LIFE_STORE/built.json" ]; then
+    log "part 7: reusing the store built in $LIFE_STORE"
+    cp -a "$LIFE_STORE/store" "$store"
+  else
+    log "part 7: building a store of $n versions ($LIFE_ASSETS assets; $LIFE_NEW new + $LIFE_CARRY carried tiny files each)"
+    mkdir -p "$W/work7"; ainit "file://$store"
+    python3 "$ROOT/scripts/bench/lifecycle_store.py" "$BIN" "file://$store" "$W/cache7-build" "$W/work7" \
+      "$LIFE_ASSETS" "$LIFE_VERSIONS" "$LIFE_NEW" "$LIFE_CARRY" "$LIFE_GC_EVERY" "$LIFE_DELETE_EVERY" >"$W/built7.json" \
+      || die "building the part 7 store failed"
+    rm -rf "$W/work7" "$W/cache7-build"
+    if [ -n "$LIFE_STORE" ]; then
+      rm -rf "$LIFE_STORE"; mkdir -p "$LIFE_STORE"; cp -a "$store" "$LIFE_STORE/store"; cp "$W/built7.json" "$LIFE_STORE/built.json"
+    fi
+  fi
+  [ -n "$LIFE_STORE" ] && cp "$LIFE_STORE/built.json" "$W/built7.json"
+  built=$(jq -r '"\(.pushes) pushes (\(.chunks) chunks stored, \(.files) files committed) and \(.deleted) versions deleted; setup \(.seconds) s"' "$W/built7.json")
+  log "  $built"
+  cp -a "$store" "$W/store7-s3"   # the same store, for Garage (7c)
+  local before; read -r -a before <<<"$(pack_stats "$store")"
+
+  # 7a: gc on the file:// store, with an empty node cache.
+  flush
+  timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache7-gc" gc --grace 0s >"$W/gc7.json"
+  local gc_t=$WALL gc_cpu=$CPU gc_rss=$RSS after j="$W/gc7.json"
+  read -r -a after <<<"$(pack_stats "$store")"
+  local dead freed live
+  dead=$(jq .store.dead_bytes "$j"); freed=$(jq .freed_bytes "$j"); live=$(jq .store.live_bytes "$j")
+  row " 7a " " gc of $(commas "$(jq .store.live_versions "$j")") live versions + $(jq .deleted "$W/built7.json") deleted, $(commas "$(jq .index.chunks "$j")") live chunks in $(commas "${before[0]}") packs ($(hsize "${before[1]}")), file:// store, empty node cache, \`--grace 0s\` " \
+    " **${gc_t} s**; CPU ${gc_cpu} s; max RSS $((gc_rss / 1024)) MiB; dead (pack bytes no live version uses) $(commas "$dead") B = $(calc '%.1f' "100 * $dead / ${before[1]}")% of pack bytes; **freed $(commas "$freed") B = $(calc '%.1f' "100 * $freed / ($dead > 0 ? $dead : 1)")% of the dead bytes** ($(jq '[.swept[].packs] | add // 0' "$j") packs, $(jq '[.swept[].manifests] | add // 0' "$j") manifests); packs after: $(commas "${after[0]}") ($(hsize "${after[1]}")) " \
+    " live bytes $(commas "$live"); chunk index rewritten: $(jq .index.shards "$j") shards " \
+    " bytes freed / bytes dead "
+  note "- Part 7 store: $built (scripts/bench/lifecycle_store.py: $LIFE_ASSETS assets x $LIFE_VERSIONS versions, each with $LIFE_NEW tiny files of its own and $LIFE_CARRY carried from its predecessor; gc every $LIFE_GC_EVERY pushes during setup; every $LIFE_DELETE_EVERY-th version deleted). Dead bytes are those gc found in packs no live version uses or in the unused parts of packs some live version still uses."
+
+  # 7b: push of one new 100 B file into the 1M-chunk store: empty and warm node cache; baseline: an empty store.
+  mkdir -p "$W/one7a" "$W/one7b" "$W/one7c"
+  head -c 100 /dev/urandom >"$W/one7a/new.bin"; head -c 100 /dev/urandom >"$W/one7b/new.bin"; head -c 100 /dev/urandom >"$W/one7c/new.bin"
+  flush
+  timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache7-push" push models/one "$W/one7a" >/dev/null
+  local cold_t=$WALL cold_rss=$RSS
+  flush
+  timed "$BIN" --json --store "file://$store" --cache-dir "$W/cache7-push" push models/one "$W/one7b" >/dev/null
+  local warm_t=$WALL warm_rss=$RSS
+  rm -rf "$W/store7-empty"; ainit "file://$W/store7-empty"; flush
+  timed "$BIN" --json --store "file://$W/store7-empty" --cache-dir "$W/cache7-e" push models/one "$W/one7c" >/dev/null
+  local e_t=$WALL e_rss=$RSS
+  row " 7b " " push 1 new 100 B file into that store ($(commas "$(jq .index.chunks "$j")") chunks; chunk index of $(jq .index.shards "$j") shards), file:// " \
+    " empty node cache: **${cold_t} s, max RSS $((cold_rss / 1024)) MiB**; warm: ${warm_t} s, $((warm_rss / 1024)) MiB " \
+    " same push into an empty store: ${e_t} s, max RSS $((e_rss / 1024)) MiB " \
+    " goal <= 0.1 s and 64 MiB: $(awk -v t="$cold_t" -v r="$cold_rss" 'BEGIN { print (t <= 0.1 && r <= 65536) ? "yes" : "**no**" }') "
+
+  # 7c: the same on Garage S3, counting requests.
+  if [ -z "$GARAGE_PID" ] && ! start_garage; then
+    row " 7c " " gc and push on Garage S3 " " NOT RUN: garage binary missing " " " " "
+    rm -rf "$W/store7-s3"; return
+  fi
+  local url="s3://$BENCH_BUCKET/life"
+  "$PY" "$S3PY" up "$W/store7-s3" "$BENCH_BUCKET" life "$S3_THREADS" >/dev/null || die "uploading the part 7 store to Garage failed"
+  rm -rf "$W/store7-s3"
+  s3_step lgc env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" --cache-dir "$W/cache7-s3gc" gc --grace 0s >"$W/gc7s3.json" 2>/dev/null \
+    || die "gc on Garage failed"
+  s3_step lpush env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" --cache-dir "$W/cache7-s3push" push models/one "$W/one7a" >/dev/null 2>&1 \
+    || die "push on Garage failed"
+  s3_step lpush2 env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "s3://$BENCH_BUCKET/life-empty" --cache-dir "$W/cache7-s3e" push models/one "$W/one7a" >/dev/null 2>&1 \
+    || die "push on Garage failed"
+  row " 7c " " the same store on Garage S3 (uploaded as is): gc, then push 1 new 100 B file with an empty node cache " \
+    " gc: ${WALL_lgc} s, **requests: ${REQS[lgc]}**, freed $(commas "$(jq .freed_bytes "$W/gc7s3.json")") B; push: ${WALL_lpush} s, **requests: ${REQS[lpush]}** " \
+    " push into an empty store on Garage: ${WALL_lpush2} s, requests: ${REQS[lpush2]} " \
+    " push requests beyond the data (1 pack, 1 delta, 1 manifest, 1 version record) "
+  note "- Part 7c runs with \`ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1\` (Garage ignores conditional writes): a push there skips the 4-request self-check a real S3 push makes, and gc's create-if-absent records are not race-safe. Request counts are the change in Garage's per-endpoint counters around each command."
+}
+
 waited=0
 while [ "$waited" -lt "$IDLE_WAIT" ] && awk '{ exit !($1 >= 0.5) }' /proc/loadavg; do
   [ $((waited % 60)) = 0 ] && log "waiting for the machine to go idle (load $(cut -d' ' -f1 /proc/loadavg))"
@@ -462,6 +555,7 @@ T_START=$SECONDS
 [[ $PARTS == *4* ]] && part4
 [[ $PARTS == *5* ]] && part5
 [[ $PARTS == *6* ]] && part6
+[[ $PARTS == *7* ]] && part7
 
 BUSY1=$(busy_ticks)
 RUN_S=$((SECONDS - T_START))

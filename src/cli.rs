@@ -185,6 +185,9 @@ enum Command {
         /// Who deletes versions by retention (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
         #[arg(long)]
         author: Option<String>,
+        /// Rewrite packs less than this fraction of which live versions use (0 turns rewriting off)
+        #[arg(long, value_name = "FRACTION", default_value_t = assetfs::gc::DEFAULT_REWRITE_BELOW)]
+        rewrite_below: f64,
     },
     /// Files and metadata that differ between two versions
     Diff { from: String, to: String },
@@ -693,8 +696,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             keep_last,
             keep_within,
             author,
+            rewrite_below,
         } => {
+            if !(0.0..=1.0).contains(rewrite_below) {
+                bail!("--rewrite-below must be a fraction between 0 and 1 (got {rewrite_below})");
+            }
             let opts = assetfs::gc::GcOptions {
+                rewrite_below: *rewrite_below,
                 grace: parse_duration("--grace", grace)?,
                 keep_last: *keep_last,
                 keep_within: keep_within
@@ -847,6 +855,16 @@ fn gc_text(r: &assetfs::gc::GcReport) -> String {
                 m.sweep_after
             ));
         }
+    }
+    if r.rewritten.packs > 0 {
+        out.push_str(&format!(
+            "gc: {} {} pack(s) mostly unused: {} of live chunks {} into {} new pack(s); the old ones are marked\n",
+            if r.dry_run { "would rewrite" } else { "rewrote" },
+            r.rewritten.packs,
+            human_bytes(r.rewritten.bytes_copied),
+            if r.dry_run { "would be copied" } else { "copied" },
+            r.rewritten.new_packs
+        ));
     }
     if let Some(i) = &r.index {
         out.push_str(&format!(

@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use crate::ids::{to_hex, PackId};
 use crate::manifest::{ChunkRef, Manifest};
-use crate::store::{keys, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Largest span of one ranged request batch.
 const BATCH_SPAN: u64 = 64 << 20;
@@ -89,12 +89,13 @@ where
     }
     let mut results = futures::stream::iter(batches)
         .map(|(pack, cs)| async move {
-            let key = keys::pack(&to_hex(&m.packs[pack as usize]));
             let ranges: Vec<_> = cs
                 .iter()
                 .map(|c| c.offset as u64..c.offset as u64 + c.len as u64)
                 .collect();
-            let data = store.get_ranges(&key, &ranges).await?;
+            // A pack gc rewrote is read through its forward records.
+            let data =
+                crate::pack_forward::read_ranges(store, &m.packs[pack as usize], &ranges).await?;
             Ok::<_, StoreError>((cs, data))
         })
         .buffer_unordered(BATCHES_IN_FLIGHT);

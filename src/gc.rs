@@ -33,10 +33,10 @@ use crate::catalog_cache::CatalogCache;
 use crate::chunk_index;
 use crate::gc_records::{self as rec, Done, Mark, RunKeys, Sweep, Wait};
 use crate::ids::{to_hex, Hash, PackId};
-use crate::manifest::Manifest;
 use crate::names::AssetId;
+use crate::pack_forward;
 use crate::progress::Progress;
-use crate::session::{self, SessionId};
+use crate::session::{self, Session, SessionId};
 use crate::store::{keys, ObjectInfo, Store, StoreError};
 
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -81,7 +81,13 @@ pub struct GcOptions {
     /// Node cache (version records and manifests, gc records).
     pub cache_dir: PathBuf,
     pub progress: bool,
+    /// Rewrite packs whose live bytes are below this fraction of their size
+    /// (0 disables).
+    pub rewrite_below: f64,
 }
+
+/// Default `rewrite_below`: packs less than half used are rewritten.
+pub const DEFAULT_REWRITE_BELOW: f64 = 0.5;
 
 impl GcOptions {
     fn retention(&self) -> bool {
@@ -159,6 +165,9 @@ pub struct GcReport {
     pub cleaned: Cleaned,
     /// Bytes deleted by this run (or that would be, with --dry-run).
     pub freed_bytes: u64,
+    /// Mostly-dead packs whose live chunks this run copied into new packs
+    /// (with --dry-run: would copy); the old packs are then condemned.
+    pub rewritten: crate::gc_rewrite::Rewritten,
 }
 
 fn phase(name: &str) {
@@ -197,6 +206,58 @@ fn live_sessions(listed: &[ObjectInfo], now_ms: i64) -> HashSet<SessionId> {
         .collect()
 }
 
+/// Forward records of packs gc rewrote (see [`crate::pack_forward`]),
+/// loaded as live references need them.
+struct ForwardMap {
+    store: Store,
+    /// Packs with forward records, and the records' keys and times.
+    known: HashMap<PackId, Vec<ObjectInfo>>,
+    loaded: HashMap<PackId, pack_forward::Forwards>,
+}
+
+impl ForwardMap {
+    async fn list(store: &Store) -> Result<ForwardMap, StoreError> {
+        let mut known: HashMap<PackId, Vec<ObjectInfo>> = HashMap::new();
+        for o in store.list_info(keys::FORWARDS).await? {
+            if let Some(p) = o.key.split('/').nth(1).and_then(parse_hex16) {
+                known.entry(p).or_default().push(o);
+            }
+        }
+        Ok(ForwardMap {
+            store: store.clone(),
+            known,
+            loaded: HashMap::new(),
+        })
+    }
+
+    /// Where the chunk at (`p`, `off`) lives now, following forward records
+    /// the same way readers do; the forwarded packs passed go into `via`.
+    async fn resolve(
+        &mut self,
+        mut p: PackId,
+        mut off: u32,
+        len: u32,
+        via: &mut HashSet<PackId>,
+    ) -> Result<(PackId, u32), StoreError> {
+        for _ in 0..16 {
+            if !self.known.contains_key(&p) {
+                break;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = self.loaded.entry(p) {
+                e.insert(pack_forward::load(&self.store, &p).await?);
+            }
+            match self.loaded[&p].get(&off) {
+                Some(m) if m.len == len => {
+                    via.insert(p);
+                    (p, off) = (m.to, m.to_offset);
+                }
+                _ => break,
+            }
+        }
+        Ok((p, off))
+    }
+}
+
 /// What the live versions use.
 #[derive(Default)]
 struct LiveSet {
@@ -205,39 +266,76 @@ struct LiveSet {
     live_bytes: Vec<u64>,
     seen: HashSet<(u32, u32)>,
     chunks: HashMap<Hash, (u32, u32, u32)>,
+    /// Live chunks of each pack (offset, len, hash), for rewriting.
+    pack_chunks: Vec<Vec<(u32, u32, Hash)>>,
     manifests: HashSet<String>,
+    /// Rewritten packs whose forward records live references go through.
+    forwarded: HashSet<PackId>,
     live: BTreeMap<String, Vec<u64>>,
     versions: u64,
 }
 
 impl LiveSet {
-    fn add(&mut self, hash: &str, m: &Manifest, with_chunks: bool) {
-        self.manifests.insert(hash.to_string());
-        for c in &m.chunks {
-            let p = m.packs[c.pack as usize];
-            let next = self.packs.len() as u32;
-            let ix = *self.pack_ix.entry(p).or_insert(next);
-            if ix == next {
-                self.packs.push(p);
-                self.live_bytes.push(0);
-            }
-            if self.seen.insert((ix, c.offset)) {
-                self.live_bytes[ix as usize] += c.len as u64;
-            }
+    fn ix(&mut self, p: PackId) -> u32 {
+        let next = self.packs.len() as u32;
+        let ix = *self.pack_ix.entry(p).or_insert(next);
+        if ix == next {
+            self.packs.push(p);
+            self.live_bytes.push(0);
+            self.pack_chunks.push(vec![]);
+        }
+        ix
+    }
+
+    fn add_chunk(&mut self, hash: Hash, p: PackId, off: u32, len: u32, with_chunks: bool) {
+        let ix = self.ix(p);
+        if self.seen.insert((ix, off)) {
+            self.live_bytes[ix as usize] += len as u64;
             if with_chunks {
-                self.chunks.entry(c.hash).or_insert((ix, c.offset, c.len));
+                self.pack_chunks[ix as usize].push((off, len, hash));
             }
+        }
+        if with_chunks {
+            self.chunks.entry(hash).or_insert((ix, off, len));
         }
     }
 
+    /// A chunk the rewrite moved from `old` to `m.to`.
+    fn moved(&mut self, old: PackId, m: &pack_forward::Moved) {
+        let o = self.ix(old);
+        if self.seen.remove(&(o, m.offset)) {
+            self.live_bytes[o as usize] -= m.len as u64;
+        }
+        let n = self.ix(m.to);
+        if self.seen.insert((n, m.to_offset)) {
+            self.live_bytes[n as usize] += m.len as u64;
+        }
+        if let Some(loc) = self.chunks.get_mut(&m.hash) {
+            if loc.0 == o && loc.1 == m.offset {
+                *loc = (n, m.to_offset, m.len);
+            }
+        }
+        self.forwarded.insert(old);
+    }
+
     fn uses_pack(&self, p: &PackId) -> bool {
-        self.pack_ix.contains_key(p)
+        self.pack_ix
+            .get(p)
+            .is_some_and(|ix| self.live_bytes[*ix as usize] > 0)
+    }
+
+    fn live_bytes_of(&self, p: &PackId) -> u64 {
+        self.pack_ix
+            .get(p)
+            .map_or(0, |ix| self.live_bytes[*ix as usize])
     }
 }
 
-/// Reads the records and manifests of `versions` and collects what they use.
+/// Reads the records and manifests of `versions` and collects what they
+/// use, following forward records of rewritten packs.
 async fn collect_live(
     meta: &CatalogCache,
+    forwards: &mut ForwardMap,
     versions: &[(AssetId, u64)],
     with_chunks: bool,
     bar: &Progress,
@@ -252,7 +350,18 @@ async fn collect_live(
         .buffer_unordered(8);
     while let Some(r) = loads.next().await {
         let (asset, v, hash, m) = r?;
-        live.add(&hash, &m, with_chunks);
+        live.manifests.insert(hash);
+        for c in &m.chunks {
+            let p = m.packs[c.pack as usize];
+            let (p, off) = if forwards.known.contains_key(&p) {
+                forwards
+                    .resolve(p, c.offset, c.len, &mut live.forwarded)
+                    .await?
+            } else {
+                (p, c.offset)
+            };
+            live.add_chunk(c.hash, p, off, c.len, with_chunks);
+        }
         live.live.entry(asset.to_string()).or_default().push(v);
         live.versions += 1;
         bar.inc(1);
@@ -338,6 +447,8 @@ struct Gc<'a> {
     meta: CatalogCache,
     opts: &'a GcOptions,
     report: GcReport,
+    /// gc's own writer session, while it rewrites packs.
+    session: Option<Session>,
 }
 
 /// Runs gc once (see the module docs).
@@ -356,6 +467,7 @@ pub async fn run(catalog: &Catalog, opts: &GcOptions) -> Result<GcReport, GcErro
             grace_secs: opts.grace.as_secs(),
             ..Default::default()
         },
+        session: None,
     };
     phase("scan");
     let now = store.now_ms().await?;
@@ -404,6 +516,9 @@ pub async fn run(catalog: &Catalog, opts: &GcOptions) -> Result<GcReport, GcErro
     phase("cleanup");
     if !opts.dry_run {
         gc.cleanup().await?;
+    }
+    if let Some(s) = gc.session.take() {
+        s.end().await;
     }
     gc.report.freed_bytes = gc.report.swept.iter().map(|s| s.bytes).sum();
     phase("done");
@@ -480,9 +595,12 @@ impl Gc<'_> {
                 rec::read(&store, cache, seq, "wait").await?
             }
         };
+        // This gc's own session (rewriting packs) claims no version: never waited for.
+        let mine = self.session.as_ref().map(|s| to_hex(&s.id()));
         let alive: HashSet<String> = live_sessions(&sessions, now)
             .iter()
             .map(|s| to_hex(s))
+            .filter(|s| Some(s) != mine.as_ref())
             .collect();
         pending.waiting_for = wait
             .sessions
@@ -510,7 +628,8 @@ impl Gc<'_> {
                 .filter(|(a, v)| !live_then.contains(&(a.to_string(), *v)))
                 .collect();
             let bar = self.bar(new.len() as u64, "gc: versions since the mark");
-            let keep = collect_live(&self.meta, &new, false, &bar).await?;
+            let mut forwards = ForwardMap::list(&store).await?;
+            let keep = collect_live(&self.meta, &mut forwards, &new, false, &bar).await?;
             bar.finish();
             let sizes = mark.pack_sizes.iter().chain(std::iter::repeat(&0));
             let (gone, kept): (Vec<PackSize>, Vec<PackSize>) = mark
@@ -530,6 +649,17 @@ impl Gc<'_> {
                     .cloned()
                     .collect(),
                 kept_packs: kept.len() as u64,
+                forwards: mark
+                    .forwards
+                    .iter()
+                    .filter(|k| {
+                        k.split('/')
+                            .nth(1)
+                            .and_then(parse_hex16)
+                            .is_none_or(|p| !keep.forwarded.contains(&p))
+                    })
+                    .cloned()
+                    .collect(),
             };
             if self.opts.dry_run || rec::create(&store, seq, "sweep", &s).await? {
                 s
@@ -577,6 +707,7 @@ impl Gc<'_> {
             .iter()
             .map(|p| keys::pack(p))
             .chain(sweep.manifests.iter().map(|m| keys::manifest(m)))
+            .chain(sweep.forwards.iter().cloned())
             .collect();
         delete_all(&store, objects, &bar).await?;
         bar.finish();
@@ -610,9 +741,17 @@ impl Gc<'_> {
         let sessions = store.list_info(keys::SESSIONS).await?;
         let alive = live_sessions(&sessions, now);
         let versions = self.live_versions(retired).await?;
+        let mut forwards = ForwardMap::list(&store).await?;
         let bar = self.bar(versions.len() as u64, "gc: reading manifests");
-        let live = collect_live(&self.meta, &versions, !self.opts.dry_run, &bar).await?;
+        let mut live = collect_live(&self.meta, &mut forwards, &versions, true, &bar).await?;
         bar.finish();
+        let dead_before = packs
+            .iter()
+            .filter_map(|o| Some((parse_hex16(last_segment(&o.key))?, o.size)))
+            .map(|(p, size)| size.saturating_sub(live.live_bytes_of(&p)))
+            .sum::<u64>();
+        phase("rewrite");
+        self.rewrite(now, &packs, &alive, &mut live).await?;
 
         let mut st = StoreReport {
             live_versions: live.versions,
@@ -637,8 +776,19 @@ impl Gc<'_> {
             }
         }
         st.live_bytes = live.live_bytes.iter().sum();
-        st.dead_bytes = st.pack_bytes.saturating_sub(st.live_bytes);
+        // What was dead before this run copied anything: the rewrite's new
+        // packs are not counted, and their old packs are now unused.
+        st.dead_bytes = dead_before;
         self.report.store = st;
+        // Forward records no live reference goes through any more.
+        let dead_forwards: Vec<String> = forwards
+            .known
+            .iter()
+            .filter(|(p, _)| !live.forwarded.contains(*p))
+            .flat_map(|(_, recs)| recs.iter())
+            .filter(|o| now - o.modified_ms >= grace_ms)
+            .map(|o| o.key.clone())
+            .collect();
         let dead_manifests: Vec<String> = manifests
             .iter()
             .map(|o| (last_segment(&o.key), o))
@@ -685,6 +835,7 @@ impl Gc<'_> {
             manifests: dead_manifests,
             bytes,
             live: live.live.clone(),
+            forwards: dead_forwards,
         };
         // Claim the next run number (create-if-absent, like a version).
         let mut seq = self.highest_seq(runs).await? + 1;
@@ -702,11 +853,14 @@ impl Gc<'_> {
         }
         // Sessions live now: the sweep waits for each to end or expire.
         let after = store.list_info(keys::SESSIONS).await?;
+        let mine = self.session.as_ref().map(|s| to_hex(&s.id()));
         let wait = Wait {
             format: rec::FORMAT,
             sessions: live_sessions(&after, now)
                 .iter()
                 .map(|s| to_hex(s))
+                // This gc's own session claims no version.
+                .filter(|s| Some(s) != mine.as_ref())
                 .collect(),
         };
         rec::create(&store, seq, "wait", &wait).await?;
@@ -723,6 +877,70 @@ impl Gc<'_> {
         tracing::info!(target: "assetfs::gc", seq, packs = pending.packs, bytes, "marked");
         self.report.marked = Some(pending);
         Ok(Some((seq, live, absorbable)))
+    }
+
+    /// Copies the live chunks of mostly-dead packs into new packs and
+    /// forwards the old ones there (see [`crate::gc_rewrite`]); `live` then
+    /// says where those chunks are, and the old packs are unused.
+    async fn rewrite(
+        &mut self,
+        now: i64,
+        packs: &[ObjectInfo],
+        alive: &HashSet<SessionId>,
+        live: &mut LiveSet,
+    ) -> Result<(), GcError> {
+        let below = self.opts.rewrite_below;
+        if below <= 0.0 {
+            return Ok(());
+        }
+        let grace_ms = self.opts.grace.as_millis() as i64;
+        let mut victims = vec![];
+        for o in packs {
+            let Some(p) = parse_hex16(last_segment(&o.key)) else {
+                continue;
+            };
+            let used = live.live_bytes_of(&p);
+            if used == 0
+                || (used as f64) >= below * o.size as f64
+                || now - o.modified_ms < grace_ms
+                || alive.contains(&session::session_of(&p))
+            {
+                continue;
+            }
+            let mut chunks = live.pack_chunks[live.pack_ix[&p] as usize].clone();
+            chunks.sort_unstable_by_key(|c| c.0);
+            victims.push(crate::gc_rewrite::Victim { pack: p, chunks });
+        }
+        if victims.is_empty() {
+            return Ok(());
+        }
+        if self.opts.dry_run {
+            self.report.rewritten = crate::gc_rewrite::Rewritten {
+                packs: victims.len() as u64,
+                bytes_copied: victims
+                    .iter()
+                    .flat_map(|v| v.chunks.iter().map(|c| c.1 as u64))
+                    .sum(),
+                new_packs: 0,
+            };
+            return Ok(());
+        }
+        if self.session.is_none() {
+            self.session = Some(Session::start(&self.store, "gc").await?);
+        }
+        let sid = self.session.as_ref().expect("started").id();
+        let bar = self.bar(victims.len() as u64, "gc: rewriting packs");
+        let (moved, stats) =
+            crate::gc_rewrite::rewrite(&self.store, &sid, now as u64, victims, &bar).await?;
+        bar.finish();
+        for (old, ms) in &moved {
+            for m in ms {
+                live.moved(*old, m);
+            }
+        }
+        tracing::info!(target: "assetfs::gc", packs = stats.packs, bytes = stats.bytes_copied, "rewrote");
+        self.report.rewritten = stats;
+        Ok(())
     }
 
     /// The highest run number any record uses (orphans included).

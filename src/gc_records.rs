@@ -48,6 +48,9 @@ pub struct Mark {
     /// Live versions when the mark was made, by asset (`models/x`): the
     /// sweep reads only manifests of versions committed since.
     pub live: BTreeMap<String, Vec<u64>>,
+    /// Forward records (keys) of rewritten packs no live reference uses.
+    #[serde(default)]
+    pub forwards: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +70,9 @@ pub struct Sweep {
     pub bytes: u64,
     /// Condemned but kept: a version committed after the mark uses them.
     pub kept_packs: u64,
+    /// Forward records deleted with them.
+    #[serde(default)]
+    pub forwards: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -12,7 +12,7 @@
 //! - [`meta`]: version metadata and the sidecar JSON
 //! - [`push`], [`get`], [`verify`], [`diff`]: the data commands
 //! - [`gc`]: retention, and reclaiming what no live version uses, safely while others push
-//! - [`fetch`]: verified, range-grouped chunk reads
+//! - [`fetch`]: verified, range-grouped chunk reads; [`pack_forward`]: reads of packs gc rewrote
 //! - [`context`], [`secrets`], [`schema`], [`npy`]: version context capture and checks
 //! - [`lineage`], [`history`], [`vtest`]: lineage queries, `log`, stored input/output tests
 
@@ -33,6 +33,7 @@ pub mod fs;
 pub mod fsutil;
 pub mod gc;
 pub mod gc_records;
+pub mod gc_rewrite;
 pub mod get;
 pub mod hash_pipeline;
 pub mod history;
@@ -44,6 +45,7 @@ pub mod mount;
 pub mod names;
 pub mod node_state;
 pub mod npy;
+pub mod pack_forward;
 pub mod packer;
 pub mod perms;
 pub mod prefetch;

@@ -178,7 +178,11 @@ impl Packer {
         let range = from.offset as u64..from.offset as u64 + from.len as u64;
         let data = self
             .rt
-            .block_on(self.store.get_ranges(&key, &[range]))?
+            .block_on(crate::pack_forward::read_ranges(
+                &self.store,
+                &from.pack,
+                &[range],
+            ))?
             .pop()
             .unwrap_or_default();
         if crate::ids::hash_bytes(&data) != hash {

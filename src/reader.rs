@@ -35,7 +35,7 @@ use crate::cache::{Admit, DiskCache, Origin};
 use crate::fetch::verify_chunk_bytes;
 use crate::ids::{to_hex, DigestMap, Hash, PackId};
 use crate::manifest::{ChunkRef, Entry, Manifest};
-use crate::store::{keys, Store};
+use crate::store::Store;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReadError {
@@ -603,13 +603,12 @@ impl ChunkSource {
     async fn fetch_range(self: Arc<Self>, range: Range<u64>, asms: Vec<Arc<Assembly>>) {
         let Some(first) = asms.first() else { return };
         let pack = first.pack;
-        let key = keys::pack(&to_hex(&pack));
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes
             .fetch_add(range.end - range.start, Ordering::Relaxed);
         tracing::trace!(pack = %to_hex(&pack), start = range.start, end = range.end, "GET");
-        let r = self.stream_into(&key, range.clone(), &asms).await;
+        let r = self.stream_into(&pack, range.clone(), &asms).await;
         if let Err(e) = r {
             match &e {
                 ReadError::Timeout(_) => {
@@ -629,7 +628,7 @@ impl ChunkSource {
     /// arrives in one piece (a local store) is sliced without any copy.
     async fn stream_into(
         &self,
-        key: &str,
+        pack: &PackId,
         range: Range<u64>,
         asms: &[Arc<Assembly>],
     ) -> Result<(), ReadError> {
@@ -638,9 +637,16 @@ impl ChunkSource {
         let total = (range.end - range.start) as usize;
         let buf_id = NEXT_BUF.fetch_add(1, Ordering::Relaxed);
         if let Some(local) = &self.local_packs {
-            return self.read_local(local, range, asms, buf_id).await;
+            match local.file(pack) {
+                Ok(file) => return self.read_local(file, range, asms, buf_id).await,
+                // Gone: gc rewrote it; read through its forward records below.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ReadError::Store(format!("pack {}: {e}", to_hex(pack)))),
+            }
         }
-        let mut body = tokio::time::timeout(t, self.store.get_range_stream(key, range.clone()))
+        // A pack gc rewrote is read through its forward records.
+        let stream = crate::pack_forward::range_stream(&self.store, pack, range.clone());
+        let mut body = tokio::time::timeout(t, stream)
             .await
             .map_err(|_| ReadError::Timeout(t))?
             .map_err(store_err)?;
@@ -693,16 +699,13 @@ impl ChunkSource {
     /// mapped and sliced into chunks without any copy.
     async fn read_local(
         &self,
-        local: &LocalPacks,
+        file: Arc<std::fs::File>,
         range: Range<u64>,
         asms: &[Arc<Assembly>],
         buf_id: u64,
     ) -> Result<(), ReadError> {
         let pack = asms[0].pack;
         let total = (range.end - range.start) as usize;
-        let file = local
-            .file(&pack)
-            .map_err(|e| ReadError::Store(format!("pack {}: {e}", to_hex(&pack))))?;
         let start = range.start;
         let t = self.timeout;
         // Mapped, not copied: the pack's pages are hashed and replied from

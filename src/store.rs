@@ -794,6 +794,12 @@ pub mod keys {
         format!("chunkindex/{gen:020}/{what}")
     }
     pub const INDEX_GENS: &str = "chunkindex";
+    /// Where the live chunks of pack `old` went when gc run `run` rewrote it
+    /// (see [`crate::pack_forward`]).
+    pub fn forward(old: &str, run: u64) -> String {
+        format!("forwards/{old}/{run:020}")
+    }
+    pub const FORWARDS: &str = "forwards";
     pub const MANIFESTS: &str = "manifests";
     pub const PACKS: &str = "packs";
     pub const REFS: &str = "refs";

@@ -115,24 +115,15 @@ fn unreferenced(env: &Env) -> Vec<String> {
         .build()
         .unwrap();
     let store = assetfs::store::Store::open(&env.store).unwrap();
-    let catalog = assetfs::catalog::Catalog::new(store.clone());
     rt.block_on(async {
-        let mut packs = HashSet::new();
-        let mut manifests = HashSet::new();
-        for (asset, k) in catalog.all_asset_keys().await.unwrap() {
-            for v in k.live() {
-                let rec = catalog.record(&asset, v).await.unwrap();
-                let m = catalog.manifest(&rec.manifest).await.unwrap();
-                packs.extend(m.packs.iter().map(|p| assetfs::ids::to_hex(p)));
-                manifests.insert(rec.manifest);
-            }
-        }
+        let (packs, manifests, via) = common::stores::live_objects(&store).await;
         let mut out = vec![];
         for (k, _) in store.list("").await.unwrap() {
             let name = k.rsplit('/').next().unwrap().to_string();
             let dead = match k.split('/').next().unwrap() {
                 "packs" => !packs.contains(&name),
                 "manifests" => !manifests.contains(&name),
+                "forwards" => !via.contains(k.split('/').nth(1).unwrap()),
                 "indexes" | "sessions" => true,
                 _ => false,
             };
@@ -374,7 +365,7 @@ fn race_gcs() {
 // 3 in each phase that writes; every live version still verifies, and a
 // later gc finishes the job.
 
-const KILL_PHASES: [&str; 5] = ["retention", "sweep", "mark", "index", "cleanup"];
+const KILL_PHASES: [&str; 6] = ["retention", "sweep", "mark", "rewrite", "index", "cleanup"];
 const MIN_KILLS: usize = 20;
 const MIN_PER_PHASE: usize = 3;
 

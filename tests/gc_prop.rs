@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,9 +40,11 @@ enum Op {
         asset: usize,
         pick: usize,
     },
+    /// `rewrite`: rewrite packs used less than this fraction (0: never).
     Gc {
         grace_min: i64,
         keep_last: Option<usize>,
+        rewrite: f64,
     },
     Advance {
         min: i64,
@@ -64,8 +66,12 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0usize..2, blobs.clone()).prop_map(|(asset, blobs)| Op::Push { asset, blobs }),
         2 => (0usize..2, 0usize..8).prop_map(|(asset, pick)| Op::Rm { asset, pick }),
         1 => (0usize..2, 0usize..8).prop_map(|(asset, pick)| Op::Alias { asset, pick }),
-        3 => (prop::sample::select(vec![0i64, 10, 60]), prop::option::of(1usize..3))
-            .prop_map(|(grace_min, keep_last)| Op::Gc { grace_min, keep_last }),
+        3 => (
+            prop::sample::select(vec![0i64, 10, 60]),
+            prop::option::of(1usize..3),
+            prop::sample::select(vec![0.0, 0.5, 0.99, 0.99]),
+        )
+            .prop_map(|(grace_min, keep_last, rewrite)| Op::Gc { grace_min, keep_last, rewrite }),
         2 => prop::sample::select(vec![5i64, 30, 90]).prop_map(|min| Op::Advance { min }),
         2 => (0usize..2, blobs).prop_map(|(asset, blobs)| Op::Stall { asset, blobs }),
         1 => Just(Op::Resume),
@@ -127,7 +133,7 @@ impl World {
         self.tmp.path().join(format!("t{}", self.dirs))
     }
 
-    fn gc_opts(&self, grace_min: i64, keep_last: Option<usize>) -> GcOptions {
+    fn gc_opts(&self, grace_min: i64, keep_last: Option<usize>, rewrite: f64) -> GcOptions {
         GcOptions {
             grace: Duration::from_millis((grace_min * MIN) as u64),
             keep_last,
@@ -136,6 +142,7 @@ impl World {
             by: "prop".into(),
             cache_dir: self.tmp.path().join("gc-cache"),
             progress: false,
+            rewrite_below: rewrite,
         }
     }
 
@@ -189,10 +196,14 @@ impl World {
             Op::Gc {
                 grace_min,
                 keep_last,
+                rewrite,
             } => {
-                let rep = assetfs::gc::run(&self.catalog, &self.gc_opts(*grace_min, *keep_last))
-                    .await
-                    .unwrap_or_else(|e| panic!("gc: {e}"));
+                let rep = assetfs::gc::run(
+                    &self.catalog,
+                    &self.gc_opts(*grace_min, *keep_last, *rewrite),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("gc: {e}"));
                 for d in &rep.deleted_versions {
                     let rf = r(d);
                     let a = ASSETS.iter().position(|x| r(x).asset == rf.asset).unwrap();
@@ -206,6 +217,8 @@ impl World {
                 }
                 let swept: u64 = rep.swept.iter().map(|s| s.packs).sum();
                 SEEN.packs_swept.fetch_add(swept, Ordering::SeqCst);
+                SEEN.packs_rewritten
+                    .fetch_add(rep.rewritten.packs, Ordering::SeqCst);
             }
             Op::Advance { min } => {
                 self.clock.advance_ms(min * MIN);
@@ -282,14 +295,7 @@ impl World {
 
     /// What no live version uses is gone (once time has passed).
     async fn assert_nothing_unreferenced(&self) {
-        let mut packs = HashSet::new();
-        let mut manifests = HashSet::new();
-        for (a, v) in self.live.keys() {
-            let rec = self.catalog.record(&r(ASSETS[*a]).asset, *v).await.unwrap();
-            let m = self.catalog.manifest(&rec.manifest).await.unwrap();
-            packs.extend(m.packs.iter().map(|p| assetfs::ids::to_hex(p)));
-            manifests.insert(rec.manifest);
-        }
+        let (packs, manifests, via) = common::stores::live_objects(&self.store).await;
         let name = |k: &str| k.rsplit('/').next().unwrap().to_string();
         for (k, _) in self.store.list(keys::PACKS).await.unwrap() {
             assert!(packs.contains(&name(&k)), "unreferenced pack left: {k}");
@@ -299,6 +305,10 @@ impl World {
                 manifests.contains(&name(&k)),
                 "unreferenced manifest left: {k}"
             );
+        }
+        for (k, _) in self.store.list(keys::FORWARDS).await.unwrap() {
+            let old = k.split('/').nth(1).unwrap().to_string();
+            assert!(via.contains(&old), "unused forward record left: {k}");
         }
         for prefix in [keys::INDEXES, keys::SESSIONS] {
             let left = self.store.list(prefix).await.unwrap();
@@ -339,12 +349,14 @@ async fn history(ops: Vec<Op>) {
     w.apply(&Op::Gc {
         grace_min: 60,
         keep_last: None,
+        rewrite: 0.5,
     })
     .await;
     w.clock.advance_ms(2 * 60 * MIN);
     w.apply(&Op::Gc {
         grace_min: 60,
         keep_last: None,
+        rewrite: 0.5,
     })
     .await;
     w.check().await;
@@ -357,6 +369,7 @@ struct Seen {
     pushes: AtomicU64,
     rms: AtomicU64,
     packs_swept: AtomicU64,
+    packs_rewritten: AtomicU64,
     resumed: AtomicU64,
     resumed_rescued: AtomicU64,
     crashes: AtomicU64,
@@ -367,6 +380,7 @@ static SEEN: Seen = Seen {
     pushes: AtomicU64::new(0),
     rms: AtomicU64::new(0),
     packs_swept: AtomicU64::new(0),
+    packs_rewritten: AtomicU64::new(0),
     resumed: AtomicU64::new(0),
     resumed_rescued: AtomicU64::new(0),
     crashes: AtomicU64::new(0),
@@ -401,10 +415,11 @@ fn random_histories_keep_every_live_version() {
     }
     let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
     eprintln!(
-        "gc_prop: {} pushes, {} rm, {} packs swept, {} stalled pushes resumed ({} re-stored chunks gc condemned meanwhile, {} after their session expired), {} crashed",
+        "gc_prop: {} pushes, {} rm, {} packs swept, {} packs rewritten, {} stalled pushes resumed ({} re-stored chunks gc condemned meanwhile, {} after their session expired), {} crashed",
         get(&SEEN.pushes),
         get(&SEEN.rms),
         get(&SEEN.packs_swept),
+        get(&SEEN.packs_rewritten),
         get(&SEEN.resumed),
         get(&SEEN.resumed_rescued),
         get(&SEEN.expired_then_resumed),
@@ -415,6 +430,7 @@ fn random_histories_keep_every_live_version() {
         ("pushes", get(&SEEN.pushes)),
         ("rm", get(&SEEN.rms)),
         ("packs swept", get(&SEEN.packs_swept)),
+        ("packs rewritten", get(&SEEN.packs_rewritten)),
         ("resumed stalled pushes", get(&SEEN.resumed)),
         ("crashed pushes", get(&SEEN.crashes)),
     ] {

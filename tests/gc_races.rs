@@ -91,6 +91,7 @@ fn gc_opts(grace: Duration, cache: &Path) -> GcOptions {
         by: "gc-test".into(),
         cache_dir: cache.to_path_buf(),
         progress: false,
+        rewrite_below: assetfs::gc::DEFAULT_REWRITE_BELOW,
     }
 }
 
@@ -420,6 +421,73 @@ async fn unchanged_files_of_a_deleted_base(b: Backend) {
         .is_empty());
 }
 
+/// A pack most of whose bytes no live version uses is rewritten: its live
+/// chunks are copied to a new pack, the old pack is deleted, and versions
+/// that point at it read through its forward record; new pushes deduplicate
+/// against the copy; once nothing goes through the record, it goes too.
+async fn mostly_dead_pack_is_rewritten(b: Backend) {
+    let store = b.store.clone();
+    let catalog = Catalog::new(store.clone());
+    let tmp = TempDir::new().unwrap();
+    let cache = tmp.path().join("gc-cache");
+    let x = random(7, 150_000);
+    let y = random(8, 900_000);
+    let (t1, t2) = (tmp.path().join("t1"), tmp.path().join("t2"));
+    write_tree(&t1, &[("x.bin", &x), ("y.bin", &y)]);
+    write_tree(&t2, &[("x.bin", &x)]);
+    push(&catalog, &r("models/a"), &t1, PushOptions::default())
+        .await
+        .unwrap();
+    push(&catalog, &r("models/b"), &t2, PushOptions::default())
+        .await
+        .unwrap();
+    let old = packs_of(&catalog, "models/a@1").await;
+    assert_eq!(
+        old,
+        packs_of(&catalog, "models/b@1").await,
+        "b@1 reuses a@1's pack"
+    );
+    catalog
+        .delete_version(&r("models/a").asset, 1, "t", "")
+        .await
+        .unwrap();
+    let mut opts = gc_opts(Duration::ZERO, &cache);
+    opts.rewrite_below = 0.5;
+    let rep = assetfs::gc::run(&catalog, &opts).await.unwrap();
+    assert_eq!(rep.rewritten.packs, 1, "{rep:?}");
+    assert_eq!(rep.rewritten.bytes_copied, x.len() as u64);
+    assert!(rep.store.dead_bytes >= y.len() as u64, "{rep:?}");
+    assert!(
+        rep.freed_bytes > y.len() as u64,
+        "the old pack went: {rep:?}"
+    );
+    for p in &old {
+        assert!(!exists(&store, p).await, "rewritten pack not deleted");
+    }
+    assert_eq!(store.list(keys::FORWARDS).await.unwrap().len(), 1);
+    // models/b@1 still names the old pack; get and verify go through the record.
+    assert!(!packs_of(&catalog, "models/b@1").await.is_disjoint(&old));
+    assert_reads_back(&catalog, "models/b@1", &t2).await;
+    let v = assetfs::verify::verify_version(&catalog, &r("models/b").asset, 1)
+        .await
+        .unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    // A new push of the same bytes deduplicates against the copy.
+    let out = push(&catalog, &r("models/c"), &t2, PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out.stats.bytes_new, 0, "{out:?}");
+    assert!(packs_of(&catalog, "models/c@1").await.is_disjoint(&old));
+    // Once no live version goes through the record, it is deleted too.
+    catalog
+        .delete_version(&r("models/b").asset, 1, "t", "")
+        .await
+        .unwrap();
+    gc(&catalog, Duration::ZERO, &cache).await;
+    assert!(store.list(keys::FORWARDS).await.unwrap().is_empty());
+    assert_reads_back(&catalog, "models/c@1", &t2).await;
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::memory()).await } )* }
@@ -431,6 +499,7 @@ macro_rules! suite {
 }
 
 suite!(
+    mostly_dead_pack_is_rewritten,
     dedup_against_condemned_pack,
     sweep_waits_for_a_claiming_writer,
     unchanged_files_of_a_deleted_base,

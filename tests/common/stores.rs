@@ -284,3 +284,48 @@ impl ObjectStore for SimClockStore {
         self.inner.copy_if_not_exists(from, to).await
     }
 }
+
+/// What the live versions of a store use, following forward records of
+/// rewritten packs the way readers do: pack ids and manifest hashes (hex),
+/// and the rewritten packs whose forward records they go through.
+pub async fn live_objects(
+    store: &assetfs::store::Store,
+) -> (
+    std::collections::HashSet<String>,
+    std::collections::HashSet<String>,
+    std::collections::HashSet<String>,
+) {
+    use assetfs::ids::to_hex;
+    let catalog = assetfs::catalog::Catalog::new(store.clone());
+    let (mut packs, mut manifests, mut via) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
+    let mut forwards: HashMap<assetfs::ids::PackId, assetfs::pack_forward::Forwards> =
+        HashMap::new();
+    for (asset, k) in catalog.all_asset_keys().await.unwrap() {
+        for v in k.live() {
+            let rec = catalog.record(&asset, v).await.unwrap();
+            let m = catalog.manifest(&rec.manifest).await.unwrap();
+            manifests.insert(rec.manifest);
+            for c in &m.chunks {
+                let (mut p, mut off) = (m.packs[c.pack as usize], c.offset);
+                for _ in 0..16 {
+                    if let std::collections::hash_map::Entry::Vacant(e) = forwards.entry(p) {
+                        e.insert(assetfs::pack_forward::load(store, &p).await.unwrap());
+                    }
+                    match forwards[&p].get(&off) {
+                        Some(mv) if mv.len == c.len => {
+                            via.insert(to_hex(&p));
+                            (p, off) = (mv.to, mv.to_offset);
+                        }
+                        _ => break,
+                    }
+                }
+                packs.insert(to_hex(&p));
+            }
+        }
+    }
+    (packs, manifests, via)
+}
