@@ -196,13 +196,22 @@ fn last_segment(key: &str) -> &str {
 
 /// Sessions alive at store time `now_ms`, from a listing of `sessions/`.
 fn live_sessions(listed: &[ObjectInfo], now_ms: i64) -> HashSet<SessionId> {
+    live_sessions_of(listed, now_ms, true)
+}
+
+/// Live writer sessions, gc's own left out: what a sweep waits for (gc's
+/// sessions claim no version).
+fn live_writers(listed: &[ObjectInfo], now_ms: i64) -> HashSet<SessionId> {
+    live_sessions_of(listed, now_ms, false)
+}
+
+fn live_sessions_of(listed: &[ObjectInfo], now_ms: i64, with_gc: bool) -> HashSet<SessionId> {
     listed
         .iter()
         .filter(|o| now_ms - o.modified_ms < session::EXPIRY.as_millis() as i64)
-        .filter_map(|o| {
-            let v = hex::decode(last_segment(&o.key)).ok()?;
-            v.try_into().ok()
-        })
+        .filter_map(|o| session::parse_session_name(last_segment(&o.key)))
+        .filter(|(_, gc)| with_gc || !gc)
+        .map(|(id, _)| id)
         .collect()
 }
 
@@ -584,7 +593,7 @@ impl Gc<'_> {
         } else {
             let w = Wait {
                 format: rec::FORMAT,
-                sessions: live_sessions(&sessions, now)
+                sessions: live_writers(&sessions, now)
                     .iter()
                     .map(|s| to_hex(s))
                     .collect(),
@@ -595,12 +604,9 @@ impl Gc<'_> {
                 rec::read(&store, cache, seq, "wait").await?
             }
         };
-        // This gc's own session (rewriting packs) claims no version: never waited for.
-        let mine = self.session.as_ref().map(|s| to_hex(&s.id()));
-        let alive: HashSet<String> = live_sessions(&sessions, now)
+        let alive: HashSet<String> = live_writers(&sessions, now)
             .iter()
             .map(|s| to_hex(s))
-            .filter(|s| Some(s) != mine.as_ref())
             .collect();
         pending.waiting_for = wait
             .sessions
@@ -853,14 +859,11 @@ impl Gc<'_> {
         }
         // Sessions live now: the sweep waits for each to end or expire.
         let after = store.list_info(keys::SESSIONS).await?;
-        let mine = self.session.as_ref().map(|s| to_hex(&s.id()));
         let wait = Wait {
             format: rec::FORMAT,
-            sessions: live_sessions(&after, now)
+            sessions: live_writers(&after, now)
                 .iter()
                 .map(|s| to_hex(s))
-                // This gc's own session claims no version.
-                .filter(|s| Some(s) != mine.as_ref())
                 .collect(),
         };
         rec::create(&store, seq, "wait", &wait).await?;

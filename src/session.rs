@@ -61,8 +61,30 @@ pub fn pack_id_in(session: &SessionId) -> PackId {
     id
 }
 
+/// The name under `sessions/` of a session: its id, prefixed `gc-` for gc's
+/// own (which protect packs gc is writing, but claim no version, so no sweep
+/// waits for them).
+pub fn session_name(id: &SessionId, gc: bool) -> String {
+    if gc {
+        format!("gc-{}", to_hex(id))
+    } else {
+        to_hex(id)
+    }
+}
+
+/// A session's id and whether it is gc's, from its name.
+pub fn parse_session_name(name: &str) -> Option<(SessionId, bool)> {
+    let (hex_id, gc) = match name.strip_prefix("gc-") {
+        Some(rest) => (rest, true),
+        None => (name, false),
+    };
+    let id: SessionId = hex::decode(hex_id).ok()?.try_into().ok()?;
+    Some((id, gc))
+}
+
 pub struct Session {
     store: Store,
+    key: String,
     id: SessionId,
     body: Bytes,
     /// [`boottime_ms`] at the start of the last successful write of the session object.
@@ -84,12 +106,13 @@ impl Session {
             }))
             .expect("session body serialises"),
         );
-        let key = keys::session(&to_hex(&id));
+        let key = keys::session(&session_name(&id, what == "gc"));
         let t0 = boottime_ms();
         store.put(&key, body.clone()).await?;
         let last_beat = Arc::new(AtomicU64::new(t0));
         let task = {
-            let (store, body, last_beat) = (store.clone(), body.clone(), last_beat.clone());
+            let (store, body, last_beat, key) =
+                (store.clone(), body.clone(), last_beat.clone(), key.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
@@ -105,6 +128,7 @@ impl Session {
         tracing::debug!(session = %to_hex(&id), what, "session started");
         Ok(Session {
             store: store.clone(),
+            key,
             id,
             body,
             last_beat,
@@ -119,9 +143,7 @@ impl Session {
     /// Rewrites the session object now.
     pub async fn beat(&self) -> Result<(), StoreError> {
         let t = boottime_ms();
-        self.store
-            .put(&keys::session(&to_hex(&self.id)), self.body.clone())
-            .await?;
+        self.store.put(&self.key, self.body.clone()).await?;
         self.last_beat.store(t, Ordering::SeqCst);
         Ok(())
     }
@@ -141,7 +163,7 @@ impl Session {
     /// session left behind only delays gc until it expires.
     pub async fn end(self) {
         self.task.abort();
-        if let Err(e) = self.store.delete(&keys::session(&to_hex(&self.id))).await {
+        if let Err(e) = self.store.delete(&self.key).await {
             tracing::warn!("cannot remove session object (it expires by itself): {e}");
         }
     }
