@@ -931,10 +931,19 @@ impl Gc<'_> {
         if self.session.is_none() {
             self.session = Some(Session::start(&self.store, "gc").await?);
         }
-        let sid = self.session.as_ref().expect("started").id();
+        let session = self.session.as_ref().expect("started");
         let bar = self.bar(victims.len() as u64, "gc: rewriting packs");
-        let (moved, stats) =
-            crate::gc_rewrite::rewrite(&self.store, &sid, now as u64, victims, &bar).await?;
+        // Records are named by this run's start time (store clock): the run
+        // number is claimed only later, by the mark.
+        let (moved, stats) = crate::gc_rewrite::rewrite(
+            &self.store,
+            session,
+            Some(self.opts.cache_dir.clone()),
+            now as u64,
+            victims,
+            &bar,
+        )
+        .await?;
         bar.finish();
         for (old, ms) in &moved {
             for m in ms {

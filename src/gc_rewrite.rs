@@ -5,17 +5,27 @@
 //! every unused pack: condemned by a mark, deleted by a sweep after the grace
 //! period. A crash before a pack's forward record leaves only new packs no
 //! one uses (collected later); after it, the rewrite of that pack is done.
+//!
+//! Writing a record is to gc what claiming a version is to a writer: it
+//! makes new packs live. So it is guarded the same way (see
+//! [`crate::gc_records::Guard`]): gc beats its session, checks that no gc
+//! run condemned or deleted a new pack meanwhile (possible only if this gc
+//! stalled past the session's expiry), and writes records only within
+//! [`crate::session::CLAIM_WINDOW`] of that heartbeat. A record whose new
+//! packs were condemned is not written; the old pack stays as it is.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::gc_records::GuardStart;
 use crate::ids::{hash_bytes, to_hex, Hash, PackId};
 use crate::pack_forward::{self, Moved};
 use crate::packer::PACK_TARGET;
 use crate::progress::Progress;
-use crate::session::{pack_id_in, SessionId};
+use crate::session::{boottime_ms, pack_id_in, Session, CLAIM_WINDOW};
 use crate::store::{keys, Store, StoreError};
 
 /// A pack to rewrite and its live chunks (offset, length, hash).
@@ -42,16 +52,19 @@ struct Out {
 /// their forward records under `record`. Returns the chunks moved, per old
 /// pack whose record was written. A chunk that does not match its hash
 /// leaves its pack as it is (nothing is forwarded to a bad copy).
+/// `cache_dir`: where gc caches its records.
 pub async fn rewrite(
     store: &Store,
-    session: &SessionId,
+    session: &Session,
+    cache_dir: Option<PathBuf>,
     record: u64,
     victims: Vec<Victim>,
     bar: &Progress,
 ) -> Result<(Vec<(PackId, Vec<Moved>)>, Rewritten), StoreError> {
+    let sid = session.id();
     let mut stats = Rewritten::default();
     let mut out = Out {
-        id: pack_id_in(session),
+        id: pack_id_in(&sid),
         buf: Vec::with_capacity(PACK_TARGET),
     };
     let mut moved: Vec<(PackId, Vec<Moved>)> = vec![];
@@ -89,7 +102,7 @@ pub async fn rewrite(
                 let full = std::mem::replace(
                     &mut out,
                     Out {
-                        id: pack_id_in(session),
+                        id: pack_id_in(&sid),
                         buf: Vec::with_capacity(PACK_TARGET),
                     },
                 );
@@ -115,10 +128,41 @@ pub async fn rewrite(
         stats.new_packs += 1;
     }
     flush(store, &mut uploads, 0).await?;
-    // Every new pack is stored: now the records.
+    if moved.is_empty() {
+        return Ok((vec![], stats));
+    }
+    // Every new pack is stored: now the records, each within the claim
+    // window of a heartbeat that preceded a look at the gc records.
+    let new_packs: HashSet<PackId> = moved
+        .iter()
+        .flat_map(|(_, ms)| ms.iter().map(|m| m.to))
+        .collect();
+    let mut guard = GuardStart::list(store, cache_dir)
+        .await?
+        .with_gen(None)
+        .await?;
+    let mut checked: Option<(u64, HashSet<PackId>)> = None;
     let mut done = vec![];
     let mut written: HashSet<PackId> = HashSet::new();
     for (old, ms) in moved {
+        let stale = checked.as_ref().is_none_or(|(t, _)| {
+            boottime_ms().saturating_sub(*t) >= CLAIM_WINDOW.as_millis() as u64
+        });
+        if stale {
+            checked = Some(loop {
+                let t = boottime_ms();
+                session.beat().await?;
+                let v = guard.check(&sid, &new_packs, "", |_| false).await?;
+                if boottime_ms().saturating_sub(t) < CLAIM_WINDOW.as_millis() as u64 {
+                    break (t, v.condemned.union(&v.missing).copied().collect());
+                }
+            });
+        }
+        let bad = &checked.as_ref().expect("checked above").1;
+        if ms.iter().any(|m| bad.contains(&m.to)) {
+            tracing::warn!(pack = %to_hex(&old), "not forwarding a pack: gc condemned its copy while this gc stalled");
+            continue;
+        }
         if pack_forward::write(store, &old, record, &ms).await? && written.insert(old) {
             stats.packs += 1;
             done.push((old, ms));

@@ -488,6 +488,98 @@ async fn mostly_dead_pack_is_rewritten(b: Backend) {
     assert_reads_back(&catalog, "models/c@1", &t2).await;
 }
 
+/// A gc that stalls between copying a pack's live chunks and writing its
+/// forward record (its session expires meanwhile) must not forward to a
+/// copy another gc condemned in between: it looks at the gc records first,
+/// as a writer does before it claims a version, and leaves the old pack as
+/// it is. Forwarding anyway would let the copy and then the old pack be
+/// deleted while a live version reads through them.
+async fn stalled_rewrite_forwards_nothing_gc_condemned(b: Backend) {
+    let clock: Arc<SimClock> = Arc::new(SimClock::starting_at(0));
+    let c = clock.clone();
+    let gates: Arc<Gates> = Arc::default();
+    let g = gates.clone();
+    let store = b
+        .store
+        .wrapped(move |inner| Arc::new(SimClockStore::with_clock(inner, c)))
+        .wrapped(move |inner| Arc::new(GatedStore::with_gates(inner, g)));
+    let catalog = Catalog::new(store.clone());
+    let tmp = TempDir::new().unwrap();
+    let x = random(9, 150_000);
+    let y = random(10, 900_000);
+    let (t1, t2) = (tmp.path().join("t1"), tmp.path().join("t2"));
+    write_tree(&t1, &[("x.bin", &x), ("y.bin", &y)]);
+    write_tree(&t2, &[("x.bin", &x)]);
+    push(&catalog, &r("models/a"), &t1, PushOptions::default())
+        .await
+        .unwrap();
+    push(&catalog, &r("models/b"), &t2, PushOptions::default())
+        .await
+        .unwrap();
+    let old = packs_of(&catalog, "models/a@1").await;
+    catalog
+        .delete_version(&r("models/a").asset, 1, "t", "")
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    clock.advance_ms(2 * hour.as_millis() as i64);
+
+    // gc 1 rewrites the pack; held at its copy's upload, then at the
+    // heartbeat before it looks at the records.
+    let upload = gates.arm("packs/");
+    let task = {
+        let (catalog, cache) = (catalog.clone(), tmp.path().join("gc1-cache"));
+        tokio::spawn(async move {
+            let mut opts = gc_opts(hour, &cache);
+            opts.rewrite_below = 0.5;
+            assetfs::gc::run(&catalog, &opts).await
+        })
+    };
+    upload.reached().await;
+    let beat = gates.arm("sessions/gc-");
+    upload.release();
+    beat.reached().await;
+    let copies: Vec<String> = store
+        .list(keys::PACKS)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !old.iter().any(|p| k.ends_with(&to_hex(p))))
+        .collect();
+    assert_eq!(copies.len(), 1, "gc 1 stored its copy: {copies:?}");
+
+    // Its session expires; gc 2 condemns the copy no version uses.
+    clock.advance_ms(20 * 60 * 1000);
+    let mut opts = gc_opts(Duration::ZERO, &tmp.path().join("gc2-cache"));
+    opts.rewrite_below = 0.0;
+    let rep2 = assetfs::gc::run(&catalog, &opts).await.unwrap();
+    assert_eq!(rep2.marked.as_ref().unwrap().packs, 1, "the copy: {rep2:?}");
+
+    beat.release();
+    let rep1 = task.await.unwrap().unwrap();
+    assert_eq!(rep1.rewritten.packs, 0, "nothing forwarded: {rep1:?}");
+    assert!(store.list(keys::FORWARDS).await.unwrap().is_empty());
+
+    // Later runs delete the copy and keep the old pack models/b@1 uses.
+    for _ in 0..2 {
+        clock.advance_ms(2 * hour.as_millis() as i64);
+        let mut opts = gc_opts(Duration::ZERO, &tmp.path().join("gc3-cache"));
+        opts.rewrite_below = 0.0;
+        assetfs::gc::run(&catalog, &opts).await.unwrap();
+    }
+    for k in &copies {
+        assert!(store.head(k).await.unwrap().is_none(), "copy left: {k}");
+    }
+    for p in &old {
+        assert!(
+            exists(&store, p).await,
+            "a pack models/b@1 uses was deleted"
+        );
+    }
+    assert_reads_back(&catalog, "models/b@1", &t2).await;
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::memory()).await } )* }
@@ -500,6 +592,7 @@ macro_rules! suite {
 
 suite!(
     mostly_dead_pack_is_rewritten,
+    stalled_rewrite_forwards_nothing_gc_condemned,
     dedup_against_condemned_pack,
     sweep_waits_for_a_claiming_writer,
     unchanged_files_of_a_deleted_base,
