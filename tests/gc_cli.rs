@@ -158,7 +158,8 @@ fn unreferenced(env: &Env) -> Vec<String> {
 const PUSHERS: usize = 8;
 const GC_LOOPS: usize = 2;
 const ROUNDS: usize = 3;
-const PER_ROUND: usize = 1;
+/// More rounds, while no two pushers have raced for a version number yet.
+const MAX_ROUNDS: usize = 12;
 
 #[derive(Debug, Clone)]
 struct Pushed {
@@ -199,24 +200,34 @@ fn race(env: Env) {
     let pushed: Arc<Mutex<Vec<Pushed>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let start = Arc::new(Barrier::new(PUSHERS + GC_LOOPS + 1));
-    // Each round starts with all pushers together.
+    // Each round starts with all pushers together. After ROUNDS rounds, the
+    // leader of a round's barrier decides (for everyone, read after a second
+    // barrier) whether to stop: once a version claim was retried, or after
+    // MAX_ROUNDS. Pushes on a fast local store collide less often.
     let round = Arc::new(Barrier::new(PUSHERS));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut threads = vec![];
     for p in 0..PUSHERS {
-        let (env, pool, pushed, start, round, singles) = (
+        let (env, pool, pushed, start, round, singles, stop) = (
             env.clone(),
             pool.clone(),
             pushed.clone(),
             start.clone(),
             round.clone(),
             singles.clone(),
+            stop.clone(),
         );
         threads.push(std::thread::spawn(move || {
             let mut r = rand::rngs::StdRng::seed_from_u64(seed ^ (p as u64 + 1));
             start.wait();
-            for k in 0..ROUNDS * PER_ROUND {
-                if k.is_multiple_of(PER_ROUND) {
-                    round.wait();
+            for k in 0..MAX_ROUNDS {
+                if round.wait().is_leader() {
+                    let retried = pushed.lock().unwrap().iter().any(|x| x.claim_retries > 0);
+                    stop.store(k >= ROUNDS && retried, std::sync::atomic::Ordering::SeqCst);
+                }
+                round.wait();
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
                 }
                 let d = env.path(&format!("p{p}-{k}"));
                 let mut files = write_blobs(&d, &pool, &pick(&mut r, pool.len()));
@@ -326,7 +337,12 @@ fn race(env: Env) {
         gc_runs.len(),
         deleted.len()
     );
-    assert_eq!(pushed.len(), PUSHERS * ROUNDS * PER_ROUND);
+    assert!(pushed.len() >= PUSHERS * ROUNDS, "{} pushes", pushed.len());
+    assert_eq!(
+        pushed.len() % PUSHERS,
+        0,
+        "every pusher pushed in every round"
+    );
     assert!(
         overlapping >= 3,
         "only {overlapping} gc runs overlapped a push"
@@ -346,12 +362,18 @@ fn race(env: Env) {
     assert!(!survivors.is_empty());
     assert_all_read_back(&env, &survivors);
     env.ok(&["verify"]);
-    // Later gc runs finish the job: nothing unreferenced remains.
-    env.json(&["gc", "--grace", "1s"]);
+    // Later gc runs finish the job: nothing unreferenced remains. Every
+    // object is older than their grace period first, so the first run
+    // condemns (or rewrites) whatever it ever will and the second sweeps it.
     std::thread::sleep(Duration::from_millis(1100));
-    env.json(&["gc", "--grace", "1s"]);
+    let g1 = env.json(&["gc", "--grace", "1s"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let g2 = env.json(&["gc", "--grace", "1s"]);
     let left = unreferenced(&env);
-    assert!(left.is_empty(), "left after gc: {left:?}");
+    assert!(
+        left.is_empty(),
+        "left after gc: {left:?}\nversions deleted: {deleted:?}\nfirst gc: {g1}\nsecond gc: {g2}"
+    );
     assert_all_read_back(&env, &survivors);
 }
 

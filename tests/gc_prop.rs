@@ -1,5 +1,6 @@
-//! Property test: random histories of push, rm, alias, gc (with grace
-//! periods and retention) and time passing on a simulated store clock, with
+//! Property test: random histories of push, rm, alias, a version replaced
+//! by one that keeps part of it, gc (with grace periods, retention and pack
+//! rewrites) and time passing on a simulated store clock, with
 //! a push that can stall mid-way (across gc runs and session expiry) and
 //! then finish or crash. After every step every live version reads back
 //! exactly; at the end, once time has passed, gc leaves nothing that no
@@ -40,6 +41,12 @@ enum Op {
         asset: usize,
         pick: usize,
     },
+    /// A version of a big and a small new file, then one of the small file
+    /// alone, then the first deleted: its pack stays partly used (what gc
+    /// rewrites).
+    Replace {
+        asset: usize,
+    },
     /// `rewrite`: rewrite packs used less than this fraction (0: never).
     Gc {
         grace_min: i64,
@@ -66,6 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0usize..2, blobs.clone()).prop_map(|(asset, blobs)| Op::Push { asset, blobs }),
         2 => (0usize..2, 0usize..8).prop_map(|(asset, pick)| Op::Rm { asset, pick }),
         1 => (0usize..2, 0usize..8).prop_map(|(asset, pick)| Op::Alias { asset, pick }),
+        2 => (0usize..2).prop_map(|asset| Op::Replace { asset }),
         3 => (
             prop::sample::select(vec![0i64, 10, 60]),
             prop::option::of(1usize..3),
@@ -75,7 +83,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::sample::select(vec![5i64, 30, 90]).prop_map(|min| Op::Advance { min }),
         2 => (0usize..2, blobs).prop_map(|(asset, blobs)| Op::Stall { asset, blobs }),
         1 => Just(Op::Resume),
-        1 => Just(Op::Crash),
+        2 => Just(Op::Crash),
     ]
 }
 
@@ -192,6 +200,46 @@ impl World {
                     .set_alias(&r(ASSETS[*asset]).asset, "prod", v)
                     .await
                     .unwrap();
+            }
+            Op::Replace { asset } => {
+                // Unique content, so the first version's pack holds exactly
+                // its two files.
+                let (d1, d2) = (self.dir(), self.dir());
+                let unique = |n: usize, tag: u64| {
+                    let mut v = vec![0u8; n];
+                    blake3::Hasher::new()
+                        .update(b"replace")
+                        .update(&tag.to_le_bytes())
+                        .finalize_xof()
+                        .fill(&mut v);
+                    v
+                };
+                let (big, small) = (unique(600_000, self.dirs), unique(20_000, self.dirs + 1));
+                let mut files = BTreeMap::new();
+                for (name, data) in [("big.bin", big), ("small.bin", small)] {
+                    std::fs::create_dir_all(&d1).unwrap();
+                    std::fs::write(d1.join(name), &data).unwrap();
+                    files.insert(name.to_string(), data);
+                }
+                files.remove("big.bin");
+                std::fs::create_dir_all(&d2).unwrap();
+                std::fs::write(d2.join("small.bin"), &files["small.bin"]).unwrap();
+                let a = r(ASSETS[*asset]);
+                let v1 = push(&self.catalog, &a, &d1, PushOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("push: {e}"))
+                    .version;
+                let v2 = push(&self.catalog, &a, &d2, PushOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("push: {e}"))
+                    .version;
+                self.catalog
+                    .delete_version(&a.asset, v1, "prop", "")
+                    .await
+                    .unwrap();
+                self.live.insert((*asset, v2), files);
+                SEEN.pushes.fetch_add(2, Ordering::SeqCst);
+                SEEN.rms.fetch_add(1, Ordering::SeqCst);
             }
             Op::Gc {
                 grace_min,
