@@ -33,7 +33,7 @@ use crate::manifest::ChunkLocation;
 use crate::meta::MetaInput;
 use crate::names::{AssetId, Kind};
 use crate::push::TreeItem;
-use crate::store::{keys, StoreError};
+use crate::store::StoreError;
 use crate::vtest::SpecError;
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -460,9 +460,9 @@ async fn fetch_to_temp(
 ) -> Result<tempfile::NamedTempFile, ContextError> {
     let mut t = tempfile::NamedTempFile::new().map_err(ContextError::Temp)?;
     for (hash, loc) in chunks {
-        let key = keys::pack(&to_hex(&loc.pack));
         let range = loc.offset as u64..loc.offset as u64 + loc.len as u64;
-        let data = catalog.store().get_ranges(&key, &[range]).await?;
+        // A pack gc rewrote is read through its forward records.
+        let data = crate::pack_forward::read_ranges(catalog.store(), &loc.pack, &[range]).await?;
         let data = data.into_iter().next().unwrap_or_default();
         if blake3::hash(&data).as_bytes() != hash {
             return Err(ContextError::Chunk(to_hex(hash)));
