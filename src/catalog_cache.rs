@@ -80,14 +80,13 @@ impl CatalogCache {
 
     pub async fn manifest(&self, hash: &str) -> Result<Arc<Manifest>, CatalogError> {
         let path = self.dir.join("manifests").join(hash);
-        if let Ok(bytes) = std::fs::read(&path) {
-            if to_hex(blake3::hash(&bytes).as_bytes()) == hash {
-                if let Ok(m) = Manifest::decode(&bytes) {
-                    return Ok(Arc::new(m));
-                }
-            }
-            tracing::warn!("dropping corrupt cached manifest {hash}");
-            let _ = std::fs::remove_file(&path);
+        // On the blocking pool: hashing and decoding a large manifest takes
+        // a while, and the mount polls this first on a FUSE session thread,
+        // which must not stall meanwhile.
+        let (p, h) = (path.clone(), hash.to_string());
+        if let Ok(Some(m)) = tokio::task::spawn_blocking(move || read_saved_manifest(&p, &h)).await
+        {
+            return Ok(Arc::new(m));
         }
         // Saved as fetched (hash-checked, then decoded to validate it), not
         // re-encoded: re-encoding a large manifest costs memory and time.
@@ -134,6 +133,20 @@ impl CatalogCache {
         );
         Ok(listing)
     }
+}
+
+/// A manifest saved on this node, if it is there and still matches its hash;
+/// a damaged one is removed.
+fn read_saved_manifest(path: &std::path::Path, hash: &str) -> Option<Manifest> {
+    let bytes = std::fs::read(path).ok()?;
+    if to_hex(blake3::hash(&bytes).as_bytes()) == hash {
+        if let Ok(m) = Manifest::decode(&bytes) {
+            return Some(m);
+        }
+    }
+    tracing::warn!("dropping corrupt cached manifest {hash}");
+    let _ = std::fs::remove_file(path);
+    None
 }
 
 impl Listing {
