@@ -128,7 +128,8 @@ ROWS="$W/rows.md"    # the results table, one markdown row per measurement
 NOTES="$W/notes.md"  # lines printed under the table
 : >"$ROWS"
 : >"$NOTES"
-row() { local IFS='|'; echo "| $* |" >>"$ROWS"; }
+# Rows also go to the log as they come, so a run that stops early keeps what it measured.
+row() { local IFS='|'; echo "| $* |" >>"$ROWS"; log "row: | $* |"; }
 note() { echo "$*" >>"$NOTES"; }
 
 # sync, and drop the page cache when enabled, so every timed step starts from the same state.
@@ -528,10 +529,11 @@ part7() {
   rm -rf "$W/store7-s3"
   s3_step lgc env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" --cache-dir "$W/cache7-s3gc" gc --grace 0s >"$W/gc7s3.json" 2>/dev/null \
     || die "gc on Garage failed"
-  s3_step lpush env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" --cache-dir "$W/cache7-s3push" push models/one "$W/one7a" >/dev/null 2>&1 \
-    || die "push on Garage failed"
-  s3_step lpush2 env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "s3://$BENCH_BUCKET/life-empty" --cache-dir "$W/cache7-s3e" push models/one "$W/one7a" >/dev/null 2>&1 \
-    || die "push on Garage failed"
+  s3_step lpush env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "$url" --cache-dir "$W/cache7-s3push" push models/one "$W/one7a" >/dev/null 2>"$W/push7s3.err" \
+    || die "push on Garage failed: $(cat "$W/push7s3.err")"
+  ainit "s3://$BENCH_BUCKET/life-empty"
+  s3_step lpush2 env ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1 "$BIN" --json --store "s3://$BENCH_BUCKET/life-empty" --cache-dir "$W/cache7-s3e" push models/one "$W/one7a" >/dev/null 2>"$W/push7s3e.err" \
+    || die "push into an empty store on Garage failed: $(cat "$W/push7s3e.err")"
   row " 7c " " the same store on Garage S3 (uploaded as is): gc, then push 1 new 100 B file with an empty node cache " \
     " gc: ${WALL_lgc} s, **requests: ${REQS[lgc]}**, freed $(commas "$(jq .freed_bytes "$W/gc7s3.json")") B; push: ${WALL_lpush} s, **requests: ${REQS[lpush]}** " \
     " push into an empty store on Garage: ${WALL_lpush2} s, requests: ${REQS[lpush2]} " \
