@@ -53,6 +53,12 @@ pub use crate::cache_file::BLOCK_LOG2;
 
 /// Touches are batched: `last_used` is written for this many chunks at once.
 const TOUCH_BATCH: usize = 256;
+/// Recency rows are written at most this often (unless `TOUCH_MAX` chunks
+/// wait): LRU order needs no finer clock, and a warm random-read workload
+/// touching a few chunks per read otherwise turned every 256 reads into a
+/// SQLite transaction (tens of MiB of WAL writes per 10 s of 4 KiB reads).
+const TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const TOUCH_MAX: usize = 1 << 16;
 /// New index rows are written in one transaction per this many chunks.
 const INSERT_BATCH: usize = 64;
 /// A segment takes no more records once it is this large.
@@ -144,6 +150,19 @@ pub struct Located {
     entry: Entry,
 }
 
+/// Chunks read since their recency was last written to the index.
+struct Touched {
+    hashes: HashSet<Hash>,
+    flushed: std::time::Instant,
+}
+
+impl Touched {
+    fn take(&mut self) -> Vec<Hash> {
+        self.flushed = std::time::Instant::now();
+        self.hashes.drain().collect()
+    }
+}
+
 pub struct DiskCache {
     dir: PathBuf,
     db_path: PathBuf,
@@ -158,7 +177,7 @@ pub struct DiskCache {
     hits: AtomicU64,
     misses: AtomicU64,
     corrupt: AtomicU64,
-    touched: Mutex<HashSet<Hash>>,
+    touched: Mutex<Touched>,
     /// Index rows not yet written: (name, record).
     inserts: Mutex<Vec<(Hash, Entry)>>,
     writer: Mutex<Option<Active>>,
@@ -290,7 +309,10 @@ impl DiskCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
-            touched: Mutex::new(HashSet::new()),
+            touched: Mutex::new(Touched {
+                hashes: HashSet::new(),
+                flushed: std::time::Instant::now(),
+            }),
             inserts: Mutex::new(vec![]),
             writer: Mutex::new(None),
             active_seg: AtomicU32::new(0),
@@ -565,11 +587,12 @@ impl DiskCache {
     fn touch(&self, h: &Hash) {
         let batch: Vec<Hash> = {
             let mut t = self.touched.lock().expect("touch lock");
-            t.insert(*h);
-            if t.len() < TOUCH_BATCH {
+            t.hashes.insert(*h);
+            let n = t.hashes.len();
+            if n < TOUCH_BATCH || (n < TOUCH_MAX && t.flushed.elapsed() < TOUCH_INTERVAL) {
                 return;
             }
-            t.drain().collect()
+            t.take()
         };
         self.flush_touches(batch);
     }
@@ -842,7 +865,7 @@ impl DiskCache {
     /// Evicts least-recently-used chunks until the cache holds at most `target` bytes.
     pub fn evict_to(&self, target: u64) -> Result<u64, CacheError> {
         self.flush_inserts()?;
-        let pending: Vec<Hash> = self.touched.lock().expect("touch lock").drain().collect();
+        let pending = self.touched.lock().expect("touch lock").take();
         self.flush_touches(pending);
         let dberr = |source| CacheError::Db {
             path: self.db_path.clone(),
@@ -922,7 +945,7 @@ impl DiskCache {
         if let Err(e) = self.flush_inserts() {
             tracing::warn!("cache index update failed: {e}");
         }
-        let pending: Vec<Hash> = self.touched.lock().expect("touch lock").drain().collect();
+        let pending = self.touched.lock().expect("touch lock").take();
         self.flush_touches(pending);
         let counts = [
             ("hits", self.hits.swap(0, Ordering::Relaxed)),
