@@ -156,27 +156,16 @@ pub fn pread_vec(f: &File, n: usize, off: u64) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
-/// A read-only, private mapping of part of a file.
+/// A read-only mapping of part of a file, and the part of it that was asked
+/// for (mappings start on a page boundary).
 struct Mapping {
-    base: usize,
-    maplen: usize,
-    /// The bytes asked for: `base + skip .. base + skip + len`.
+    map: memmap2::Mmap,
     skip: usize,
-    len: usize,
 }
 
 impl AsRef<[u8]> for Mapping {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: the range lies inside the mapping, which lives (and is
-        // never written: PROT_READ) as long as `self`.
-        unsafe { std::slice::from_raw_parts((self.base + self.skip) as *const u8, self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `map_range`.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.maplen) };
+        &self.map[self.skip..]
     }
 }
 
@@ -195,28 +184,16 @@ pub fn map_range(f: &File, off: u64, len: usize) -> io::Result<bytes::Bytes> {
     let page = 4096u64;
     let start = off / page * page;
     let skip = (off - start) as usize;
-    let maplen = skip + len;
-    // SAFETY: a new read-only private mapping of a file we hold open; the
-    // pointer is checked before use.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            maplen,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE | libc::MAP_POPULATE,
-            f.as_raw_fd(),
-            start as libc::off_t,
-        )
+    // SAFETY: a read-only mapping of a file we hold open that never changes
+    // while mapped (see above); its length was checked against the file.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(start)
+            .len(skip + len)
+            .populate()
+            .map(f)?
     };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(bytes::Bytes::from_owner(Mapping {
-        base: p as usize,
-        maplen,
-        skip,
-        len,
-    }))
+    Ok(bytes::Bytes::from_owner(Mapping { map, skip }))
 }
 
 /// Writes all of `bufs`, in order, at `off`.

@@ -79,6 +79,9 @@ pub struct MountConfig {
 
 pub use crate::registry::unescape_mountinfo;
 use crate::registry::{self, MountRecord};
+/// The default bound of a mount's manifest cache, for callers that set up a
+/// mount (`assetfs test`'s temporary one) without reaching into the VFS.
+pub use crate::vfs::DEFAULT_MANIFEST_CACHE;
 
 pub fn is_mounted(p: &Path) -> bool {
     let p = resolve(p);

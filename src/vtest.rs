@@ -441,7 +441,7 @@ async fn temporary_mount(
         only: None,
         refresh: Duration::from_secs(3600),
         timeout: Duration::from_secs(60),
-        manifest_cache: crate::vfs::DEFAULT_MANIFEST_CACHE,
+        manifest_cache: crate::mount::DEFAULT_MANIFEST_CACHE,
     };
     let (vfs, _) = crate::mount::prepare(catalog.store().clone(), &cfg)
         .await
