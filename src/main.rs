@@ -1,6 +1,4 @@
 mod cli;
-mod daemon;
-mod mount_helper;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use assetfs::catalog::Catalog;
-use assetfs::gc::GcOptions;
-use assetfs::names::Reference;
-use assetfs::push::{push, PushOptions, PushOutcome};
-use assetfs::store::{keys, Store};
+use assetfs::catalog::versions::Catalog;
+use assetfs::ops::gc::GcOptions;
+use assetfs::format::names::Reference;
+use assetfs::ops::push::{push, PushOptions, PushOutcome};
+use assetfs::store::client::{keys, Store};
 use common::stores::{GateHandle, GatedStore, Gates, SimClock, SimClockStore};
 use proptest::prelude::*;
 
@@ -118,7 +118,7 @@ type Stalled = (
     usize,
     BTreeMap<String, Vec<u8>>,
     GateHandle,
-    tokio::task::JoinHandle<Result<PushOutcome, assetfs::push::PushError>>,
+    tokio::task::JoinHandle<Result<PushOutcome, assetfs::ops::push::PushError>>,
 );
 
 struct World {
@@ -246,7 +246,7 @@ impl World {
                 keep_last,
                 rewrite,
             } => {
-                let rep = assetfs::gc::run(
+                let rep = assetfs::ops::gc::run(
                     &self.catalog,
                     &self.gc_opts(*grace_min, *keep_last, *rewrite),
                 )
@@ -255,7 +255,7 @@ impl World {
                 for d in &rep.deleted_versions {
                     let rf = r(d);
                     let a = ASSETS.iter().position(|x| r(x).asset == rf.asset).unwrap();
-                    let assetfs::names::Selector::Version(v) = rf.selector else {
+                    let assetfs::format::names::Selector::Version(v) = rf.selector else {
                         unreachable!()
                     };
                     assert!(
@@ -301,7 +301,7 @@ impl World {
                     SEEN.resumed.fetch_add(1, Ordering::SeqCst);
                     SEEN.resumed_rescued
                         .fetch_add(out.rescued_chunks, Ordering::SeqCst);
-                    if self.stalled_for * MIN > assetfs::session::EXPIRY.as_millis() as i64 {
+                    if self.stalled_for * MIN > assetfs::format::session::EXPIRY.as_millis() as i64 {
                         SEEN.expired_then_resumed.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -331,7 +331,7 @@ impl World {
         for ((a, v), files) in &self.live {
             let out = tempfile::tempdir().unwrap();
             let reference = format!("{}@{v}", ASSETS[*a]);
-            assetfs::get::get(&self.catalog, &r(&reference), out.path(), false)
+            assetfs::ops::get::get(&self.catalog, &r(&reference), out.path(), false)
                 .await
                 .unwrap_or_else(|e| panic!("get {reference}: {e}"));
             for (name, data) in files {

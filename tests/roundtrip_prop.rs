@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use assetfs::catalog::Catalog;
-use assetfs::get::get;
-use assetfs::names::Reference;
-use assetfs::push::{push, PushOptions};
-use assetfs::store::Store;
+use assetfs::catalog::versions::Catalog;
+use assetfs::ops::get::get;
+use assetfs::format::names::Reference;
+use assetfs::ops::push::{push, PushOptions};
+use assetfs::store::client::Store;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

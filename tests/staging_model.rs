@@ -8,9 +8,9 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use assetfs::errno::staging_errno;
-use assetfs::manifest::EntryKind;
-use assetfs::staging::{Staging, StagingError, ROOT};
+use assetfs::store::errno::staging_errno;
+use assetfs::format::manifest::EntryKind;
+use assetfs::catalog::staging::{Staging, StagingError, ROOT};
 use proptest::prelude::*;
 
 const PATHS: &[&str] = &["a", "b", "d", "d/a", "d/b", "d/e", "d/e/a", "e", "e/a"];

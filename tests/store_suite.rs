@@ -9,13 +9,13 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use assetfs::catalog::{Catalog, CatalogError};
-use assetfs::faults::FaultyStore;
-use assetfs::get::{get, GetError};
-use assetfs::manifest::{ChunkLocation, ManifestBuilder};
-use assetfs::names::Reference;
-use assetfs::push::{push, PushError, PushOptions};
-use assetfs::store::{keys, Store, StoreError};
+use assetfs::catalog::versions::{Catalog, CatalogError};
+use assetfs::store::faults::FaultyStore;
+use assetfs::ops::get::{get, GetError};
+use assetfs::format::manifest::{ChunkLocation, ManifestBuilder};
+use assetfs::format::names::Reference;
+use assetfs::ops::push::{push, PushError, PushOptions};
+use assetfs::store::client::{keys, Store, StoreError};
 use bytes::Bytes;
 use tempfile::TempDir;
 
@@ -46,7 +46,7 @@ fn cloud(var: &str) -> Backend {
             "{var} is not set: run the suite with scripts/test.sh, which starts moto, Azurite and fake-gcs-server"
         )
     });
-    let url = format!("{base}/{}", assetfs::ids::random_id());
+    let url = format!("{base}/{}", assetfs::format::ids::random_id());
     Backend {
         store: Store::open(&url).unwrap(),
         _dir: None,
@@ -321,12 +321,12 @@ async fn hostile_manifest_refused(b: Backend) {
     let tmp = TempDir::new().unwrap();
     let mut builder = ManifestBuilder::default();
     let data = Bytes::from_static(b"pwned");
-    let pack = assetfs::ids::new_pack_id();
+    let pack = assetfs::format::ids::new_pack_id();
     b.store
-        .put(&keys::pack(&assetfs::ids::to_hex(&pack)), data.clone())
+        .put(&keys::pack(&assetfs::format::ids::to_hex(&pack)), data.clone())
         .await
         .unwrap();
-    let hash = assetfs::ids::hash_bytes(&data);
+    let hash = assetfs::format::ids::hash_bytes(&data);
     let loc = ChunkLocation {
         pack,
         offset: 0,

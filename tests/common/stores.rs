@@ -289,20 +289,20 @@ impl ObjectStore for SimClockStore {
 /// rewritten packs the way readers do: pack ids and manifest hashes (hex),
 /// and the rewritten packs whose forward records they go through.
 pub async fn live_objects(
-    store: &assetfs::store::Store,
+    store: &assetfs::store::client::Store,
 ) -> (
     std::collections::HashSet<String>,
     std::collections::HashSet<String>,
     std::collections::HashSet<String>,
 ) {
-    use assetfs::ids::to_hex;
-    let catalog = assetfs::catalog::Catalog::new(store.clone());
+    use assetfs::format::ids::to_hex;
+    let catalog = assetfs::catalog::versions::Catalog::new(store.clone());
     let (mut packs, mut manifests, mut via) = (
         std::collections::HashSet::new(),
         std::collections::HashSet::new(),
         std::collections::HashSet::new(),
     );
-    let mut forwards: HashMap<assetfs::ids::PackId, assetfs::pack_forward::Forwards> =
+    let mut forwards: HashMap<assetfs::format::ids::PackId, assetfs::format::pack_forward::Forwards> =
         HashMap::new();
     for (asset, k) in catalog.all_asset_keys().await.unwrap() {
         for v in k.live() {
@@ -313,7 +313,7 @@ pub async fn live_objects(
                 let (mut p, mut off) = (m.packs[c.pack as usize], c.offset);
                 for _ in 0..16 {
                     if let std::collections::hash_map::Entry::Vacant(e) = forwards.entry(p) {
-                        e.insert(assetfs::pack_forward::load(store, &p).await.unwrap());
+                        e.insert(assetfs::format::pack_forward::load(store, &p).await.unwrap());
                     }
                     match forwards[&p].get(&off) {
                         Some(mv) if mv.len == c.len => {

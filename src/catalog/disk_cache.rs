@@ -1,0 +1,1325 @@
+//! The node's chunk cache: records in a few large, append-only segment files
+//! on local disk, indexed in SQLite so the cache survives remounts, bounded
+//! in bytes with least-recently-used eviction. Several mounts (processes)
+//! may share one cache directory: each appends only to segments it created
+//! (and holds an `flock` on while it does), SQLite runs in WAL mode with a
+//! busy timeout, and a chunk evicted under a reader is a miss.
+//!
+//! Why segments: one file per chunk cost a create and a rename per chunk,
+//! and on a cache that has seen many evictions ext4's inode allocator
+//! (`recently_deleted`) took more CPU than the read itself. A segment is
+//! written by one thread in large vectored writes; eviction frees a
+//! record's space by punching a hole, and a segment with no live record is
+//! deleted.
+//!
+//! Checking cost is proportional to what is read (DESIGN.md section 6): a
+//! chunk is verified against its BLAKE3 name before it is admitted, and its
+//! record carries a CRC32C of every 4 KiB block plus a footer naming the
+//! chunk and its length (format in [`crate::catalog::disk_cache_file`]). A read of any
+//! range checks the footer and the CRC of every block it touches; a 4 KiB
+//! read reads and checks 4 KiB, not the whole chunk. A corrupt record is
+//! dropped and reported as a miss, so the caller fetches (and
+//! BLAKE3-verifies) the chunk again. CRC32C catches accidental damage (bit
+//! flips, torn or lost writes, holes, a record under the wrong name); it is
+//! not a defence against someone who can write the cache directory.
+//!
+//! A cache opened for a local (`file://`) store keeps no copy of the data:
+//! its records hold only the checksums of chunks verified in the store's
+//! pack files, which are read in place (they never change).
+//!
+//! Which chunks are cached, and where, is kept in memory (loaded from SQLite
+//! at open), so planning a read never touches the filesystem.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lru::LruCache;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::catalog::disk_cache_file::{
+    self, check_blocks, check_footer, pread_vec, record_size, trailer_len, Bad, Footer, BLOCK,
+    FOOTER,
+};
+use crate::format::ids::{to_hex, DigestMap, Hash, PackId};
+
+pub use crate::catalog::disk_cache_file::BLOCK_LOG2;
+
+/// Touches are batched: `last_used` is written for this many chunks at once.
+const TOUCH_BATCH: usize = 256;
+/// Recency rows are written at most this often (unless `TOUCH_MAX` chunks
+/// wait): LRU order needs no finer clock, and a warm random-read workload
+/// touching a few chunks per read otherwise turned every 256 reads into a
+/// SQLite transaction (tens of MiB of WAL writes per 10 s of 4 KiB reads).
+const TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const TOUCH_MAX: usize = 1 << 16;
+/// New index rows are written in one transaction per this many chunks.
+const INSERT_BATCH: usize = 64;
+/// A segment takes no more records once it is this large.
+const SEGMENT_BYTES: u64 = 256 << 20;
+/// Open segment and pack files kept for reads.
+const OPEN_FILES: usize = 64;
+/// `PRAGMA user_version` of an index of segment records. Older caches
+/// (one file per chunk) are discarded at open.
+const FORMAT: i64 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cache index {path}: {source}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CacheStats {
+    pub entries: u64,
+    /// Bytes of records (chunk data plus checksums).
+    pub bytes: u64,
+    pub limit: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub corrupt_dropped: u64,
+}
+
+impl CacheStats {
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+/// Where a chunk lies in the store: a local store's record reads it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub pack: PackId,
+    pub offset: u32,
+}
+
+/// A verified chunk to admit.
+#[derive(Debug, Clone)]
+pub struct Admit {
+    pub hash: Hash,
+    pub data: Bytes,
+    pub origin: Origin,
+}
+
+/// Where a record lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    seg: u32,
+    off: u32,
+    len: u32,
+    local: bool,
+}
+
+impl Entry {
+    fn size(&self) -> u64 {
+        record_size(self.len as usize, self.local) as u64
+    }
+}
+
+/// The segment this process appends to.
+struct Active {
+    id: u32,
+    /// Holds the segment's `flock` while open.
+    file: File,
+    len: u64,
+}
+
+/// A location to read: a record's file and offset, a chunk's length.
+pub struct Located {
+    entry: Entry,
+}
+
+/// Chunks read since their recency was last written to the index.
+struct Touched {
+    hashes: HashSet<Hash>,
+    flushed: std::time::Instant,
+}
+
+impl Touched {
+    fn take(&mut self) -> Vec<Hash> {
+        self.flushed = std::time::Instant::now();
+        self.hashes.drain().collect()
+    }
+}
+
+pub struct DiskCache {
+    dir: PathBuf,
+    db_path: PathBuf,
+    db: Mutex<Connection>,
+    limit: u64,
+    /// The pack directory of a local store, whose chunks are read in place.
+    local_packs: Option<PathBuf>,
+    index: Mutex<DigestMap<Hash, Entry>>,
+    /// This process's estimate of the cache size (other processes add too;
+    /// the exact sum is read back from SQLite before evicting).
+    approx_bytes: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    corrupt: AtomicU64,
+    touched: Mutex<Touched>,
+    /// Index rows not yet written: (name, record).
+    inserts: Mutex<Vec<(Hash, Entry)>>,
+    writer: Mutex<Option<Active>>,
+    /// Id of the segment in `writer` (0: none), readable without its lock.
+    active_seg: AtomicU32,
+    segments: Mutex<LruCache<u32, Arc<File>>>,
+    packs: Mutex<LruCache<PackId, Arc<File>>>,
+    /// Shared while open: `cache clear` refuses to empty a cache in use.
+    _lock: crate::ops::node_state::Lock,
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn segment_name(id: u32) -> String {
+    format!("{id:08x}.seg")
+}
+
+impl DiskCache {
+    /// Opens (creating if needed) the cache under `dir`, bounded to `limit` bytes.
+    pub fn open(dir: &Path, limit: u64) -> Result<DiskCache, CacheError> {
+        let io = |source| CacheError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        // Owner-only: cached bytes must not be readable by other local users.
+        crate::store::fsutil::private_dir(dir).map_err(io)?;
+        let segdir = dir.join("segments");
+        std::fs::create_dir_all(&segdir).map_err(io)?;
+        let lock = crate::ops::node_state::use_dir(dir).map_err(|e| CacheError::Io {
+            path: dir.join(crate::ops::node_state::LOCK_FILE),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let db_path = dir.join("cache.sqlite");
+        let dberr = |source| CacheError::Db {
+            path: db_path.clone(),
+            source,
+        };
+        let mut db = Connection::open(&db_path).map_err(dberr)?;
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(dberr)?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(dberr)?;
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(dberr)?;
+        {
+            let tx = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(dberr)?;
+            let format: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(dberr)?;
+            if format != FORMAT {
+                // Older layouts (one file per chunk): start over.
+                let old: i64 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'chunks'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(dberr)?;
+                if old > 0 {
+                    tracing::info!("discarding a chunk cache of an older format");
+                }
+                let _ = std::fs::remove_dir_all(dir.join("chunks"));
+                tx.execute_batch(
+                    "DROP TABLE IF EXISTS chunks;
+                     DROP TABLE IF EXISTS segments;",
+                )
+                .map_err(dberr)?;
+                tx.pragma_update(None, "user_version", FORMAT)
+                    .map_err(dberr)?;
+            }
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS chunks (
+                     hash BLOB PRIMARY KEY, seg INTEGER NOT NULL, off INTEGER NOT NULL,
+                     len INTEGER NOT NULL, local INTEGER NOT NULL, size INTEGER NOT NULL,
+                     last_used INTEGER NOT NULL);
+                 CREATE INDEX IF NOT EXISTS chunks_lru ON chunks(last_used);
+                 CREATE INDEX IF NOT EXISTS chunks_seg ON chunks(seg);
+                 CREATE TABLE IF NOT EXISTS segments (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT, created INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+            )
+            .map_err(dberr)?;
+            tx.commit().map_err(dberr)?;
+        }
+        let mut index = DigestMap::default();
+        let mut bytes = 0u64;
+        let mut live = HashSet::new();
+        {
+            let mut st = db
+                .prepare("SELECT hash, seg, off, len, local FROM chunks")
+                .map_err(dberr)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        Entry {
+                            seg: r.get::<_, i64>(1)? as u32,
+                            off: r.get::<_, i64>(2)? as u32,
+                            len: r.get::<_, i64>(3)? as u32,
+                            local: r.get::<_, i64>(4)? != 0,
+                        },
+                    ))
+                })
+                .map_err(dberr)?;
+            for row in rows {
+                let (h, e) = row.map_err(dberr)?;
+                if let Ok(h) = Hash::try_from(h.as_slice()) {
+                    bytes += e.size();
+                    live.insert(e.seg);
+                    index.insert(h, e);
+                }
+            }
+        }
+        let cache = DiskCache {
+            dir: dir.to_path_buf(),
+            db_path: db_path.clone(),
+            db: Mutex::new(db),
+            limit,
+            local_packs: None,
+            index: Mutex::new(index),
+            approx_bytes: AtomicU64::new(bytes),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+            touched: Mutex::new(Touched {
+                hashes: HashSet::new(),
+                flushed: std::time::Instant::now(),
+            }),
+            inserts: Mutex::new(vec![]),
+            writer: Mutex::new(None),
+            active_seg: AtomicU32::new(0),
+            segments: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
+            packs: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
+            _lock: lock,
+        };
+        // Listed after the rows were read: a row's segment is created
+        // before the row is written.
+        let present: HashSet<u32> = std::fs::read_dir(&segdir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()
+                            .and_then(|n| n.strip_suffix(".seg"))
+                            .and_then(|n| u32::from_str_radix(n, 16).ok())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Segments no record lives in (all evicted, or written by a process
+        // that died before indexing them), unless someone still appends.
+        for id in present.difference(&live) {
+            let _ = cache.delete_segment(*id);
+        }
+        // Rows whose segment is gone (deleted behind the cache's back).
+        let lost: Vec<u32> = live.difference(&present).copied().collect();
+        if !lost.is_empty() {
+            tracing::warn!(
+                segments = lost.len(),
+                "cache index rows point at missing segment files; forgetting them"
+            );
+            cache
+                .index
+                .lock()
+                .expect("index lock")
+                .retain(|_, e| !lost.contains(&e.seg));
+            let db = cache.db.lock().expect("db lock");
+            for id in &lost {
+                let _ = db.execute("DELETE FROM chunks WHERE seg = ?1", params![*id as i64]);
+            }
+            drop(db);
+            cache.approx_bytes.store(
+                cache
+                    .index
+                    .lock()
+                    .expect("index lock")
+                    .values()
+                    .map(|e| e.size())
+                    .sum(),
+                Ordering::Relaxed,
+            );
+        }
+        Ok(cache)
+    }
+
+    /// Reads the chunks of a local store in place from its pack directory
+    /// instead of copying them into the cache.
+    pub fn with_local_packs(mut self, packs: Option<PathBuf>) -> DiskCache {
+        self.local_packs = packs;
+        self
+    }
+
+    /// True when records of new chunks hold only checksums (local store).
+    pub fn is_local(&self) -> bool {
+        self.local_packs.is_some()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    fn segment_path(&self, id: u32) -> PathBuf {
+        self.dir.join("segments").join(segment_name(id))
+    }
+
+    /// The segment file, offset and size of a chunk's record (tests damage
+    /// them on purpose).
+    pub fn record_of(&self, h: &Hash) -> Option<(PathBuf, u64, u64)> {
+        let e = *self.index.lock().expect("index lock").get(h)?;
+        Some((self.segment_path(e.seg), e.off as u64, e.size()))
+    }
+
+    /// True when this process believes the chunk is cached (no I/O).
+    pub fn contains(&self, h: &Hash) -> bool {
+        self.index.lock().expect("index lock").contains_key(h)
+    }
+
+    /// Where a cached chunk's record is, for [`DiskCache::read_located`].
+    pub fn locate(&self, h: &Hash) -> Option<Located> {
+        let entry = *self.index.lock().expect("index lock").get(h)?;
+        Some(Located { entry })
+    }
+
+    /// A whole verified chunk of `len` bytes, or `None` (missing, evicted, or
+    /// corrupt and dropped).
+    pub fn get(&self, h: &Hash, len: u32, at: Origin) -> Option<Bytes> {
+        self.read(h, len, 0..len, at)
+    }
+
+    /// Bytes `range` of a chunk of `len` bytes, checking only the blocks the
+    /// range touches. `None` when missing or corrupt (then dropped).
+    pub fn read(&self, h: &Hash, len: u32, range: Range<u32>, at: Origin) -> Option<Bytes> {
+        let Some(loc) = self.locate(h) else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        self.read_located(h, &loc, len, range, at)
+    }
+
+    /// [`DiskCache::read`] of a record already located.
+    pub fn read_located(
+        &self,
+        h: &Hash,
+        loc: &Located,
+        len: u32,
+        range: Range<u32>,
+        at: Origin,
+    ) -> Option<Bytes> {
+        let e = loc.entry;
+        let r = if e.len != len {
+            Err(Bad::Corrupt("length in index differs"))
+        } else {
+            self.try_read(h, e, range.start as usize..range.end as usize, at)
+        };
+        match r {
+            Ok(b) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                self.touch(h);
+                Some(b)
+            }
+            Err(Bad::Missing) => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.forget(h, e);
+                None
+            }
+            Err(Bad::Corrupt(why)) => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                if self.changed_under_us(h, e) {
+                    // Evicted or replaced meanwhile (here or by another
+                    // process sharing the directory): a plain miss.
+                    return None;
+                }
+                tracing::warn!(chunk = %to_hex(h), segment = %self.segment_path(e.seg).display(), offset = e.off, "corrupt chunk in cache ({why}), dropping it");
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
+                self.remove(h, e);
+                None
+            }
+        }
+    }
+
+    fn open_segment(&self, id: u32) -> Result<Arc<File>, Bad> {
+        if let Some(f) = self.segments.lock().expect("segments lock").get(&id) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.segment_path(id)).map_err(|_| Bad::Missing)?);
+        self.segments
+            .lock()
+            .expect("segments lock")
+            .put(id, f.clone());
+        Ok(f)
+    }
+
+    fn open_pack(&self, pack: &PackId) -> Result<Arc<File>, Bad> {
+        let Some(dir) = &self.local_packs else {
+            // A record written for a local store, read by a mount of another
+            // store: its data is not here.
+            return Err(Bad::Missing);
+        };
+        if let Some(f) = self.packs.lock().expect("packs lock").get(pack) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(dir.join(to_hex(pack))).map_err(|_| Bad::Missing)?);
+        self.packs.lock().expect("packs lock").put(*pack, f.clone());
+        Ok(f)
+    }
+
+    fn try_read(&self, h: &Hash, e: Entry, range: Range<usize>, at: Origin) -> Result<Bytes, Bad> {
+        let len = e.len as usize;
+        if range.start > range.end || range.end > len {
+            return Err(Bad::Corrupt("range outside the chunk"));
+        }
+        let seg = self.open_segment(e.seg)?;
+        let short = |_| Bad::Corrupt("record shorter than its chunk");
+        let off = e.off as u64;
+        let tlen = trailer_len(len);
+        // Where the data is: in the record, or in a local store's pack.
+        let (data_file, data_off, trailer_off) = if e.local {
+            (self.open_pack(&at.pack)?, at.offset as u64, off)
+        } else {
+            (seg.clone(), off, off + len as u64)
+        };
+        if range.start == 0 && range.end == len && !e.local {
+            // Whole chunk: one read of the record.
+            let buf = pread_vec(&seg, len + tlen, off).map_err(short)?;
+            let (data, tail) = buf.split_at(len);
+            check_footer(&tail[tlen - FOOTER..], h, e.len, false)?;
+            check_blocks(data, tail)?;
+            let mut b = Bytes::from(buf);
+            b.truncate(len);
+            return Ok(b);
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let (b0, b1) = (range.start / BLOCK, range.end.div_ceil(BLOCK));
+        // Checksums of the touched blocks through the footer, in one read.
+        let meta = pread_vec(&seg, tlen - 4 * b0, trailer_off + 4 * b0 as u64).map_err(short)?;
+        check_footer(&meta[meta.len() - FOOTER..], h, e.len, e.local)?;
+        let (d0, d1) = (b0 * BLOCK, (b1 * BLOCK).min(len));
+        let data = pread_vec(&data_file, d1 - d0, data_off + d0 as u64).map_err(|_| {
+            if e.local {
+                // A local pack shorter than the manifest says: not ours to drop.
+                Bad::Missing
+            } else {
+                Bad::Corrupt("record shorter than its chunk")
+            }
+        })?;
+        check_blocks(&data, &meta)?;
+        Ok(Bytes::from(data).slice(range.start - d0..range.end - d0))
+    }
+
+    /// True when `h` is no longer at `e` (in this process's index or in
+    /// SQLite): what looked like damage was an eviction or a rewrite.
+    fn changed_under_us(&self, h: &Hash, e: Entry) -> bool {
+        if self.index.lock().expect("index lock").get(h) != Some(&e) {
+            return true;
+        }
+        let _ = self.flush_inserts();
+        let row: Option<(i64, i64)> = self
+            .db
+            .lock()
+            .expect("db lock")
+            .query_row(
+                "SELECT seg, off FROM chunks WHERE hash = ?1",
+                params![&h[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .ok()
+            .flatten();
+        if row == Some((e.seg as i64, e.off as i64)) {
+            return false;
+        }
+        self.forget(h, e);
+        true
+    }
+
+    /// Drops `h` from this process's index if it still points at `e`.
+    fn forget(&self, h: &Hash, e: Entry) {
+        let mut idx = self.index.lock().expect("index lock");
+        if idx.get(h) == Some(&e) {
+            idx.remove(h);
+            drop(idx);
+            self.approx_sub(e.size());
+        }
+    }
+
+    fn approx_sub(&self, n: u64) {
+        let _ = self
+            .approx_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(n))
+            });
+    }
+
+    fn touch(&self, h: &Hash) {
+        let batch: Vec<Hash> = {
+            let mut t = self.touched.lock().expect("touch lock");
+            t.hashes.insert(*h);
+            let n = t.hashes.len();
+            if n < TOUCH_BATCH || (n < TOUCH_MAX && t.flushed.elapsed() < TOUCH_INTERVAL) {
+                return;
+            }
+            t.take()
+        };
+        self.flush_touches(batch);
+    }
+
+    fn flush_touches(&self, batch: Vec<Hash>) {
+        if batch.is_empty() {
+            return;
+        }
+        let now = now_nanos();
+        let mut db = self.db.lock().expect("db lock");
+        let r = (|| {
+            let tx = db.transaction()?;
+            {
+                let mut st =
+                    tx.prepare_cached("UPDATE chunks SET last_used = ?1 WHERE hash = ?2")?;
+                for h in &batch {
+                    st.execute(params![now, &h[..]])?;
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = r {
+            tracing::warn!("cache index update failed: {e}");
+        }
+    }
+
+    fn flush_inserts(&self) -> Result<(), CacheError> {
+        let rows: Vec<(Hash, Entry)> = std::mem::take(&mut *self.inserts.lock().expect("inserts"));
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let now = now_nanos();
+        let mut db = self.db.lock().expect("db lock");
+        (|| {
+            let tx = db.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO chunks (hash, seg, off, len, local, size, last_used)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (h, e) in &rows {
+                    st.execute(params![
+                        &h[..],
+                        e.seg as i64,
+                        e.off as i64,
+                        e.len as i64,
+                        e.local as i64,
+                        e.size() as i64,
+                        now
+                    ])?;
+                }
+            }
+            tx.commit()
+        })()
+        .map_err(|source| CacheError::Db {
+            path: self.db_path.clone(),
+            source,
+        })
+    }
+
+    /// Stores a chunk the caller has already verified against its name.
+    pub fn put(&self, h: &Hash, data: &[u8], at: Origin) -> Result<(), CacheError> {
+        self.put_batch(&[Admit {
+            hash: *h,
+            data: Bytes::copy_from_slice(data),
+            origin: at,
+        }])
+    }
+
+    /// Stores chunks the caller has already verified against their names,
+    /// in one write, evicting first if they would not fit.
+    pub fn put_batch(&self, items: &[Admit]) -> Result<(), CacheError> {
+        let local = self.local_packs.is_some();
+        let mut seen = HashSet::new();
+        let items: Vec<&Admit> = {
+            let idx = self.index.lock().expect("index lock");
+            items
+                .iter()
+                .filter(|a| !idx.contains_key(&a.hash) && seen.insert(a.hash))
+                .collect()
+        };
+        if items.is_empty() {
+            return Ok(());
+        }
+        let incoming: u64 = items
+            .iter()
+            .map(|a| record_size(a.data.len(), local) as u64)
+            .sum();
+        // Room first, so the cache never holds more than its bound.
+        if self.approx_bytes.load(Ordering::Relaxed) + incoming > self.limit {
+            let target = (self.limit - self.limit / 10).min(self.limit.saturating_sub(incoming));
+            self.evict_to(target)?;
+        }
+        let mut w = self.writer.lock().expect("writer lock");
+        if w.as_ref().is_none_or(|a| a.len >= SEGMENT_BYTES) {
+            *w = Some(self.new_segment()?);
+        }
+        let a = w.as_mut().expect("active segment");
+        let mut trailers: Vec<Vec<u8>> = Vec::with_capacity(items.len());
+        let mut entries = Vec::with_capacity(items.len());
+        let mut at = a.len;
+        for it in &items {
+            let mut t = vec![];
+            let footer = Footer {
+                hash: it.hash,
+                len: it.data.len() as u32,
+                local,
+                pack: it.origin.pack,
+                offset: it.origin.offset,
+            };
+            disk_cache_file::write_trailer(&mut t, &it.data, &footer);
+            let e = Entry {
+                seg: a.id,
+                off: at as u32,
+                len: it.data.len() as u32,
+                local,
+            };
+            at += e.size();
+            entries.push(e);
+            trailers.push(t);
+        }
+        let mut bufs: Vec<&[u8]> = Vec::with_capacity(2 * items.len());
+        for (it, t) in items.iter().zip(&trailers) {
+            if !local {
+                bufs.push(&it.data);
+            }
+            bufs.push(t);
+        }
+        let path = self.segment_path(a.id);
+        disk_cache_file::pwrite_all(&a.file, &bufs, a.len).map_err(|source| CacheError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        a.len = at;
+        let seal = a.len >= SEGMENT_BYTES;
+        {
+            let mut idx = self.index.lock().expect("index lock");
+            for (it, e) in items.iter().zip(&entries) {
+                idx.insert(it.hash, *e);
+            }
+        }
+        self.approx_bytes.fetch_add(incoming, Ordering::Relaxed);
+        let flush = {
+            let mut ins = self.inserts.lock().expect("inserts");
+            ins.extend(items.iter().map(|it| it.hash).zip(entries));
+            ins.len() >= INSERT_BATCH
+        };
+        if seal {
+            // Rows first: a sealed segment is no longer locked, and another
+            // process deletes segments without rows.
+            self.flush_inserts()?;
+            *w = None;
+            self.active_seg.store(0, Ordering::SeqCst);
+        } else if flush {
+            self.flush_inserts()?;
+        }
+        Ok(())
+    }
+
+    fn new_segment(&self) -> Result<Active, CacheError> {
+        let id = {
+            let db = self.db.lock().expect("db lock");
+            db.execute(
+                "INSERT INTO segments (created) VALUES (?1)",
+                params![now_nanos()],
+            )
+            .map_err(|source| CacheError::Db {
+                path: self.db_path.clone(),
+                source,
+            })?;
+            db.last_insert_rowid() as u32
+        };
+        let path = self.segment_path(id);
+        let io = |source| CacheError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?
+        };
+        if !disk_cache_file::try_lock(&file).map_err(io)? {
+            return Err(io(std::io::Error::other(
+                "new segment locked by another process",
+            )));
+        }
+        self.active_seg.store(id, Ordering::SeqCst);
+        Ok(Active { id, file, len: 0 })
+    }
+
+    /// Deletes a segment unless some process still appends to it; `true`
+    /// when it is gone.
+    fn delete_segment(&self, id: u32) -> bool {
+        if self.active_seg.load(Ordering::SeqCst) == id {
+            return false;
+        }
+        let path = self.segment_path(id);
+        let Ok(f) = File::open(&path) else {
+            return true;
+        };
+        if !matches!(disk_cache_file::try_lock(&f), Ok(true)) {
+            return false;
+        }
+        let _ = std::fs::remove_file(&path);
+        self.segments.lock().expect("segments lock").pop(&id);
+        if let Ok(db) = self.db.lock() {
+            let _ = db.execute("DELETE FROM segments WHERE id = ?1", params![id as i64]);
+        }
+        true
+    }
+
+    /// Frees a record's space; deletes its segment when nothing is left in it.
+    fn free_records(&self, freed: &[Entry]) {
+        let mut by_seg: HashMap<u32, Vec<Entry>> = HashMap::new();
+        for e in freed {
+            by_seg.entry(e.seg).or_default().push(*e);
+        }
+        for (seg, es) in by_seg {
+            let left: i64 = self
+                .db
+                .lock()
+                .expect("db lock")
+                .query_row(
+                    "SELECT COUNT(*) FROM chunks WHERE seg = ?1",
+                    params![seg as i64],
+                    |r| r.get(0),
+                )
+                .unwrap_or(1);
+            if left == 0 && !self.inserts_in(seg) && self.delete_segment(seg) {
+                continue;
+            }
+            let path = self.segment_path(seg);
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                for e in es {
+                    if let Err(err) = disk_cache_file::punch_hole(&f, e.off as u64, e.size()) {
+                        tracing::debug!("punching a hole in {}: {err}", path.display());
+                    }
+                }
+            }
+        }
+    }
+
+    fn inserts_in(&self, seg: u32) -> bool {
+        self.inserts
+            .lock()
+            .expect("inserts")
+            .iter()
+            .any(|(_, e)| e.seg == seg)
+    }
+
+    /// Drops a damaged record.
+    fn remove(&self, h: &Hash, e: Entry) {
+        self.forget(h, e);
+        let _ = self.flush_inserts();
+        if let Ok(db) = self.db.lock() {
+            let _ = db.execute(
+                "DELETE FROM chunks WHERE hash = ?1 AND seg = ?2 AND off = ?3",
+                params![&h[..], e.seg as i64, e.off as i64],
+            );
+        }
+        self.free_records(&[e]);
+    }
+
+    /// Evicts least-recently-used chunks until the cache holds at most `target` bytes.
+    pub fn evict_to(&self, target: u64) -> Result<u64, CacheError> {
+        self.flush_inserts()?;
+        let pending = self.touched.lock().expect("touch lock").take();
+        self.flush_touches(pending);
+        let dberr = |source| CacheError::Db {
+            path: self.db_path.clone(),
+            source,
+        };
+        let mut freed = vec![];
+        let mut evicted = 0u64;
+        let total = {
+            let mut db = self.db.lock().expect("db lock");
+            let mut total: i64 = db
+                .query_row("SELECT COALESCE(SUM(size), 0) FROM chunks", [], |r| {
+                    r.get(0)
+                })
+                .map_err(dberr)?;
+            while total as u64 > target {
+                type Victim = (Vec<u8>, i64, i64, i64, i64, i64);
+                let victims: Vec<Victim> = {
+                    let mut st = db
+                        .prepare_cached(
+                            "SELECT hash, seg, off, len, local, size FROM chunks ORDER BY last_used LIMIT 64",
+                        )
+                        .map_err(dberr)?;
+                    let rows = st
+                        .query_map([], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                            ))
+                        })
+                        .map_err(dberr)?;
+                    rows.collect::<Result<_, _>>().map_err(dberr)?
+                };
+                if victims.is_empty() {
+                    break;
+                }
+                let tx = db.transaction().map_err(dberr)?;
+                for (hash, seg, off, len, local, size) in victims {
+                    let e = Entry {
+                        seg: seg as u32,
+                        off: off as u32,
+                        len: len as u32,
+                        local: local != 0,
+                    };
+                    if let Ok(h) = <Hash>::try_from(hash.as_slice()) {
+                        // Out of the index first: a planner must not count on it.
+                        let mut idx = self.index.lock().expect("index lock");
+                        if idx.get(&h) == Some(&e) {
+                            idx.remove(&h);
+                        }
+                    }
+                    tx.execute("DELETE FROM chunks WHERE hash = ?1", params![hash])
+                        .map_err(dberr)?;
+                    freed.push(e);
+                    total -= size;
+                    evicted += size as u64;
+                    if total as u64 <= target {
+                        break;
+                    }
+                }
+                tx.commit().map_err(dberr)?;
+            }
+            total
+        };
+        self.free_records(&freed);
+        self.approx_bytes
+            .store(total.max(0) as u64, Ordering::Relaxed);
+        Ok(evicted)
+    }
+
+    /// Writes pending index rows and adds this process's hit/miss counts to
+    /// the persistent counters.
+    pub fn flush_counters(&self) {
+        if let Err(e) = self.flush_inserts() {
+            tracing::warn!("cache index update failed: {e}");
+        }
+        let pending = self.touched.lock().expect("touch lock").take();
+        self.flush_touches(pending);
+        let counts = [
+            ("hits", self.hits.swap(0, Ordering::Relaxed)),
+            ("misses", self.misses.swap(0, Ordering::Relaxed)),
+            ("corrupt_dropped", self.corrupt.swap(0, Ordering::Relaxed)),
+        ];
+        if counts.iter().all(|(_, n)| *n == 0) {
+            return;
+        }
+        let db = self.db.lock().expect("db lock");
+        for (name, n) in counts {
+            let _ = db.execute(
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+                params![name, n as i64],
+            );
+        }
+    }
+
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        self.flush_counters();
+        let dberr = |source| CacheError::Db {
+            path: self.db_path.clone(),
+            source,
+        };
+        let db = self.db.lock().expect("db lock");
+        let (entries, bytes): (i64, i64) = db
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM chunks",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(dberr)?;
+        let counter = |name: &str| -> Result<u64, CacheError> {
+            let v: Option<i64> = db
+                .query_row(
+                    "SELECT value FROM counters WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(dberr)?;
+            Ok(v.unwrap_or(0) as u64)
+        };
+        Ok(CacheStats {
+            entries: entries as u64,
+            bytes: bytes as u64,
+            limit: self.limit,
+            hits: counter("hits")?,
+            misses: counter("misses")?,
+            corrupt_dropped: counter("corrupt_dropped")?,
+        })
+    }
+}
+
+/// Record size of a chunk of `len` bytes kept in the cache (data included).
+pub fn file_size(len: usize) -> usize {
+    record_size(len, false)
+}
+
+impl Drop for DiskCache {
+    fn drop(&mut self) {
+        self.flush_counters();
+    }
+}
+
+/// Parses sizes like `20G`, `512M`, `1.5T`, `4096` (bytes; powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 20G, 512M or 1048576"))?;
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("invalid size unit in {s:?}: use K, M, G or T")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(data: &[u8]) -> Hash {
+        *blake3::hash(data).as_bytes()
+    }
+
+    const AT: Origin = Origin {
+        pack: [0; 16],
+        offset: 0,
+    };
+
+    fn get(c: &DiskCache, data: &[u8]) -> Option<Bytes> {
+        c.get(&h(data), data.len() as u32, AT)
+    }
+
+    fn put(c: &DiskCache, data: &[u8]) {
+        c.put(&h(data), data, AT).unwrap();
+    }
+
+    /// Flips a byte of a chunk's record, `at` bytes into it.
+    fn damage(c: &DiskCache, data: &[u8], at: u64, f: impl FnOnce(&mut u8)) {
+        let (path, off, _) = c.record_of(&h(data)).unwrap();
+        let mut b = std::fs::read(&path).unwrap();
+        f(&mut b[(off + at) as usize]);
+        std::fs::write(&path, &b).unwrap();
+    }
+
+    #[test]
+    fn put_get_survives_reopen() {
+        let d = tempfile::TempDir::new().unwrap();
+        let data = b"chunk data".to_vec();
+        {
+            let c = DiskCache::open(d.path(), 1 << 20).unwrap();
+            assert!(get(&c, &data).is_none());
+            put(&c, &data);
+            assert_eq!(get(&c, &data).unwrap(), data);
+        }
+        let c = DiskCache::open(d.path(), 1 << 20).unwrap();
+        assert!(c.contains(&h(&data)));
+        assert_eq!(get(&c, &data).unwrap(), data);
+        let s = c.stats().unwrap();
+        assert_eq!((s.entries, s.bytes), (1, file_size(data.len()) as u64));
+        assert_eq!((s.hits, s.misses), (2, 1));
+    }
+
+    #[test]
+    fn many_chunks_share_few_files() {
+        let d = tempfile::TempDir::new().unwrap();
+        let c = DiskCache::open(d.path(), 1 << 30).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| vec![i as u8; 5000 + i as usize])
+            .collect();
+        let batch: Vec<Admit> = chunks
+            .iter()
+            .map(|x| Admit {
+                hash: h(x),
+                data: Bytes::from(x.clone()),
+                origin: AT,
+            })
+            .collect();
+        c.put_batch(&batch[..100]).unwrap();
+        for x in &chunks[100..] {
+            put(&c, x);
+        }
+        for x in &chunks {
+            assert_eq!(get(&c, x).unwrap(), x[..]);
+        }
+        let files = std::fs::read_dir(d.path().join("segments"))
+            .unwrap()
+            .count();
+        assert_eq!(files, 1, "one segment for 200 chunks");
+    }
+
+    #[test]
+    fn ranges_check_only_their_blocks() {
+        let d = tempfile::TempDir::new().unwrap();
+        let c = DiskCache::open(d.path(), 1 << 30).unwrap();
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 31 % 251) as u8).collect();
+        let name = h(&data);
+        put(&c, &data);
+        let n = data.len() as u32;
+        for (a, b) in [
+            (0, 1),
+            (4095, 4097),
+            (8192, 12288),
+            (299_000, n),
+            (5, 5),
+            (0, n),
+        ] {
+            let got = c.read(&name, n, a..b, AT).unwrap();
+            assert_eq!(&got[..], &data[a as usize..b as usize], "{a}..{b}");
+        }
+        // Damage block 10: reads elsewhere still pass, reads of it drop the entry.
+        damage(&c, &data, 10 * BLOCK as u64 + 7, |b| *b ^= 0x40);
+        assert!(c.read(&name, n, 0..4096, AT).is_some());
+        assert!(c
+            .read(&name, n, 10 * 4096 + 100..10 * 4096 + 200, AT)
+            .is_none());
+        assert!(!c.contains(&name));
+        assert_eq!(c.stats().unwrap().corrupt_dropped, 1);
+        assert_eq!(c.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn corrupt_records_are_dropped() {
+        let d = tempfile::TempDir::new().unwrap();
+        let c = DiskCache::open(d.path(), 1 << 20).unwrap();
+        let data = vec![7u8; 10_000];
+        let other = vec![9u8; 10_000];
+        let size = file_size(data.len()) as u64;
+        type Damage = fn(&DiskCache, &[u8], &[u8], u64);
+        let damages: [(&str, Damage); 4] = [
+            ("flip", |c, d, _, _| damage(c, d, 10, |b| *b ^= 1)),
+            ("hole", |c, d, _, size| {
+                let (p, off, _) = c.record_of(&h(d)).unwrap();
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                disk_cache_file::punch_hole(&f, off, size).unwrap();
+            }),
+            ("other chunk under this name", |c, d, o, size| {
+                let (p, off, _) = c.record_of(&h(d)).unwrap();
+                let (_, ooff, _) = c.record_of(&h(o)).unwrap();
+                let mut b = std::fs::read(&p).unwrap();
+                b.copy_within(ooff as usize..(ooff + size) as usize, off as usize);
+                std::fs::write(&p, b).unwrap();
+            }),
+            ("footer", |c, d, _, size| {
+                damage(c, d, size - 20, |b| *b ^= 1)
+            }),
+        ];
+        for (i, (what, damage)) in damages.iter().enumerate() {
+            put(&c, &data);
+            put(&c, &other);
+            damage(&c, &data, &other, size);
+            assert!(get(&c, &data).is_none(), "{what}");
+            assert!(!c.contains(&h(&data)), "{what}");
+            assert_eq!(c.stats().unwrap().corrupt_dropped, i as u64 + 1, "{what}");
+            assert_eq!(get(&c, &other).unwrap(), other, "{what}");
+        }
+        // A segment deleted behind the index's back: a plain miss, forgotten.
+        put(&c, &data);
+        let (p, _, _) = c.record_of(&h(&data)).unwrap();
+        std::fs::remove_file(p).unwrap();
+        c.segments.lock().unwrap().clear();
+        assert!(get(&c, &data).is_none());
+        assert!(!c.contains(&h(&data)));
+        assert_eq!(c.stats().unwrap().corrupt_dropped, 4);
+    }
+
+    #[test]
+    fn local_records_read_the_pack_in_place() {
+        let d = tempfile::TempDir::new().unwrap();
+        let packs = d.path().join("packs");
+        std::fs::create_dir_all(&packs).unwrap();
+        let pack: PackId = [5; 16];
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let mut packfile = vec![1u8; 1000];
+        packfile.extend_from_slice(&data);
+        std::fs::write(packs.join(to_hex(&pack)), &packfile).unwrap();
+        let at = Origin { pack, offset: 1000 };
+        let c = DiskCache::open(&d.path().join("cache"), 1 << 30)
+            .unwrap()
+            .with_local_packs(Some(packs.clone()));
+        c.put(&h(&data), &data, at).unwrap();
+        let (_, _, size) = c.record_of(&h(&data)).unwrap();
+        assert_eq!(size as usize, trailer_len(data.len()), "no data copied");
+        let n = data.len() as u32;
+        assert_eq!(c.get(&h(&data), n, at).unwrap(), data);
+        assert_eq!(
+            c.read(&h(&data), n, 5000..9000, at).unwrap(),
+            data[5000..9000]
+        );
+        // Damage in the pack: the blocks that hold it are refused.
+        packfile[1000 + 20_000] ^= 1;
+        std::fs::write(packs.join(to_hex(&pack)), &packfile).unwrap();
+        assert!(c.read(&h(&data), n, 0..4096, at).is_some());
+        assert!(c.read(&h(&data), n, 19_000..21_000, at).is_none());
+        assert!(!c.contains(&h(&data)));
+        // Without the local store (another mount of the cache): a miss.
+        let c2 = DiskCache::open(&d.path().join("cache2"), 1 << 30).unwrap();
+        drop(c2);
+    }
+
+    #[test]
+    fn old_format_is_discarded() {
+        let d = tempfile::TempDir::new().unwrap();
+        {
+            let db = Connection::open(d.path().join("cache.sqlite")).unwrap();
+            db.execute_batch(
+                "CREATE TABLE chunks (hash BLOB PRIMARY KEY, size INTEGER NOT NULL, last_used INTEGER NOT NULL);
+                 INSERT INTO chunks VALUES (x'00', 5, 0);
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+            std::fs::create_dir_all(d.path().join("chunks/00")).unwrap();
+            std::fs::write(d.path().join("chunks/00/00"), b"x").unwrap();
+        }
+        let c = DiskCache::open(d.path(), 1 << 20).unwrap();
+        assert!(!d.path().join("chunks").exists());
+        assert_eq!(c.stats().unwrap().entries, 0);
+        put(&c, b"x");
+        assert_eq!(get(&c, b"x").unwrap(), &b"x"[..]);
+    }
+
+    #[test]
+    fn evicts_least_recently_used_and_frees_space() {
+        let d = tempfile::TempDir::new().unwrap();
+        let one = file_size(30_000) as u64;
+        let c = DiskCache::open(d.path(), 3 * one + one / 2).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 30_000]).collect();
+        for (i, data) in chunks.iter().enumerate().take(3) {
+            put(&c, data);
+            c.flush_counters();
+            if i == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        // Use chunk 0 so chunk 1 becomes the oldest.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(get(&c, &chunks[0]).is_some());
+        c.flush_counters();
+        put(&c, &chunks[3]);
+        let s = c.stats().unwrap();
+        assert!(s.bytes <= c.limit, "{s:?}");
+        assert!(get(&c, &chunks[0]).is_some(), "recently used chunk kept");
+        assert!(get(&c, &chunks[1]).is_none(), "oldest chunk evicted");
+        assert!(!c.contains(&h(&chunks[1])));
+        assert!(get(&c, &chunks[3]).is_some());
+        // Its space is freed: the segment holds about 3 records' blocks.
+        let (p, _, _) = c.record_of(&h(&chunks[0])).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let allocated = std::fs::metadata(p).unwrap().blocks() * 512;
+        assert!(
+            allocated <= 3 * one + 3 * 4096,
+            "{allocated} bytes allocated"
+        );
+        // Everything evicted: the segment goes once no one appends to it.
+        c.evict_to(0).unwrap();
+        assert_eq!(c.stats().unwrap().entries, 0);
+        drop(c);
+        let _c = DiskCache::open(d.path(), 1 << 20).unwrap();
+        assert_eq!(
+            std::fs::read_dir(d.path().join("segments"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn two_processes_share_a_directory() {
+        let d = tempfile::TempDir::new().unwrap();
+        let a = DiskCache::open(d.path(), 1 << 30).unwrap();
+        let b = DiskCache::open(d.path(), 1 << 30).unwrap();
+        let x = vec![1u8; 50_000];
+        let y = vec![2u8; 50_000];
+        put(&a, &x);
+        put(&b, &y);
+        a.flush_counters();
+        b.flush_counters();
+        assert_ne!(
+            a.record_of(&h(&x)).unwrap().0,
+            b.record_of(&h(&y)).unwrap().0,
+            "each appends to its own segment"
+        );
+        // b evicts x, which a still lists: for a, a miss, not damage.
+        b.evict_to(0).unwrap();
+        assert!(get(&a, &x).is_none());
+        assert_eq!(a.stats().unwrap().corrupt_dropped, 0);
+        let c = DiskCache::open(d.path(), 1 << 30).unwrap();
+        assert!(!c.contains(&h(&x)) && !c.contains(&h(&y)));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5K").unwrap(), 1536);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5X").is_err());
+    }
+}

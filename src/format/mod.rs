@@ -1,0 +1,10 @@
+pub mod chunk_index;
+pub mod chunker;
+pub mod fetch;
+pub mod hash_pipeline;
+pub mod ids;
+pub mod manifest;
+pub mod names;
+pub mod pack_forward;
+pub mod packer;
+pub mod session;

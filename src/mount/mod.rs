@@ -1,0 +1,10 @@
+pub mod fuse;
+pub mod lifecycle;
+pub mod ownership;
+#[cfg(test)]
+mod read_path_tests;
+pub mod readahead;
+pub mod reader;
+pub mod registry;
+pub mod vfs;
+pub mod vfs_staging;

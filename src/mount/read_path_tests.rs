@@ -1,0 +1,535 @@
+//! Read-path tests over a store double that adds latency and caps
+//! throughput (`store_double::SlowStore`): what the readahead asks of the
+//! store (requests in flight, bytes, overlaps), reads across pack
+//! boundaries, warm reads from the disk cache, and a property test of random
+//! interleavings of sequential, random and concurrent reads.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use proptest::prelude::*;
+use rand::{Rng, RngCore, SeedableRng};
+
+use crate::catalog::disk_cache::DiskCache;
+use crate::catalog::versions::Catalog;
+use crate::catalog::catalog_cache::CatalogCache;
+use crate::format::manifest::Manifest;
+use crate::format::names::Reference;
+use crate::ops::push::{push, PushOptions};
+use crate::mount::reader::{ChunkSource, ReadConfig};
+use crate::store::client::Store;
+use crate::store::store_double::SlowStore;
+use crate::mount::vfs::{Vfs, VfsConfig, ROOT};
+
+const MIB: usize = 1 << 20;
+
+/// A pushed version `models/m@1` in an in-memory object store.
+struct Fixture {
+    inner: Arc<dyn ObjectStore>,
+    files: Vec<(String, Vec<u8>)>,
+    _tmp: tempfile::TempDir,
+}
+
+fn random_bytes(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+async fn fixture(files: Vec<(String, Vec<u8>)>) -> Fixture {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let src = tmp.path().join("src");
+    for (name, data) in &files {
+        let p = src.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    let catalog = Catalog::new(Store::from_object_store(inner.clone(), "memory://"));
+    let r = Reference::parse("models/m").unwrap();
+    push(&catalog, &r, &src, PushOptions::default())
+        .await
+        .unwrap();
+    Fixture {
+        inner,
+        files,
+        _tmp: tmp,
+    }
+}
+
+/// A mount-less filesystem over the fixture's store seen through `SlowStore`.
+struct Reader {
+    vfs: Vfs,
+    slow: SlowStore,
+}
+
+fn reader(f: &Fixture, cache: &std::path::Path, cfg: ReadConfig, bps: u64) -> Reader {
+    let slow = SlowStore::new(f.inner.clone(), Duration::from_millis(3), bps);
+    let store = Store::from_object_store(Arc::new(slow.clone()), "slow://");
+    let disk = Arc::new(DiskCache::open(cache, 1 << 30).unwrap());
+    let source = ChunkSource::with_config(store.clone(), disk, Duration::from_secs(20), cfg);
+    let meta = CatalogCache::new(Catalog::new(store), cache);
+    let vfs = Vfs::new(
+        meta,
+        source,
+        VfsConfig {
+            refresh: Duration::from_secs(30),
+            staging_home: None,
+            owner: crate::mount::ownership::Ownership::current(),
+            only: None,
+            manifest_cache: crate::mount::vfs::DEFAULT_MANIFEST_CACHE,
+        },
+    );
+    Reader { vfs, slow }
+}
+
+impl Reader {
+    async fn open(&self, path: &str) -> u64 {
+        let mut ino = self.vfs.lookup(ROOT, "models").await.unwrap().ino;
+        ino = self.vfs.lookup(ino, "m@1").await.unwrap().ino;
+        for part in path.split('/') {
+            ino = self.vfs.lookup(ino, part).await.unwrap().ino;
+        }
+        self.vfs.open(ino, libc::O_RDONLY, 1).await.unwrap()
+    }
+
+    async fn read_all(&self, path: &str, step: u32) -> Vec<u8> {
+        let fh = self.open(path).await;
+        let mut out = vec![];
+        loop {
+            let b = self.vfs.read(fh, out.len() as u64, step).await.unwrap();
+            if b.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&b);
+        }
+        self.vfs.release(fh);
+        out
+    }
+
+    async fn manifest(&self) -> Arc<Manifest> {
+        let m = self.vfs.lookup(ROOT, "models").await.unwrap().ino;
+        let v = self.vfs.lookup(m, "m@1").await.unwrap();
+        self.vfs.manifest_of(v.ino).await.unwrap()
+    }
+}
+
+fn pack_bytes(r: &Reader) -> u64 {
+    r.slow
+        .traffic
+        .ranges_under("packs/")
+        .iter()
+        .map(|(_, r)| r.end - r.start)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let big = random_bytes(&mut rng, 56 * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let cfg = ReadConfig {
+        request_bytes: 4 << 20,
+        max_window: 32 << 20,
+        ..ReadConfig::default()
+    };
+    // 200 MiB/s with 3 ms per request: one request at a time cannot fill it.
+    let r = reader(&f, tmp.path(), cfg.clone(), 200 << 20);
+    let m = r.manifest().await;
+    assert!(m.packs.len() >= 3, "the file spans {} packs", m.packs.len());
+    r.slow.traffic.reset();
+    let got = r.read_all("big.bin", 128 << 10).await;
+    assert!(got == big, "bytes differ");
+    let t = &r.slow.traffic;
+    let ranges = t.ranges_under("packs/");
+    let sizes: Vec<u64> = ranges.iter().map(|(_, r)| r.end - r.start).collect();
+    eprintln!(
+        "{} pack GETs, max in flight {}, sizes (KiB) {:?}",
+        ranges.len(),
+        t.max_in_flight.load(Ordering::SeqCst),
+        sizes.iter().map(|s| s >> 10).collect::<Vec<_>>()
+    );
+    assert_eq!(t.overlap_under("packs/"), 0, "a byte was fetched twice");
+    assert_eq!(pack_bytes(&r), big.len() as u64, "every byte fetched once");
+    // Full window: half a window (16 MiB) of 4 MiB requests per top-up, and
+    // the previous top-up still arriving.
+    let max = t.max_in_flight.load(Ordering::SeqCst);
+    assert!(max >= 4, "only {max} requests in flight at most");
+    assert!(
+        max <= 16,
+        "{max} requests in flight: the window is not bounded"
+    );
+    // Large requests: apart from the first few (window still growing) and
+    // the ends of packs, requests are about request_bytes.
+    let small = sizes.iter().filter(|s| **s < MIB as u64).count();
+    assert!(small <= 2 + m.packs.len(), "{small} requests under 1 MiB");
+    assert!(
+        ranges.len() <= 56 / 4 + 2 * m.packs.len() + 4,
+        "{} requests",
+        ranges.len()
+    );
+    // Requests that meet another request start on a 1 MiB multiple of the
+    // pack, so no block is read for two requests. The exception: top-ups
+    // while the window is still growing (1, 2, 4, ... MiB) end at a chunk
+    // boundary; from a half window of 16 MiB on they end at pack ends.
+    let unaligned = ranges
+        .iter()
+        .filter(|(k, r)| {
+            let meets = ranges.iter().any(|(k2, r2)| k2 == k && r2.end == r.start);
+            meets && r.start % (1 << 20) != 0
+        })
+        .count();
+    assert!(
+        unaligned <= 6,
+        "{unaligned} requests start inside a 1 MiB block another request read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_across_pack_boundaries() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let big = random_bytes(&mut rng, 40 * MIB);
+    let small = random_bytes(&mut rng, 300_000);
+    // The same bytes in two files: their chunks are shared.
+    let f = fixture(vec![
+        ("a/big.bin".into(), big.clone()),
+        ("b/small.bin".into(), small.clone()),
+        ("b/again.bin".into(), big[..5 * MIB].to_vec()),
+    ])
+    .await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+    let m = r.manifest().await;
+    let e = m.entries().find(|e| e.path.ends_with("big.bin")).unwrap();
+    let chunks = m.chunks_of(&e);
+    // File offsets where the next chunk lies in another pack.
+    let mut off = 0u64;
+    let mut boundaries = vec![];
+    for w in chunks.windows(2) {
+        off += w[0].len as u64;
+        if w[0].pack != w[1].pack {
+            boundaries.push(off);
+        }
+    }
+    assert!(
+        boundaries.len() >= 2,
+        "{} pack boundaries",
+        boundaries.len()
+    );
+    // Small reads straddling each boundary, each on a fresh handle.
+    for &b in &boundaries {
+        let fh = r.open("a/big.bin").await;
+        let got = r.vfs.read(fh, b - 1000, 2000).await.unwrap();
+        assert!(
+            got[..] == big[b as usize - 1000..b as usize + 1000],
+            "at {b}"
+        );
+        r.vfs.release(fh);
+    }
+    // Sequential reads with an odd size across every boundary.
+    assert!(r.read_all("a/big.bin", 100_003).await == big);
+    // Concurrent sequential readers of the same file, different read sizes.
+    let r = Arc::new(r);
+    let tasks: Vec<_> = [4096u32, 65536, 131072, 1 << 20]
+        .into_iter()
+        .map(|step| {
+            let (r, big) = (r.clone(), big.clone());
+            tokio::spawn(async move { assert!(r.read_all("a/big.bin", step).await == big) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(r.read_all("b/again.bin", 128 << 10).await == big[..5 * MIB]);
+    assert!(r.read_all("b/small.bin", 128 << 10).await == small);
+    assert_eq!(
+        r.slow.traffic.overlap_under("packs/"),
+        0,
+        "a byte was fetched twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_reads_come_from_the_disk_cache_only() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let big = random_bytes(&mut rng, 12 * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    {
+        let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+        assert!(r.read_all("big.bin", 128 << 10).await == big);
+        r.vfs.source().flush_writes(Duration::from_secs(10)).await;
+    }
+    let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+    r.manifest().await;
+    r.slow.traffic.reset();
+    assert!(r.read_all("big.bin", 128 << 10).await == big);
+    let fh = r.open("big.bin").await;
+    for _ in 0..200 {
+        let off = rng.gen_range(0..big.len() - 4096);
+        let got = r.vfs.read(fh, off as u64, 4096).await.unwrap();
+        assert!(got[..] == big[off..off + 4096]);
+    }
+    assert_eq!(pack_bytes(&r), 0, "warm reads went to the store");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_reads_fetch_only_what_they_touch() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let big = random_bytes(&mut rng, 24 * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+    r.manifest().await;
+    r.slow.traffic.reset();
+    let fh = r.open("big.bin").await;
+    let mut touched = 0u64;
+    for i in 0..20u64 {
+        // Far apart, never continuing the previous read.
+        let off = (i * 7919 * 4096 + 12345) % (big.len() as u64 - 4096);
+        let got = r.vfs.read(fh, off, 4096).await.unwrap();
+        assert!(got[..] == big[off as usize..off as usize + 4096]);
+        touched += 1;
+    }
+    // Each read costs at most its chunk (at most 1 MiB, 256 KiB on average).
+    let fetched = pack_bytes(&r);
+    assert!(
+        fetched <= touched * (1 << 20),
+        "{fetched} bytes for {touched} reads"
+    );
+    assert_eq!(r.slow.traffic.overlap_under("packs/"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_in_random_order_bring_their_packs_whole() {
+    // A data-loader epoch: every small file of a version read whole, in
+    // random order, by several readers at once.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let files: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| (format!("s/{i:04}"), random_bytes(&mut rng, 100_000)))
+        .collect();
+    let f = fixture(files.clone()).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let r = Arc::new(reader(&f, tmp.path(), ReadConfig::default(), 1 << 30));
+    let m = r.manifest().await;
+    let pack_sizes: u64 = {
+        let mut ends = std::collections::HashMap::new();
+        for c in &m.chunks {
+            let e = ends.entry(c.pack).or_insert(0u64);
+            *e = (*e).max(c.offset as u64 + c.len as u64);
+        }
+        ends.values().sum()
+    };
+    r.slow.traffic.reset();
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    rand::seq::SliceRandom::shuffle(&mut order[..], &mut rng);
+    let queue = Arc::new(Mutex::new(order));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (r, queue, files) = (r.clone(), queue.clone(), files.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(i) = queue.lock().unwrap().pop() else {
+                        return;
+                    };
+                    let (name, data) = &files[i];
+                    assert!(r.read_all(name, 128 << 10).await == *data, "{name}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let t = &r.slow.traffic;
+    let gets = t.ranges_under("packs/").len();
+    let fetched = pack_bytes(&r);
+    eprintln!(
+        "{} files, {} packs ({pack_sizes} bytes): {gets} pack GETs, {fetched} bytes",
+        files.len(),
+        m.packs.len()
+    );
+    assert_eq!(t.overlap_under("packs/"), 0, "a byte was fetched twice");
+    assert!(fetched <= pack_sizes, "{fetched} bytes of {pack_sizes}");
+    // Once a pack's second file is read, the rest of the pack comes in large
+    // requests: far fewer GETs than files.
+    assert!(
+        gets * 8 <= files.len(),
+        "{gets} GETs for {} files",
+        files.len()
+    );
+    // And it is in the disk cache: a second epoch fetches nothing.
+    r.vfs.source().flush_writes(Duration::from_secs(10)).await;
+    t.reset();
+    for (name, data) in files.iter().rev() {
+        assert!(r.read_all(name, 128 << 10).await == *data, "{name}");
+    }
+    assert_eq!(pack_bytes(&r), 0, "a second epoch went to the store");
+}
+
+/// One step of a property-test case.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Sequential reads of `step` bytes from `start`, `count` of them.
+    Seq {
+        file: usize,
+        start: u64,
+        step: u32,
+        count: u32,
+    },
+    /// Reads at random offsets (fractions of the file size) on one handle.
+    Random { file: usize, at: Vec<(u16, u32)> },
+    /// `n` readers of one file at once, each sequential with its own step.
+    Concurrent { file: usize, steps: Vec<u32> },
+    /// Unmount and mount again over the same disk cache.
+    Remount,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let step = prop_oneof![Just(4096u32), Just(131072), Just(1 << 20), 1u32..300_000];
+    prop_oneof![
+        (0..5usize, 0..4000u64, step.clone(), 1..40u32).prop_map(|(file, s, step, count)| {
+            Op::Seq {
+                file,
+                start: s * 5000,
+                step,
+                count,
+            }
+        }),
+        (
+            0..5usize,
+            prop::collection::vec((any::<u16>(), 1..70_000u32), 1..12)
+        )
+            .prop_map(|(file, at)| Op::Random { file, at }),
+        (0..5usize, prop::collection::vec(step, 2..5))
+            .prop_map(|(file, steps)| Op::Concurrent { file, steps }),
+        Just(Op::Remount),
+    ]
+}
+
+fn prop_fixture() -> &'static (tokio::runtime::Runtime, Fixture) {
+    static F: OnceLock<(tokio::runtime::Runtime, Fixture)> = OnceLock::new();
+    F.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let shared = random_bytes(&mut rng, 2 * MIB);
+        let mut twice = shared.clone();
+        twice.extend_from_slice(&random_bytes(&mut rng, 700_000));
+        twice.extend_from_slice(&shared);
+        let files = vec![
+            ("empty".to_string(), vec![]),
+            ("tiny".to_string(), b"x".to_vec()),
+            ("d/small.bin".to_string(), random_bytes(&mut rng, 100_000)),
+            ("d/twice.bin".to_string(), twice),
+            ("big.bin".to_string(), random_bytes(&mut rng, 20 * MIB)),
+        ];
+        let f = rt.block_on(fixture(files));
+        (rt, f)
+    })
+}
+
+async fn run_case(f: &Fixture, ops: &[Op]) {
+    let tmp = tempfile::TempDir::new().unwrap();
+    // Small windows and requests, so the cases cross many request boundaries.
+    let cfg = ReadConfig {
+        request_bytes: 1 << 20,
+        max_window: 4 << 20,
+        ..ReadConfig::default()
+    };
+    let mut r = Arc::new(reader(f, tmp.path(), cfg.clone(), 2 << 30));
+    let mut ranges = vec![];
+    for op in ops {
+        match op.clone() {
+            Op::Seq {
+                file,
+                start,
+                step,
+                count,
+            } => {
+                let (name, data) = &f.files[file];
+                let fh = r.open(name).await;
+                let mut off = start.min(data.len() as u64);
+                for _ in 0..count {
+                    let got = r.vfs.read(fh, off, step).await.unwrap();
+                    let e = (off as usize + step as usize).min(data.len());
+                    assert!(got[..] == data[off as usize..e], "{name} at {off}+{step}");
+                    off = e as u64;
+                }
+                r.vfs.release(fh);
+            }
+            Op::Random { file, at } => {
+                let (name, data) = &f.files[file];
+                let fh = r.open(name).await;
+                for (frac, len) in at {
+                    let off = data.len() as u64 * frac as u64 / 65536;
+                    let got = r.vfs.read(fh, off, len).await.unwrap();
+                    let e = (off as usize + len as usize).min(data.len());
+                    assert!(got[..] == data[off as usize..e], "{name} at {off}+{len}");
+                }
+                r.vfs.release(fh);
+            }
+            Op::Concurrent { file, steps } => {
+                let (name, data) = &f.files[file];
+                let tasks: Vec<_> = steps
+                    .into_iter()
+                    .map(|step| {
+                        let (r, name, data) = (r.clone(), name.clone(), data.clone());
+                        tokio::spawn(async move { r.read_all(&name, step).await == data })
+                    })
+                    .collect();
+                for t in tasks {
+                    assert!(
+                        t.await.unwrap(),
+                        "{name}: a concurrent reader got wrong bytes"
+                    );
+                }
+            }
+            Op::Remount => {
+                // Readahead (and whole packs fetched for small files) may
+                // still be on its way; a real unmount lets it go, but then
+                // the next mount fetches it again, which this test counts.
+                let t = std::time::Instant::now();
+                while r.vfs.source().in_flight() > 0 {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(20),
+                        "fetches never settled"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                r.vfs.source().flush_writes(Duration::from_secs(10)).await;
+                ranges.extend(r.slow.traffic.ranges_under("packs/"));
+                r = Arc::new(reader(f, tmp.path(), cfg.clone(), 2 << 30));
+            }
+        }
+    }
+    ranges.extend(r.slow.traffic.ranges_under("packs/"));
+    // Never a byte twice, over the whole case (remounts included: what was
+    // fetched is in the disk cache).
+    ranges.sort_by(|a, b| (&a.0, a.1.start).cmp(&(&b.0, b.1.start)));
+    for w in ranges.windows(2) {
+        assert!(
+            w[0].0 != w[1].0 || w[1].1.start >= w[0].1.end,
+            "overlapping GETs of {}: {:?} and {:?}",
+            w[0].0,
+            w[0].1,
+            w[1].1
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn random_interleavings_read_the_right_bytes(ops in prop::collection::vec(op(), 1..8)) {
+        let (rt, f) = prop_fixture();
+        rt.block_on(run_case(f, &ops));
+    }
+}

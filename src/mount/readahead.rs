@@ -1,0 +1,370 @@
+//! Per-open-file readahead, and reading a byte range of a version's file.
+//!
+//! A [`ReadAhead`] keeps, for one open file, the chunks from just behind the
+//! reader up to a frontier, each already on its way ([`Pending`]). A
+//! sequential reader (reads that continue where an earlier one ended, or
+//! large READs of the kernel's readahead near the furthest read: the kernel
+//! keeps several in flight and they are handled in any order) grows a window that
+//! doubles at every top-up up to `max_window`; a top-up happens when less
+//! than half the window is left ahead of the reader, so each one asks for at
+//! least half a window at once and the store sees few, large requests. A
+//! top-up that ends inside a run of chunks lying back to back in one pack is
+//! extended to the end of that run when it is near, so top-ups (and thus
+//! requests) meet at pack boundaries instead of splitting a pack's block.
+//! The window is the same for chunks in the disk cache: they are read from
+//! disk in parallel ahead of the reader.
+//!
+//! A read outside the window (a seek) drops it: a random reader fetches only
+//! the chunks it touches, and from the disk cache only the 4 KiB blocks it
+//! touches. Readahead bytes are bounded per file (`max_window`) and across
+//! files (`budget`, a semaphore in bytes held until the reader passes them).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::format::ids::PackId;
+use crate::format::manifest::{ChunkRef, Entry, Manifest};
+use crate::mount::reader::{concat, ChunkMap, ChunkSource, Pending, ReadError, SmallReads};
+
+/// How far behind or ahead of the furthest read a read still counts as
+/// sequential: the kernel keeps the READs of up to two readahead windows
+/// (4 MiB each) in flight, and they are handled concurrently, so they arrive
+/// out of order.
+const SPREAD: u64 = 8 << 20;
+/// READs at least this large come from the kernel's readahead; a smaller
+/// read counts as sequential only if it continues an earlier one.
+const LARGE: u64 = 32 << 10;
+/// Planned chunks are let go of this far behind the furthest read (a late
+/// READ of one after that reads it from the disk cache).
+const KEEP: u64 = 4 << 20;
+
+struct Slot {
+    pending: Pending,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Access-pattern state of one open file.
+#[derive(Default)]
+pub struct ReadAhead {
+    /// Chunk index of `queue[0]`.
+    head: usize,
+    /// Chunks `head..head + queue.len()`, on their way.
+    queue: VecDeque<Slot>,
+    /// Current window in bytes (0: not reading sequentially).
+    window: u64,
+    /// End of the furthest read so far in this sequential stream.
+    last_end: u64,
+    /// Reads of this handle so far.
+    reads: u64,
+    /// Where recent reads ended.
+    recent_ends: VecDeque<u64>,
+    /// Top-ups so far (for tests).
+    pub top_ups: u64,
+}
+
+impl ReadAhead {
+    fn frontier(&self) -> usize {
+        self.head + self.queue.len()
+    }
+
+    fn reset(&mut self, at: usize) {
+        self.queue.clear();
+        self.head = at;
+        self.window = 0;
+    }
+
+    /// Current window in bytes (0 when the reader is not sequential).
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Records a read of `[offset, offset + len)` and returns, for each chunk
+    /// it touches, the chunk if it is already planned. Starts top-ups.
+    fn on_read(
+        &mut self,
+        source: &Arc<ChunkSource>,
+        m: &Arc<Manifest>,
+        e: &Entry,
+        map: &ChunkMap,
+        offset: u64,
+        len: u64,
+    ) -> Vec<Option<Pending>> {
+        let range = map.chunks_for(offset, len);
+        if range.is_empty() {
+            return vec![];
+        }
+        let end = (offset + len).min(map.size());
+        let cfg = source.config();
+        // In the stream: near the furthest read, and either a READ of the
+        // kernel's readahead (large) or one that continues an earlier read.
+        // Random reads, even near each other, are neither.
+        let near = offset + SPREAD >= self.last_end && offset <= self.last_end + SPREAD;
+        let continues = self.recent_ends.contains(&offset);
+        let in_window = self.window > 0 && near && (len >= LARGE || continues);
+        // A handle's first read near the start (the kernel sends the READs
+        // of its first readahead at once, and they are handled in any
+        // order) starts a stream from the first chunk; so does a read that
+        // continues the last one.
+        let first = self.reads == 0 && offset < SPREAD;
+        let starts_stream = first || offset == self.last_end;
+        if self.recent_ends.len() >= 8 {
+            self.recent_ends.pop_front();
+        }
+        self.recent_ends.push_back(end);
+        self.reads += 1;
+        tracing::trace!(
+            offset,
+            len,
+            in_window,
+            starts_stream,
+            window = self.window,
+            head = self.head,
+            frontier = self.frontier(),
+            "read"
+        );
+        if in_window {
+            self.last_end = self.last_end.max(end);
+        } else {
+            self.reset(if first { 0 } else { range.start });
+            self.last_end = end;
+            if starts_stream {
+                self.window = cfg.initial_window;
+            }
+        }
+        // Let go of chunks well behind the reader.
+        while self.head < range.start && map.start(self.head + 1) + KEEP <= offset {
+            self.queue.pop_front();
+            self.head += 1;
+        }
+        if self.window > 0 {
+            let ahead = map.start(self.frontier()).saturating_sub(end);
+            if self.frontier() < range.end || ahead < self.window / 2 {
+                // A small file read from its start: read whole, and likely
+                // one of many (a data-loader epoch). Its pack neighbours in
+                // the same aligned blocks come with it.
+                let small =
+                    self.head == 0 && self.queue.is_empty() && map.size() <= cfg.initial_window;
+                let along = if small {
+                    neighbours(source, m, e)
+                } else {
+                    Along::default()
+                };
+                self.top_up(source, m, e, map, range.end, along);
+            }
+        }
+        range
+            .map(|i| {
+                (i >= self.head && i < self.frontier())
+                    .then(|| self.queue[i - self.head].pending.clone())
+            })
+            .collect()
+    }
+
+    /// Plans chunks from the frontier to a window past the last read.
+    fn top_up(
+        &mut self,
+        source: &Arc<ChunkSource>,
+        m: &Manifest,
+        e: &Entry,
+        map: &ChunkMap,
+        must: usize,
+        along: Along,
+    ) {
+        let Along {
+            chunks: extra,
+            hold,
+        } = along;
+        let chunks = m.chunks_of(e);
+        let cfg = source.config();
+        let target = self.last_end + self.window;
+        let mut stop = map.first_at_or_after(target).max(must).min(chunks.len());
+        // Finish the pack run the window ends in, if that is close.
+        let limit = target + self.window / 2;
+        while stop > 0 && stop < chunks.len() && map.start(stop + 1) <= limit {
+            let (a, b) = (chunks[stop - 1], chunks[stop]);
+            if a.pack != b.pack || a.offset + a.len != b.offset {
+                break;
+            }
+            stop += 1;
+        }
+        let from = self.frontier();
+        if stop <= from {
+            return;
+        }
+        let mut planned = vec![];
+        let mut permits = vec![];
+        for (i, &c) in chunks.iter().enumerate().take(stop).skip(from) {
+            let permit = source.budget().clone().try_acquire_many_owned(c.len);
+            match permit {
+                Ok(p) => permits.push(Some(p)),
+                // Out of budget: plan no further than the read itself needs.
+                Err(_) if i < must => permits.push(None),
+                Err(_) => break,
+            }
+            planned.push((m.packs[c.pack as usize], c));
+        }
+        if planned.is_empty() {
+            return;
+        }
+        let n = planned.len();
+        // One plan in pack order, so a small file and its neighbours in the
+        // same blocks are one request.
+        let mut all: Vec<(usize, (PackId, ChunkRef))> =
+            planned.into_iter().chain(extra).enumerate().collect();
+        if all.len() > n {
+            all.sort_by_key(|(_, (p, c))| (*p, c.offset));
+        }
+        let order: Vec<usize> = all.iter().map(|(i, _)| *i).collect();
+        let plan: Vec<_> = all.into_iter().map(|(_, x)| x).collect();
+        let mut got: Vec<Option<Pending>> = vec![None; plan.len()];
+        for (i, p) in order.into_iter().zip(source.plan(&plan)) {
+            got[i] = Some(p);
+        }
+        let mut got = got.into_iter().map(|p| p.expect("planned"));
+        let pendings: Vec<Pending> = got.by_ref().take(n).collect();
+        if let Some(hold) = hold {
+            // The extra chunks hold their budget until they have arrived
+            // (then they wait for the disk-cache writer, in its bounded queue).
+            let extra: Vec<Pending> = got.collect();
+            tokio::spawn(async move {
+                for p in extra {
+                    let _ = p.await;
+                }
+                drop(hold);
+            });
+        }
+        for (pending, permit) in pendings.into_iter().zip(permits) {
+            self.queue.push_back(Slot {
+                pending,
+                _permit: permit,
+            });
+        }
+        self.top_ups += 1;
+        self.window = (self.window * 2).min(cfg.max_window);
+    }
+}
+/// Chunks fetched along with a file's own, and the budget they hold until
+/// they have arrived (none for the few in the file's own blocks).
+#[derive(Default)]
+struct Along {
+    chunks: Vec<(PackId, ChunkRef)>,
+    hold: Option<OwnedSemaphorePermit>,
+}
+
+/// Chunks of the same pack to bring along with a small file read whole,
+/// other than the file's own. A data-loader epoch reads every small file of a
+/// version in random order, so every pack whole: the first small file of a
+/// pack brings the other chunks lying wholly inside the aligned blocks its
+/// own chunks touch (an S3 server reads those blocks whole anyway); the
+/// second brings the rest of the pack, in large requests, into the disk
+/// cache. Without bulk budget to spare, only the blocks' chunks come along.
+fn neighbours(source: &Arc<ChunkSource>, m: &Arc<Manifest>, e: &Entry) -> Along {
+    let own = m.chunks_of(e);
+    let Some(first) = own.first() else {
+        return Along::default();
+    };
+    if own.iter().any(|c| c.pack != first.pack) {
+        return Along::default();
+    }
+    // Already cached or on its way (a warm pass): nothing to bring along.
+    if own.iter().all(|c| source.has(&c.hash)) {
+        return Along::default();
+    }
+    let pack = m.packs[first.pack as usize];
+    let index = source.pack_index(m);
+    let pick = |start: u64, end: u64| -> Vec<(PackId, ChunkRef)> {
+        index
+            .within(first.pack, start, end)
+            .iter()
+            .filter(|c| !own.iter().any(|o| o.offset == c.offset) && !source.has(&c.hash))
+            .map(|c| (pack, *c))
+            .collect()
+    };
+    match source.note_small_read(&pack) {
+        SmallReads::First => {}
+        SmallReads::Again => {
+            let rest = pick(0, u64::MAX);
+            let bytes: u64 = rest.iter().map(|(_, c)| c.len as u64).sum();
+            if let Ok(permit) = source
+                .bulk_budget()
+                .clone()
+                .try_acquire_many_owned(bytes.max(1) as u32)
+            {
+                source.note_pack_fetched(&pack);
+                return Along {
+                    chunks: rest,
+                    hold: Some(permit),
+                };
+            }
+        }
+        // The rest of the pack is on its way or cached already.
+        SmallReads::PackFetched => return Along::default(),
+    }
+    let align = source.config().align;
+    let start = own.iter().map(|c| c.offset as u64).min().unwrap_or(0) / align * align;
+    let end = own
+        .iter()
+        .map(|c| c.offset as u64 + c.len as u64)
+        .max()
+        .unwrap_or(0)
+        .div_ceil(align)
+        * align;
+    Along {
+        chunks: pick(start, end),
+        hold: None,
+    }
+}
+
+/// Reads `[offset, offset + len)` of a file. With `ra`, the file's readahead
+/// state is updated and its window used; without, only the touched chunks
+/// are read.
+pub async fn read_range(
+    source: &Arc<ChunkSource>,
+    m: &Arc<Manifest>,
+    e: &Entry<'_>,
+    map: &ChunkMap,
+    offset: u64,
+    len: u64,
+    ra: Option<&Mutex<ReadAhead>>,
+) -> Result<Bytes, ReadError> {
+    let range = map.chunks_for(offset, len);
+    if range.is_empty() {
+        return Ok(Bytes::new());
+    }
+    let planned = match ra {
+        Some(ra) => ra
+            .lock()
+            .expect("readahead lock")
+            .on_read(source, m, e, map, offset, len),
+        None => vec![None; range.len()],
+    };
+    let chunks = m.chunks_of(e);
+    let end = (offset + len).min(map.size());
+    let parts = range.clone().zip(planned).map(|(i, p)| {
+        let c = chunks[i];
+        let cs = map.start(i);
+        let s = offset.saturating_sub(cs) as u32;
+        let e = ((end - cs) as u32).min(c.len);
+        let pack = m.packs[c.pack as usize];
+        async move {
+            match p {
+                Some(p) => Ok(p.await?.slice(s as usize..e as usize)),
+                None => source.chunk_part(pack, c, s..e).await,
+            }
+        }
+    });
+    let parts = match futures::future::try_join_all(parts).await {
+        Ok(p) => p,
+        Err(err) => {
+            // A failed fetch must not stay planned: the next read tries again.
+            if let Some(ra) = ra {
+                ra.lock().expect("readahead lock").reset(range.start);
+            }
+            return Err(err);
+        }
+    };
+    Ok(concat(parts))
+}

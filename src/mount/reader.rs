@@ -1,0 +1,998 @@
+//! Verified chunk bytes for the mount: where they come from and how they are
+//! fetched.
+//!
+//! [`ChunkSource`] answers "give me this chunk" from, in order: a fetch
+//! already in flight (so concurrent readers of one chunk share one fetch),
+//! the chunks waiting for the disk-cache writer, the disk cache, the store.
+//! Store fetches are planned in byte ranges of packs, not chunk by chunk: a
+//! run of chunks that lie back to back in one pack becomes large ranged GETs
+//! whose boundaries fall on 1 MiB multiples of the pack (the block size of S3
+//! servers such as Garage, so no block is read for two requests). Bodies are
+//! streamed into one buffer per request, copied once: each chunk is a slice
+//! of it, BLAKE3-verified and handed to its readers as soon as its last byte
+//! arrives, while the rest of the request is still on the wire; a chunk that
+//! straddles two requests is put together from both. A read spanning several
+//! chunks of one request is answered with one slice of that buffer
+//! ([`concat`]). Verified chunks go to the disk cache through one writer
+//! thread with a bounded queue, which admits them in batches.
+//!
+//! A request that makes no progress for the configured timeout fails its
+//! chunks, so a dead store gives EIO, not a hang. Per-file readahead (which
+//! chunks to ask for, and when) lives in [`crate::mount::readahead`].
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use crate::catalog::disk_cache::{Admit, DiskCache, Origin};
+use crate::format::fetch::verify_chunk_bytes;
+use crate::format::ids::{to_hex, DigestMap, Hash, PackId};
+use crate::format::manifest::{ChunkRef, Entry, Manifest};
+use crate::store::client::Store;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error("store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("store error: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// Verified bytes of a chunk, or of a part of one.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub bytes: Bytes,
+    /// The buffer the bytes lie in: a response of the store (all chunks of
+    /// one request lie back to back in one buffer), or 0 for bytes with a
+    /// buffer of their own. Lets a read that spans chunks of one request be
+    /// answered with one slice instead of a copy ([`concat`]).
+    pub buf: u64,
+}
+
+impl Chunk {
+    fn own(bytes: Bytes) -> Chunk {
+        Chunk { bytes, buf: 0 }
+    }
+
+    pub fn slice(&self, r: Range<usize>) -> Chunk {
+        Chunk {
+            bytes: self.bytes.slice(r),
+            buf: self.buf,
+        }
+    }
+}
+
+/// Ids of store response buffers (0 is "a buffer of its own").
+static NEXT_BUF: AtomicU64 = AtomicU64::new(1);
+
+/// Requests smaller than this get a buffer of their own.
+const POOLED_MIN: usize = 1 << 20;
+
+/// Request buffers kept for reuse. A buffer is given back when its request
+/// is done and taken again once every chunk sliced from it has been
+/// dropped, so its pages stay mapped: allocating a fresh multi-MiB buffer
+/// per request made the kernel fault in and zero every page of it again
+/// (about 0.25 CPU-s per GiB read, measured).
+struct BufPool {
+    free: Mutex<Vec<BytesMut>>,
+    keep: usize,
+    size: usize,
+}
+
+impl BufPool {
+    fn take(&self, n: usize) -> BytesMut {
+        if n < POOLED_MIN {
+            return BytesMut::with_capacity(n);
+        }
+        {
+            let mut g = self.free.lock().expect("pool lock");
+            if let Some(i) = g.iter_mut().position(|b| b.try_reclaim(n)) {
+                return g.swap_remove(i);
+            }
+        }
+        BytesMut::with_capacity(n.max(self.size))
+    }
+
+    /// Takes back what is left of a buffer whose pieces were all split off.
+    fn give(&self, mut b: BytesMut) {
+        b.clear();
+        let mut g = self.free.lock().expect("pool lock");
+        if g.len() < self.keep {
+            g.push(b);
+        }
+    }
+}
+
+/// Back-to-back slices of one buffer, seen as one slice.
+struct Joined {
+    _parts: Vec<Bytes>,
+    ptr: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Joined {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` is exactly the union of `_parts`, which
+        // lie back to back in one allocation (checked in `concat`: same
+        // buffer id, each part starting where the previous ends) and are
+        // kept alive, and never written, while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+/// The bytes of `parts`, in order, as one `Bytes`: without copying when
+/// they are back-to-back slices of one store response (the common case of
+/// a 1 MiB read across several chunks of one request), else copied once.
+pub fn concat(mut parts: Vec<Chunk>) -> Bytes {
+    match parts.len() {
+        0 => return Bytes::new(),
+        1 => return parts.pop().expect("one part").bytes,
+        _ => {}
+    }
+    let buf = parts[0].buf;
+    let adjacent = buf != 0
+        && parts.windows(2).all(|w| {
+            w[1].buf == buf
+                && w[0].bytes.as_ptr() as usize + w[0].bytes.len() == w[1].bytes.as_ptr() as usize
+        });
+    let len: usize = parts.iter().map(|p| p.bytes.len()).sum();
+    if adjacent {
+        let ptr = parts[0].bytes.as_ptr() as usize;
+        return Bytes::from_owner(Joined {
+            _parts: parts.into_iter().map(|p| p.bytes).collect(),
+            ptr,
+            len,
+        });
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for p in parts {
+        out.extend_from_slice(&p.bytes);
+    }
+    out.freeze()
+}
+
+/// A chunk on its way: shared by everyone who wants it.
+pub type Pending = Shared<BoxFuture<'static, Result<Chunk, ReadError>>>;
+
+/// Tunables of the read path. The defaults are what docs/mount.md describes
+/// and what the benchmarks measured.
+#[derive(Debug, Clone)]
+pub struct ReadConfig {
+    /// Target size of one ranged GET.
+    pub request_bytes: u64,
+    /// Request boundaries inside a pack fall on multiples of this.
+    pub align: u64,
+    /// First readahead window of a file read from its start.
+    pub initial_window: u64,
+    /// Largest readahead window of one open file.
+    pub max_window: u64,
+    /// Bytes of readahead (fetched or being fetched, not yet read) across all
+    /// open files: what bounds the daemon's memory with many readers.
+    pub budget: u64,
+    /// Disk-cache reads running at once (readahead from the cache).
+    pub disk_parallel: usize,
+    /// Chunks queued for the disk-cache writer.
+    pub write_queue: usize,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            request_bytes: 8 << 20,
+            align: 1 << 20,
+            initial_window: 1 << 20,
+            max_window: 64 << 20,
+            budget: 128 << 20,
+            disk_parallel: 8,
+            write_queue: 32,
+        }
+    }
+}
+
+/// Counters of the store traffic this source caused.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// One chunk being put together from one or more requests.
+struct Assembly {
+    pack: PackId,
+    c: ChunkRef,
+    state: Mutex<AsmState>,
+}
+
+#[derive(Default)]
+struct AsmState {
+    /// Pieces received so far: (offset in the chunk, bytes, buffer id).
+    pieces: Vec<(u32, Bytes, u64)>,
+    filled: u32,
+    done: Option<futures::channel::oneshot::Sender<Result<Chunk, ReadError>>>,
+}
+
+/// What earlier small-file reads of a pack say about the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmallReads {
+    First,
+    Again,
+    /// The rest of the pack was planned already.
+    PackFetched,
+}
+
+/// Verified chunks waiting for the disk-cache writer: still served from here.
+type Writing = Arc<Mutex<DigestMap<Hash, Chunk>>>;
+
+/// Where chunk bytes come from, with caching and single-flight.
+pub struct ChunkSource {
+    store: Store,
+    disk: Arc<DiskCache>,
+    inflight: Mutex<DigestMap<Hash, Pending>>,
+    writing: Writing,
+    timeout: Duration,
+    cfg: ReadConfig,
+    budget: Arc<Semaphore>,
+    bulk: Arc<Semaphore>,
+    disk_reads: Arc<Semaphore>,
+    writes: tokio::sync::mpsc::Sender<Admit>,
+    /// Pack indexes of recently read manifests (a `Weak` pins the address,
+    /// so a pointer is never mistaken for a newer manifest's).
+    pack_indexes: Mutex<Vec<(std::sync::Weak<Manifest>, Arc<PackIndex>)>>,
+    /// Disk-cache writes queued or running.
+    pending_writes: Arc<AtomicUsize>,
+    pool: BufPool,
+    /// Small files read whole so far, by pack (see `readahead::neighbours`).
+    small_reads: Mutex<lru::LruCache<PackId, u32>>,
+    /// A local store's pack directory: its packs are read directly.
+    local_packs: Option<LocalPacks>,
+    pub stats: SourceStats,
+}
+
+/// Open pack files of a local store.
+struct LocalPacks {
+    dir: std::path::PathBuf,
+    open: Mutex<lru::LruCache<PackId, Arc<std::fs::File>>>,
+}
+
+impl LocalPacks {
+    fn file(&self, pack: &PackId) -> std::io::Result<Arc<std::fs::File>> {
+        if let Some(f) = self.open.lock().expect("packs lock").get(pack) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(std::fs::File::open(self.dir.join(to_hex(pack)))?);
+        self.open.lock().expect("packs lock").put(*pack, f.clone());
+        Ok(f)
+    }
+}
+
+fn abandoned() -> ReadError {
+    ReadError::Store("fetch abandoned".into())
+}
+
+fn ready(c: Chunk) -> Pending {
+    futures::future::ready(Ok(c)).boxed().shared()
+}
+
+/// The disk-cache writer: admits verified chunks in batches (one vectored
+/// write each), off the runtime's threads.
+fn spawn_writer(
+    disk: Arc<DiskCache>,
+    writing: Writing,
+    pending: Arc<AtomicUsize>,
+    mut rx: tokio::sync::mpsc::Receiver<Admit>,
+) {
+    // A batch never outgrows a quarter of the cache, so it fits after eviction.
+    let max_batch = (disk.limit() / 4).clamp(1 << 20, 16 << 20) as usize;
+    // Ends when the source (the only sender) is dropped.
+    std::thread::Builder::new()
+        .name("cache-writer".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                // Let a few more arrive: fewer, larger writes, and far fewer
+                // wake-ups of this thread (latency does not matter here).
+                std::thread::sleep(Duration::from_millis(2));
+                let mut bytes = first.data.len();
+                let mut batch = vec![first];
+                while bytes < max_batch && batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(a) => {
+                            bytes += a.data.len();
+                            batch.push(a);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = disk.put_batch(&batch) {
+                    tracing::warn!("cache write failed: {e}");
+                }
+                {
+                    let mut w = writing.lock().expect("writing lock");
+                    for a in &batch {
+                        w.remove(&a.hash);
+                    }
+                }
+                pending.fetch_sub(batch.len(), Ordering::SeqCst);
+            }
+        })
+        .expect("spawn cache writer thread");
+}
+
+impl ChunkSource {
+    pub fn new(store: Store, disk: Arc<DiskCache>, timeout: Duration) -> Arc<ChunkSource> {
+        Self::with_config(store, disk, timeout, ReadConfig::default())
+    }
+
+    pub fn with_config(
+        store: Store,
+        disk: Arc<DiskCache>,
+        timeout: Duration,
+        cfg: ReadConfig,
+    ) -> Arc<ChunkSource> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Admit>(cfg.write_queue.max(1));
+        let pending_writes: Arc<AtomicUsize> = Arc::default();
+        let writing: Writing = Arc::default();
+        spawn_writer(disk.clone(), writing.clone(), pending_writes.clone(), rx);
+        let local_packs = store.local_packs();
+        let pooled = (cfg.request_bytes + cfg.request_bytes / 2 + cfg.align) as usize;
+        Arc::new(ChunkSource {
+            store,
+            disk,
+            inflight: Mutex::default(),
+            writing,
+            timeout,
+            budget: Arc::new(Semaphore::new(cfg.budget as usize)),
+            bulk: Arc::new(Semaphore::new((cfg.budget / 4) as usize)),
+            disk_reads: Arc::new(Semaphore::new(cfg.disk_parallel.max(1))),
+            cfg,
+            writes: tx,
+            pack_indexes: Mutex::default(),
+            pending_writes,
+            pool: BufPool {
+                free: Mutex::default(),
+                keep: 4,
+                size: pooled,
+            },
+            small_reads: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).expect("nonzero"),
+            )),
+            local_packs: local_packs.map(|dir| LocalPacks {
+                dir,
+                open: Mutex::new(lru::LruCache::new(
+                    std::num::NonZeroUsize::new(64).expect("nonzero"),
+                )),
+            }),
+            stats: SourceStats::default(),
+        })
+    }
+
+    pub fn disk(&self) -> &Arc<DiskCache> {
+        &self.disk
+    }
+
+    pub fn config(&self) -> &ReadConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn budget(&self) -> &Arc<Semaphore> {
+        &self.budget
+    }
+
+    /// The part of the budget chunks fetched ahead of small-file reads
+    /// (whole packs, see `readahead::neighbours`) may hold at once.
+    pub(crate) fn bulk_budget(&self) -> &Arc<Semaphore> {
+        &self.bulk
+    }
+
+    /// Waits (bounded) until background disk-cache writes have finished and
+    /// their index rows are written, so chunks read just before an unmount
+    /// are in the cache for the next mount.
+    pub async fn flush_writes(&self, limit: Duration) {
+        let start = std::time::Instant::now();
+        while self.pending_writes.load(Ordering::SeqCst) > 0 && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Their index rows too, so another process (the next mount) sees them.
+        self.disk.flush_counters();
+    }
+
+    /// Chunks on their way (from the store or the disk cache) right now.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().expect("inflight").len()
+    }
+
+    fn writing_get(&self, h: &Hash) -> Option<Chunk> {
+        self.writing.lock().expect("writing lock").get(h).cloned()
+    }
+
+    /// True when a chunk is on its way, waiting to be written, or in the disk cache.
+    pub fn has(&self, h: &Hash) -> bool {
+        self.inflight.lock().expect("inflight").contains_key(h)
+            || self.writing.lock().expect("writing lock").contains_key(h)
+            || self.disk.contains(h)
+    }
+
+    /// Counts a small file of `pack` read whole.
+    pub fn note_small_read(&self, pack: &PackId) -> SmallReads {
+        let mut g = self.small_reads.lock().expect("small reads lock");
+        let n = g.get(pack).copied().unwrap_or(0);
+        if n == u32::MAX {
+            return SmallReads::PackFetched;
+        }
+        g.put(*pack, n + 1);
+        if n == 0 {
+            SmallReads::First
+        } else {
+            SmallReads::Again
+        }
+    }
+
+    /// Records that the rest of `pack` was planned.
+    pub fn note_pack_fetched(&self, pack: &PackId) {
+        self.small_reads
+            .lock()
+            .expect("small reads lock")
+            .put(*pack, u32::MAX);
+    }
+
+    /// The pack index of a manifest, built on first use.
+    pub fn pack_index(&self, m: &Arc<Manifest>) -> Arc<PackIndex> {
+        let mut g = self.pack_indexes.lock().expect("pack indexes");
+        g.retain(|(w, _)| w.strong_count() > 0);
+        if let Some((_, pi)) = g
+            .iter()
+            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(m)))
+        {
+            return pi.clone();
+        }
+        let pi = Arc::new(PackIndex::new(m));
+        if g.len() >= 4 {
+            g.remove(0);
+        }
+        g.push((Arc::downgrade(m), pi.clone()));
+        pi
+    }
+
+    /// A whole verified chunk.
+    pub async fn chunk(self: &Arc<Self>, pack: PackId, c: ChunkRef) -> Result<Bytes, ReadError> {
+        Ok(self.chunk_part(pack, c, 0..c.len).await?.bytes)
+    }
+
+    /// Bytes `range` of a verified chunk. A chunk in the disk cache is read
+    /// only over `range` (checked block by block), not whole.
+    pub async fn chunk_part(
+        self: &Arc<Self>,
+        pack: PackId,
+        c: ChunkRef,
+        range: Range<u32>,
+    ) -> Result<Chunk, ReadError> {
+        let r = range.start as usize..range.end as usize;
+        let shared = self
+            .inflight
+            .lock()
+            .expect("inflight")
+            .get(&c.hash)
+            .cloned();
+        if let Some(p) = shared {
+            return Ok(p.await?.slice(r));
+        }
+        if let Some(b) = self.writing_get(&c.hash) {
+            return Ok(b.slice(r));
+        }
+        if range.len() < c.len as usize && self.disk.contains(&c.hash) {
+            let disk = self.disk.clone();
+            let at = Origin {
+                pack,
+                offset: c.offset,
+            };
+            let rr = range.clone();
+            let got = tokio::task::spawn_blocking(move || disk.read(&c.hash, c.len, rr, at))
+                .await
+                .ok()
+                .flatten();
+            if let Some(b) = got {
+                return Ok(Chunk::own(b));
+            }
+        }
+        let p = self.plan(&[(pack, c)]).pop().expect("one planned chunk");
+        Ok(p.await?.slice(r))
+    }
+
+    /// Makes sure each chunk is on its way and returns one [`Pending`] per
+    /// chunk, in order. Chunks waiting for the cache writer are ready at
+    /// once; chunks in flight are shared; chunks in the disk cache are read
+    /// from it in the background; the rest are fetched from the store in
+    /// runs of adjacent chunks, each run in ranged GETs split at aligned
+    /// offsets. Claiming happens under one lock, so two planners never
+    /// fetch the same chunk.
+    pub fn plan(self: &Arc<Self>, chunks: &[(PackId, ChunkRef)]) -> Vec<Pending> {
+        let mut out = Vec::with_capacity(chunks.len());
+        let mut fetch: Vec<Arc<Assembly>> = vec![];
+        {
+            let mut inflight = self.inflight.lock().expect("inflight");
+            for &(pack, c) in chunks {
+                if let Some(p) = inflight.get(&c.hash) {
+                    out.push(p.clone());
+                    continue;
+                }
+                if let Some(b) = self.writing_get(&c.hash) {
+                    out.push(ready(b));
+                    continue;
+                }
+                let (tx, rx) = futures::channel::oneshot::channel();
+                let p: Pending = rx
+                    .map(|r| r.unwrap_or_else(|_| Err(abandoned())))
+                    .boxed()
+                    .shared();
+                inflight.insert(c.hash, p.clone());
+                out.push(p);
+                if self.disk.contains(&c.hash) {
+                    self.spawn_disk_read(pack, c, tx);
+                } else {
+                    fetch.push(Arc::new(Assembly {
+                        pack,
+                        c,
+                        state: Mutex::new(AsmState {
+                            done: Some(tx),
+                            ..Default::default()
+                        }),
+                    }));
+                }
+            }
+        }
+        for run in runs(&fetch) {
+            for (range, asms) in split_run(run, self.cfg.request_bytes, self.cfg.align) {
+                let me = self.clone();
+                tokio::spawn(async move { me.fetch_range(range, asms).await });
+            }
+        }
+        out
+    }
+
+    fn spawn_disk_read(
+        self: &Arc<Self>,
+        pack: PackId,
+        c: ChunkRef,
+        tx: futures::channel::oneshot::Sender<Result<Chunk, ReadError>>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let got = {
+                let _permit = me.disk_reads.clone().acquire_owned().await;
+                let disk = me.disk.clone();
+                let at = Origin {
+                    pack,
+                    offset: c.offset,
+                };
+                tokio::task::spawn_blocking(move || disk.get(&c.hash, c.len, at))
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            match got {
+                Some(b) => {
+                    me.inflight.lock().expect("inflight").remove(&c.hash);
+                    let _ = tx.send(Ok(Chunk::own(b)));
+                }
+                None => {
+                    // Evicted or corrupt (and dropped): fetch it from the store.
+                    let asm = Arc::new(Assembly {
+                        pack,
+                        c,
+                        state: Mutex::new(AsmState {
+                            done: Some(tx),
+                            ..Default::default()
+                        }),
+                    });
+                    let range = c.offset as u64..c.offset as u64 + c.len as u64;
+                    me.fetch_range(range, vec![asm]).await;
+                }
+            }
+        });
+    }
+
+    /// One ranged GET of `range` of a pack, feeding the chunks that overlap it.
+    async fn fetch_range(self: Arc<Self>, range: Range<u64>, asms: Vec<Arc<Assembly>>) {
+        let Some(first) = asms.first() else { return };
+        let pack = first.pack;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(range.end - range.start, Ordering::Relaxed);
+        tracing::trace!(pack = %to_hex(&pack), start = range.start, end = range.end, "GET");
+        let r = self.stream_into(&pack, range.clone(), &asms).await;
+        if let Err(e) = r {
+            match &e {
+                ReadError::Timeout(_) => {
+                    tracing::warn!(pack = %to_hex(&pack), ?range, "store fetch timed out")
+                }
+                _ => tracing::warn!(pack = %to_hex(&pack), ?range, "store fetch failed: {e}"),
+            }
+            for a in &asms {
+                self.fail(a, e.clone());
+            }
+        }
+    }
+
+    /// Receives `range` of a pack and hands each chunk's piece to its
+    /// assembly as soon as it is complete. The bytes are copied once, into
+    /// one buffer per request, and pieces are slices of it; a response that
+    /// arrives in one piece (a local store) is sliced without any copy.
+    async fn stream_into(
+        &self,
+        pack: &PackId,
+        range: Range<u64>,
+        asms: &[Arc<Assembly>],
+    ) -> Result<(), ReadError> {
+        let t = self.timeout;
+        let store_err = |e: crate::store::client::StoreError| ReadError::Store(e.to_string());
+        let total = (range.end - range.start) as usize;
+        let buf_id = NEXT_BUF.fetch_add(1, Ordering::Relaxed);
+        if let Some(local) = &self.local_packs {
+            match local.file(pack) {
+                Ok(file) => return self.read_local(file, range, asms, buf_id).await,
+                // Gone: gc rewrote it; read through its forward records below.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ReadError::Store(format!("pack {}: {e}", to_hex(pack)))),
+            }
+        }
+        // A pack gc rewrote is read through its forward records.
+        let stream = crate::format::pack_forward::range_stream(&self.store, pack, range.clone());
+        let mut body = tokio::time::timeout(t, stream)
+            .await
+            .map_err(|_| ReadError::Timeout(t))?
+            .map_err(store_err)?;
+        // Bytes received up to `pos`; whole when it came in one frame.
+        let mut pos = range.start;
+        let mut whole: Option<Bytes> = None;
+        let mut acc = BytesMut::new();
+        let mut i = 0;
+        while pos < range.end {
+            let frame = tokio::time::timeout(t, body.next())
+                .await
+                .map_err(|_| ReadError::Timeout(t))?
+                .ok_or_else(|| ReadError::Store("response ended early".into()))?
+                .map_err(store_err)?;
+            let n = frame.len().min((range.end - pos) as usize);
+            if pos == range.start && n == total {
+                whole = Some(frame.slice(..n));
+            } else {
+                if acc.capacity() == 0 {
+                    acc = self.pool.take(total);
+                }
+                acc.extend_from_slice(&frame[..n]);
+            }
+            pos += n as u64;
+            // Every chunk whose piece of this request is complete.
+            while let Some(a) = asms.get(i) {
+                let start = (a.c.offset as u64).max(range.start);
+                let end = (a.c.offset as u64 + a.c.len as u64).min(range.end);
+                if end > pos {
+                    break;
+                }
+                let piece = match &whole {
+                    Some(w) => {
+                        w.slice((start - range.start) as usize..(end - range.start) as usize)
+                    }
+                    None => acc.split_to((end - start) as usize).freeze(),
+                };
+                let at = (start - a.c.offset as u64) as u32;
+                self.deposit(a, at, piece, buf_id).await;
+                i += 1;
+            }
+        }
+        if acc.capacity() > 0 || whole.is_none() {
+            self.pool.give(acc);
+        }
+        Ok(())
+    }
+
+    /// [`Self::stream_into`] for a local store: the range of the pack is
+    /// mapped and sliced into chunks without any copy.
+    async fn read_local(
+        &self,
+        file: Arc<std::fs::File>,
+        range: Range<u64>,
+        asms: &[Arc<Assembly>],
+        buf_id: u64,
+    ) -> Result<(), ReadError> {
+        let pack = asms[0].pack;
+        let total = (range.end - range.start) as usize;
+        let start = range.start;
+        let t = self.timeout;
+        // Mapped, not copied: the pack's pages are hashed and replied from
+        // in place (a copy into a buffer cost ~15% of a cold read's CPU).
+        let read =
+            tokio::task::spawn_blocking(move || crate::catalog::disk_cache_file::map_range(&file, start, total));
+        let whole = tokio::time::timeout(t, read)
+            .await
+            .map_err(|_| ReadError::Timeout(t))?
+            .map_err(|e| ReadError::Store(e.to_string()))?
+            .map_err(|e| ReadError::Store(format!("pack {}: {e}", to_hex(&pack))))?;
+        for a in asms {
+            let s = (a.c.offset as u64).max(range.start);
+            let e = (a.c.offset as u64 + a.c.len as u64).min(range.end);
+            let piece = whole.slice((s - range.start) as usize..(e - range.start) as usize);
+            self.deposit(a, (s - a.c.offset as u64) as u32, piece, buf_id)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Adds a piece to a chunk; the piece that completes it verifies and
+    /// publishes it.
+    async fn deposit(&self, a: &Assembly, at: u32, bytes: Bytes, buf: u64) {
+        let chunk = {
+            let mut st = a.state.lock().expect("assembly");
+            if st.done.is_none() {
+                return; // already failed
+            }
+            st.filled += bytes.len() as u32;
+            st.pieces.push((at, bytes, buf));
+            if st.filled < a.c.len {
+                return;
+            }
+            let mut pieces = std::mem::take(&mut st.pieces);
+            let chunk = if pieces.len() == 1 {
+                let (_, b, buf) = pieces.pop().expect("one piece");
+                Chunk { bytes: b, buf }
+            } else {
+                // Straddles two requests: put together (at most one chunk per request).
+                pieces.sort_by_key(|p| p.0);
+                let mut v = BytesMut::with_capacity(a.c.len as usize);
+                for (_, b, _) in pieces {
+                    v.extend_from_slice(&b);
+                }
+                Chunk::own(v.freeze())
+            };
+            (chunk, st.done.take().expect("sender"))
+        };
+        let (chunk, tx) = chunk;
+        let r = match verify_chunk_bytes(&a.pack, &a.c, &chunk.bytes) {
+            Ok(()) => Ok(chunk.clone()),
+            Err(e) => {
+                tracing::error!("{e}");
+                Err(ReadError::Corrupt(e.to_string()))
+            }
+        };
+        let ok = r.is_ok();
+        if ok {
+            // Findable until the writer has admitted it, so no planner
+            // fetches it again meanwhile; counted before any reader has it,
+            // so `flush_writes` after a read always waits for its chunks.
+            self.writing
+                .lock()
+                .expect("writing lock")
+                .insert(a.c.hash, chunk.clone());
+            self.pending_writes.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inflight.lock().expect("inflight").remove(&a.c.hash);
+        let _ = tx.send(r);
+        if ok {
+            let admit = Admit {
+                hash: a.c.hash,
+                data: chunk.bytes,
+                origin: Origin {
+                    pack: a.pack,
+                    offset: a.c.offset,
+                },
+            };
+            if self.writes.send(admit).await.is_err() {
+                self.writing.lock().expect("writing lock").remove(&a.c.hash);
+                self.pending_writes.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn fail(&self, a: &Assembly, e: ReadError) {
+        let tx = a.state.lock().expect("assembly").done.take();
+        if let Some(tx) = tx {
+            self.inflight.lock().expect("inflight").remove(&a.c.hash);
+            let _ = tx.send(Err(e));
+        }
+    }
+}
+
+/// A manifest's chunks by pack, in pack order: which chunks lie next to a
+/// given one (for fetching a small file's neighbours with it).
+pub struct PackIndex {
+    by_pack: HashMap<u32, Vec<ChunkRef>>,
+}
+
+impl PackIndex {
+    pub fn new(m: &Manifest) -> PackIndex {
+        let mut by_pack: HashMap<u32, Vec<ChunkRef>> = HashMap::new();
+        for c in &m.chunks {
+            by_pack.entry(c.pack).or_default().push(*c);
+        }
+        for v in by_pack.values_mut() {
+            v.sort_by_key(|c| c.offset);
+            v.dedup_by_key(|c| c.offset);
+        }
+        PackIndex { by_pack }
+    }
+
+    /// Chunks of `pack` lying wholly inside `[start, end)`.
+    pub fn within(&self, pack: u32, start: u64, end: u64) -> &[ChunkRef] {
+        let Some(v) = self.by_pack.get(&pack) else {
+            return &[];
+        };
+        let a = v.partition_point(|c| (c.offset as u64) < start);
+        let b = v.partition_point(|c| c.offset as u64 + c.len as u64 <= end);
+        &v[a..b.max(a)]
+    }
+}
+
+/// Splits chunks to fetch (in file order) into runs that lie back to back
+/// in one pack.
+fn runs(asms: &[Arc<Assembly>]) -> Vec<&[Arc<Assembly>]> {
+    asms.chunk_by(|a, b| {
+        a.pack == b.pack && a.c.offset as u64 + a.c.len as u64 == b.c.offset as u64
+    })
+    .collect()
+}
+
+/// Cuts a run into requests of about `target` bytes whose inner boundaries
+/// are multiples of `align` in the pack. Returns each request's byte range
+/// with the chunks it overlaps (a chunk across a boundary is in both).
+fn split_run(
+    run: &[Arc<Assembly>],
+    target: u64,
+    align: u64,
+) -> Vec<(Range<u64>, Vec<Arc<Assembly>>)> {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return vec![];
+    };
+    let start = first.c.offset as u64;
+    let end = last.c.offset as u64 + last.c.len as u64;
+    let target = target.max(align);
+    let mut cuts = vec![start];
+    let mut at = start;
+    loop {
+        // The aligned offset at least `target` past the last cut...
+        let next = (at + target).div_ceil(align) * align;
+        // ... unless what would remain is too small to be worth a request.
+        if next + target / 2 >= end {
+            break;
+        }
+        cuts.push(next);
+        at = next;
+    }
+    cuts.push(end);
+    let mut out = vec![];
+    for w in cuts.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let asms: Vec<_> = run
+            .iter()
+            .filter(|x| {
+                let (s, e) = (x.c.offset as u64, x.c.offset as u64 + x.c.len as u64);
+                s < b && e > a
+            })
+            .cloned()
+            .collect();
+        out.push((a..b, asms));
+    }
+    out
+}
+
+/// Byte offsets of a file's chunks, for finding the chunks of a range.
+#[derive(Debug, Clone)]
+pub struct ChunkMap {
+    starts: Vec<u64>,
+    size: u64,
+}
+
+impl ChunkMap {
+    pub fn new(m: &Manifest, e: &Entry) -> ChunkMap {
+        let mut starts = Vec::with_capacity(e.chunk_count as usize);
+        let mut off = 0;
+        for c in m.chunks_of(e) {
+            starts.push(off);
+            off += c.len as u64;
+        }
+        ChunkMap { starts, size: off }
+    }
+
+    /// Indices of the chunks overlapping `[offset, offset + len)`.
+    pub fn chunks_for(&self, offset: u64, len: u64) -> std::ops::Range<usize> {
+        if offset >= self.size || len == 0 {
+            return 0..0;
+        }
+        let end = (offset + len).min(self.size);
+        let first = self.starts.partition_point(|s| *s <= offset) - 1;
+        let last = self.starts.partition_point(|s| *s < end);
+        first..last
+    }
+
+    /// File offset where chunk `i` starts (the file size for `i == len()`).
+    pub fn start(&self, i: usize) -> u64 {
+        self.starts.get(i).copied().unwrap_or(self.size)
+    }
+
+    /// Index of the first chunk starting at or after `offset`.
+    pub fn first_at_or_after(&self, offset: u64) -> usize {
+        self.starts.partition_point(|s| *s < offset)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_map_ranges() {
+        let map = ChunkMap {
+            starts: vec![0, 10, 25],
+            size: 30,
+        };
+        assert_eq!(map.chunks_for(0, 5), 0..1);
+        assert_eq!(map.chunks_for(5, 10), 0..2);
+        assert_eq!(map.chunks_for(10, 15), 1..2);
+        assert_eq!(map.chunks_for(24, 100), 1..3);
+        assert_eq!(map.chunks_for(30, 1), 0..0);
+        assert_eq!(map.chunks_for(29, 0), 0..0);
+        assert_eq!(map.first_at_or_after(11), 2);
+        assert_eq!(map.start(3), 30);
+    }
+
+    fn asm(offset: u32, len: u32) -> Arc<Assembly> {
+        Arc::new(Assembly {
+            pack: [1; 16],
+            c: ChunkRef {
+                hash: [0; 32],
+                pack: 0,
+                offset,
+                len,
+            },
+            state: Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn requests_split_on_aligned_offsets() {
+        const M: u32 = 1 << 20;
+        // 20 chunks of 0.7 MiB from offset 0.3 MiB.
+        let len = 7 * M / 10;
+        let run: Vec<_> = (0..20).map(|i| asm(3 * M / 10 + i * len, len)).collect();
+        let reqs = split_run(&run, 4 << 20, 1 << 20);
+        let ranges: Vec<_> = reqs.iter().map(|r| r.0.clone()).collect();
+        assert_eq!(ranges.first().unwrap().start, 3 * M as u64 / 10);
+        assert_eq!(ranges.last().unwrap().end, (3 * M / 10 + 20 * len) as u64);
+        for w in ranges.windows(2) {
+            assert_eq!(w[0].end, w[1].start, "contiguous, no overlap");
+            assert_eq!(w[0].end % (1 << 20), 0, "inner cuts aligned");
+        }
+        for (r, asms) in &reqs {
+            assert!(r.end - r.start >= 2 << 20, "{r:?}");
+            for a in asms {
+                assert!((a.c.offset as u64) < r.end && (a.c.offset + a.c.len) as u64 > r.start);
+            }
+        }
+        // Every chunk is covered, straddlers twice.
+        let covered: usize = reqs.iter().map(|r| r.1.len()).sum();
+        assert!(covered >= 20 && covered < 20 + reqs.len());
+        // A small run is one request.
+        let small = split_run(&run[..2], 8 << 20, 1 << 20);
+        assert_eq!(small.len(), 1);
+    }
+}
