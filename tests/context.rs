@@ -909,7 +909,7 @@ fn commit_path_summarises_stored_files_and_reuses_the_base_summary() {
     let v1 = env.json(&["show", "features/f@1"]);
     // Mark v1's stored summary of a.csv, to see below whether it is reused
     // (version records are plain JSON files in a file:// store).
-    let key = assetfs::store::client::keys::version(&Reference::parse("features/f").unwrap().asset, 1);
+    let key = assetfs::format::keys::version(&Reference::parse("features/f").unwrap().asset, 1);
     let rec_path = env.store_dir().join(key);
     let mut rec: Value = serde_json::from_slice(&fs::read(&rec_path).unwrap()).unwrap();
     rec["meta"]["schema"]["files"]["a.csv"]["marker"] = json!("from the base");

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assetfs::catalog::versions::Catalog;
-use assetfs::ops::gc::GcOptions;
+use assetfs::format::keys;
 use assetfs::format::names::Reference;
+use assetfs::ops::gc::GcOptions;
 use assetfs::ops::push::{push, PushOptions, PushOutcome};
-use assetfs::store::client::{keys, Store};
+use assetfs::store::client::Store;
 use common::stores::{GateHandle, GatedStore, Gates, SimClock, SimClockStore};
 use proptest::prelude::*;
 
@@ -301,7 +302,8 @@ impl World {
                     SEEN.resumed.fetch_add(1, Ordering::SeqCst);
                     SEEN.resumed_rescued
                         .fetch_add(out.rescued_chunks, Ordering::SeqCst);
-                    if self.stalled_for * MIN > assetfs::format::session::EXPIRY.as_millis() as i64 {
+                    if self.stalled_for * MIN > assetfs::format::session::EXPIRY.as_millis() as i64
+                    {
                         SEEN.expired_then_resumed.fetch_add(1, Ordering::SeqCst);
                     }
                 }

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assetfs::catalog::versions::Catalog;
-use assetfs::ops::gc::{GcOptions, GcReport};
 use assetfs::format::ids::{to_hex, PackId};
+use assetfs::format::keys;
 use assetfs::format::names::Reference;
+use assetfs::ops::gc::{GcOptions, GcReport};
 use assetfs::ops::push::{commit_tree, push, PushError, PushOptions, TreeItem};
-use assetfs::store::client::{keys, Store};
+use assetfs::store::client::Store;
 use common::stores::{GatedStore, Gates, SimClock, SimClockStore};
 use tempfile::TempDir;
 
@@ -602,8 +603,8 @@ suite!(
 /// so, naming the unchanged files whose bytes are gone, and claims nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_whose_base_was_collected_says_so() {
-    use assetfs::ops::commit::{commit, ensure_init, CommitError};
     use assetfs::catalog::staging::{Staging, ROOT};
+    use assetfs::ops::commit::{commit, ensure_init, CommitError};
     let b = file();
     let catalog = Catalog::new(b.store.clone());
     let tmp = TempDir::new().unwrap();

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use assetfs::catalog::versions::Catalog;
-use assetfs::ops::get::get;
 use assetfs::format::names::Reference;
+use assetfs::ops::get::get;
 use assetfs::ops::push::{push, PushOptions};
 use assetfs::store::client::Store;
 use proptest::prelude::*;

@@ -8,9 +8,9 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use assetfs::store::errno::staging_errno;
-use assetfs::format::manifest::EntryKind;
 use assetfs::catalog::staging::{Staging, StagingError, ROOT};
+use assetfs::format::manifest::EntryKind;
+use assetfs::store::errno::ToErrno;
 use proptest::prelude::*;
 
 const PATHS: &[&str] = &["a", "b", "d", "d/a", "d/b", "d/e", "d/e/a", "e", "e/a"];
@@ -135,7 +135,7 @@ fn staged(s: &Staging, op: &Op) -> R {
             }
         }
     })();
-    r.map_err(|e| staging_errno(&e))
+    r.map_err(|e| e.errno())
 }
 
 #[derive(Debug, PartialEq)]

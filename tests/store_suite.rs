@@ -10,12 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use assetfs::catalog::versions::{Catalog, CatalogError};
-use assetfs::store::faults::FaultyStore;
-use assetfs::ops::get::{get, GetError};
+use assetfs::format::keys;
 use assetfs::format::manifest::{ChunkLocation, ManifestBuilder};
 use assetfs::format::names::Reference;
+use assetfs::ops::get::{get, GetError};
 use assetfs::ops::push::{push, PushError, PushOptions};
-use assetfs::store::client::{keys, Store, StoreError};
+use assetfs::store::client::{Store, StoreError};
+use assetfs::store::faults::FaultyStore;
 use bytes::Bytes;
 use tempfile::TempDir;
 
@@ -323,7 +324,10 @@ async fn hostile_manifest_refused(b: Backend) {
     let data = Bytes::from_static(b"pwned");
     let pack = assetfs::format::ids::new_pack_id();
     b.store
-        .put(&keys::pack(&assetfs::format::ids::to_hex(&pack)), data.clone())
+        .put(
+            &keys::pack(&assetfs::format::ids::to_hex(&pack)),
+            data.clone(),
+        )
         .await
         .unwrap();
     let hash = assetfs::format::ids::hash_bytes(&data);

@@ -22,7 +22,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::format::ids::{to_hex, PackId};
-use crate::store::client::{keys, ObjectInfo, Store, StoreError};
+use crate::format::keys;
+use crate::store::client::{ObjectInfo, Store, StoreError};
 
 pub const FORMAT: u32 = 1;
 

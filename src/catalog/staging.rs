@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::format::manifest::{EntryKind, Manifest};
-use crate::ops::push::TreeItem;
+use crate::format::tree::TreeItem;
 
 pub const ROOT: u64 = 1;
 
@@ -48,6 +48,28 @@ pub enum StagingError {
     Io(std::io::Error),
     #[error("staging index: {0}")]
     Db(#[from] rusqlite::Error),
+}
+
+impl crate::store::errno::ToErrno for StagingError {
+    fn errno(&self) -> libc::c_int {
+        match self {
+            StagingError::NotFound => libc::ENOENT,
+            StagingError::Exists => libc::EEXIST,
+            StagingError::NotDir => libc::ENOTDIR,
+            StagingError::IsDir => libc::EISDIR,
+            StagingError::NotEmpty => libc::ENOTEMPTY,
+            StagingError::Invalid(_) => libc::EINVAL,
+            StagingError::NoSpace => libc::ENOSPC,
+            StagingError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            // The index is on the same disk as the data: a full disk is ENOSPC.
+            StagingError::Db(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                libc::ENOSPC
+            }
+            StagingError::Db(_) => libc::EIO,
+        }
+    }
 }
 
 impl From<std::io::Error> for StagingError {
@@ -909,7 +931,11 @@ impl Staging {
 /// Where the staging area of an asset lives: under the data dir, keyed by
 /// store so two stores never share a working copy. Records the store as
 /// used (see [`crate::ops::node_state`]).
-pub fn staging_dir(data_home: &Path, store_url: &str, asset: &crate::format::names::AssetId) -> PathBuf {
+pub fn staging_dir(
+    data_home: &Path,
+    store_url: &str,
+    asset: &crate::format::names::AssetId,
+) -> PathBuf {
     let root = crate::ops::node_state::staging_root(data_home, store_url);
     crate::ops::node_state::note_use(&root, store_url);
     root.join(asset.kind.as_str()).join(asset.name.as_str())

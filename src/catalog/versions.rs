@@ -15,9 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::format::ids::to_hex;
+use crate::format::keys;
 use crate::format::manifest::{Manifest, ManifestError};
-use crate::format::names::{validate_alias, AssetId, AssetName, Kind, NameError, Reference, Selector};
-use crate::store::client::{keys, Store, StoreError};
+use crate::format::names::{
+    validate_alias, AssetId, AssetName, Kind, NameError, Reference, Selector,
+};
+use crate::store::client::{Store, StoreError};
 
 pub const RECORD_FORMAT: u32 = 1;
 const MAX_CLAIM_ATTEMPTS: usize = 10_000;
@@ -59,6 +62,21 @@ pub enum CatalogError {
         version: u64,
         d: Box<DeletionRecord>,
     },
+}
+
+/// A version, alias or asset that does not exist (or was deleted) is ENOENT;
+/// anything else the catalog fails at is an I/O error.
+impl crate::store::errno::ToErrno for CatalogError {
+    fn errno(&self) -> libc::c_int {
+        match self {
+            CatalogError::NoSuchVersion { .. }
+            | CatalogError::NoVersions(_)
+            | CatalogError::NoSuchAlias { .. }
+            | CatalogError::Deleted { .. }
+            | CatalogError::AliasToDeleted { .. } => libc::ENOENT,
+            _ => libc::EIO,
+        }
+    }
 }
 
 impl From<ManifestError> for CatalogError {
@@ -524,7 +542,7 @@ impl Catalog {
         self.check_live(asset, &k, version).await?;
         let rec = AliasRecord {
             version,
-            created: crate::ops::metadata::now_rfc3339(),
+            created: crate::format::time::now_rfc3339(),
             deleted: false,
         };
         self.append_alias(asset, alias, &k, &rec).await
@@ -545,7 +563,7 @@ impl Catalog {
             })?;
         let rec = AliasRecord {
             version: 0,
-            created: crate::ops::metadata::now_rfc3339(),
+            created: crate::format::time::now_rfc3339(),
             deleted: true,
         };
         self.append_alias(asset, alias, &k, &rec).await?;
@@ -567,7 +585,7 @@ impl Catalog {
         let rec = DeletionRecord {
             format: RECORD_FORMAT,
             version,
-            deleted: crate::ops::metadata::now_rfc3339(),
+            deleted: crate::format::time::now_rfc3339(),
             by: by.to_string(),
             message: message.to_string(),
         };
@@ -612,7 +630,8 @@ impl Catalog {
             .filter(|(_, v)| *v == version)
             .map(|(a, _)| a)
             .collect();
-        let mut side = crate::ops::metadata::sidecar(asset, &rec, aliases, k.latest_live() == Some(version));
+        let mut side =
+            crate::ops::metadata::sidecar(asset, &rec, aliases, k.latest_live() == Some(version));
         if k.deleted.contains(&version) {
             if let Some(d) = self.deletion(asset, version).await? {
                 side["deleted"] =

@@ -134,7 +134,8 @@ fn mount_inner(
     let info = lifecycle::ServeInfo {
         store_url: store.url().to_string(),
         log: log.clone(),
-        staging_home: (!cfg.read_only && cfg.only.is_none()).then(assetfs::store::client::data_home),
+        staging_home: (!cfg.read_only && cfg.only.is_none())
+            .then(assetfs::store::client::data_home),
         only: cfg.only.as_ref().map(|r| r.to_string()),
     };
     let (vfs, status) = rt.block_on(lifecycle::prepare(store, &cfg))?;

@@ -15,8 +15,8 @@ use clap::CommandFactory;
 use serde_json::{json, Value};
 
 use assetfs::catalog::versions::Catalog;
-use assetfs::ops::metadata::MetaInput;
 use assetfs::format::names::{AssetId, AssetName, Kind, Reference, Selector};
+use assetfs::ops::metadata::MetaInput;
 use assetfs::ops::push::PushOptions;
 use assetfs::store::client::{self, Store};
 
@@ -493,7 +493,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Status { reference } => {
             let r = parse_ref(reference)?;
             let staging = open_staging(&store, &r, true)?;
-            let (base, changes) = assetfs::ops::commit::status(&catalog, &staging, &r.asset).await?;
+            let (base, changes) =
+                assetfs::ops::commit::status(&catalog, &staging, &r.asset).await?;
             if cli.json {
                 print_json(
                     &json!({"asset": r.asset.to_string(), "base": base, "changes": changes}),
@@ -678,10 +679,15 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
             }
             store.check_conditional_writes().await?;
-            let meta = assetfs::catalog::catalog_cache::CatalogCache::new(catalog.clone(), &cache_dir(&cli));
+            let meta = assetfs::catalog::catalog_cache::CatalogCache::new(
+                catalog.clone(),
+                &cache_dir(&cli),
+            );
             let opts = assetfs::ops::remove::RemoveOptions {
                 force: *force,
-                by: author.clone().unwrap_or_else(assetfs::ops::metadata::default_author),
+                by: author
+                    .clone()
+                    .unwrap_or_else(assetfs::ops::metadata::default_author),
                 message: message.clone(),
             };
             let d = assetfs::ops::remove::remove_version(&meta, &r, &opts).await?;
@@ -714,7 +720,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     .map(|d| parse_duration("--keep-within", d))
                     .transpose()?,
                 dry_run: *dry_run,
-                by: author.clone().unwrap_or_else(assetfs::ops::metadata::default_author),
+                by: author
+                    .clone()
+                    .unwrap_or_else(assetfs::ops::metadata::default_author),
                 cache_dir: cache_dir(&cli),
                 progress: !cli.json,
             };
@@ -734,7 +742,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             depth,
         } => {
             let r = parse_ref(reference)?;
-            let meta = assetfs::catalog::catalog_cache::CatalogCache::new(catalog.clone(), &cache_dir(&cli));
+            let meta = assetfs::catalog::catalog_cache::CatalogCache::new(
+                catalog.clone(),
+                &cache_dir(&cli),
+            );
             let tree = if *used_by {
                 assetfs::ops::lineage::used_by_tree(&meta, &r, *depth).await?
             } else {
@@ -748,7 +759,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Test { reference, timeout } => {
             let r = parse_ref(reference)?;
-            let t = assetfs::ops::stored_tests::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
+            let t =
+                assetfs::ops::stored_tests::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
             let rep = assetfs::ops::stored_tests::test_version(&catalog, &r, t).await?;
             note_test_fallback(&rep);
             if cli.json {
@@ -1325,7 +1337,10 @@ async fn cache_cmd(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
             // Like a mount: a local store's chunks are checked in place, not copied.
             let disk = open_disk()?.with_local_packs(store.local_packs());
             let r = parse_ref(reference)?;
-            let meta = assetfs::catalog::catalog_cache::CatalogCache::new(Catalog::new(store.clone()), &dir);
+            let meta = assetfs::catalog::catalog_cache::CatalogCache::new(
+                Catalog::new(store.clone()),
+                &dir,
+            );
             let out = assetfs::ops::prefetch::prefetch(&meta, &disk, &r, !cli.json).await?;
             if cli.json {
                 print_json(&out);

@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use crate::format::ids::{to_hex, Hash, PackId};
+use crate::format::keys;
 use crate::format::manifest::ChunkLocation;
-use crate::store::client::{keys, Store, StoreError};
+use crate::store::client::{Store, StoreError};
 
 /// Entries per shard a generation aims for.
 pub const SHARD_TARGET: usize = 4096;
@@ -466,7 +467,11 @@ pub async fn write_delta(
         return Ok(());
     }
     let body = postcard::to_stdvec(entries).expect("index serialises");
-    let name = format!("{}-{}", to_hex(session), &crate::format::ids::random_id()[..16]);
+    let name = format!(
+        "{}-{}",
+        to_hex(session),
+        &crate::format::ids::random_id()[..16]
+    );
     store.put(&keys::index(&name), Bytes::from(body)).await
 }
 
@@ -556,7 +561,7 @@ pub async fn write_gen(
         bits,
         chunks: chunks.len() as u64,
         packs: packs.len() as u64,
-        created: crate::ops::metadata::now_rfc3339(),
+        created: crate::format::time::now_rfc3339(),
         runs,
     };
     store

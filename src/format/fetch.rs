@@ -95,7 +95,8 @@ where
                 .collect();
             // A pack gc rewrote is read through its forward records.
             let data =
-                crate::format::pack_forward::read_ranges(store, &m.packs[pack as usize], &ranges).await?;
+                crate::format::pack_forward::read_ranges(store, &m.packs[pack as usize], &ranges)
+                    .await?;
             Ok::<_, StoreError>((cs, data))
         })
         .buffer_unordered(BATCHES_IN_FLIGHT);

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use crate::format::ids::{to_hex, PackId};
-use crate::store::client::{keys, Store, StoreError};
+use crate::format::keys;
+use crate::store::client::{Store, StoreError};
 
 /// How often a running writer rewrites its session object.
 pub const HEARTBEAT: Duration = Duration::from_secs(60);
@@ -102,7 +103,7 @@ impl Session {
                 "what": what,
                 "host": hostname(),
                 "pid": std::process::id(),
-                "started": crate::ops::metadata::now_rfc3339(),
+                "started": crate::format::time::now_rfc3339(),
             }))
             .expect("session body serialises"),
         );

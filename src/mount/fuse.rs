@@ -16,8 +16,8 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
-use crate::store::errno::errno;
 use crate::mount::vfs::{Attr, FileKind, Vfs, VfsError};
+use crate::store::errno::ToErrno;
 
 /// Largest READ and WRITE request asked for. The kernel caps requests at
 /// `fs.fuse.max_pages_limit` pages (256, i.e. 1 MiB, by default).
@@ -189,7 +189,7 @@ fn to_fuse(a: &Attr, uid: u32, gid: u32) -> FileAttr {
 }
 
 fn err(e: &VfsError) -> Errno {
-    Errno::from_i32(errno(e))
+    Errno::from_i32(e.errno())
 }
 
 fn name_str(name: &OsStr) -> Option<String> {

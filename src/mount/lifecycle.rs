@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::catalog_cache::CatalogCache;
 use crate::catalog::disk_cache::{CacheError, DiskCache};
 use crate::catalog::versions::Catalog;
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::mount::fuse::{AssetFs, Protocol};
 use crate::format::names::Kind;
+use crate::mount::fuse::{AssetFs, Protocol};
 use crate::mount::reader::ChunkSource;
-use crate::store::client::{Store, StoreError};
 use crate::mount::vfs::{Vfs, VfsConfig};
+use crate::store::client::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {

@@ -47,6 +47,13 @@ pub enum ReadError {
     Corrupt(String),
 }
 
+/// Every failure to produce verified bytes is EIO: never wrong data.
+impl crate::store::errno::ToErrno for ReadError {
+    fn errno(&self) -> libc::c_int {
+        libc::EIO
+    }
+}
+
 /// Verified bytes of a chunk, or of a part of one.
 #[derive(Debug, Clone)]
 pub struct Chunk {
@@ -710,8 +717,9 @@ impl ChunkSource {
         let t = self.timeout;
         // Mapped, not copied: the pack's pages are hashed and replied from
         // in place (a copy into a buffer cost ~15% of a cold read's CPU).
-        let read =
-            tokio::task::spawn_blocking(move || crate::catalog::disk_cache_file::map_range(&file, start, total));
+        let read = tokio::task::spawn_blocking(move || {
+            crate::catalog::disk_cache_file::map_range(&file, start, total)
+        });
         let whole = tokio::time::timeout(t, read)
             .await
             .map_err(|_| ReadError::Timeout(t))?

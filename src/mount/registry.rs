@@ -415,7 +415,8 @@ async fn staged_areas(staging_home: &Path, store_url: &str, cache_dir: &Path) ->
             .collect();
         names.sort();
         for name in names {
-            let Ok(st) = crate::catalog::staging::Staging::open(&kind_dir.join(name.as_str())) else {
+            let Ok(st) = crate::catalog::staging::Staging::open(&kind_dir.join(name.as_str()))
+            else {
                 continue;
             };
             let Ok(Some((base, hash))) = st.base() else {
@@ -475,8 +476,8 @@ pub async fn report(m: &NodeMount) -> MountReport {
     if let Some(r) = r {
         // Only an existing, readable cache: never create one here.
         if r.cache_dir.join("cache.sqlite").is_file() {
-            if let Ok(s) =
-                crate::catalog::disk_cache::DiskCache::open(&r.cache_dir, u64::MAX).and_then(|d| d.stats())
+            if let Ok(s) = crate::catalog::disk_cache::DiskCache::open(&r.cache_dir, u64::MAX)
+                .and_then(|d| d.stats())
             {
                 rep.cache_hit_rate = Some(s.hit_rate());
             }

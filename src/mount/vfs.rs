@@ -22,12 +22,13 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 
-use crate::catalog::versions::CatalogError;
 use crate::catalog::catalog_cache::{CatalogCache, Listing};
+use crate::catalog::versions::CatalogError;
 use crate::format::manifest::{EntryKind, Manifest};
 use crate::format::names::{parse_version, validate_alias, AssetId, AssetName, Kind};
 use crate::mount::readahead::{read_range, ReadAhead};
 use crate::mount::reader::{ChunkMap, ChunkSource, ReadError};
+use crate::store::errno::ToErrno;
 
 pub const ROOT: u64 = 1;
 const MISC_BASE: u64 = 16;
@@ -65,6 +66,27 @@ pub enum VfsError {
     NotPermitted(&'static str),
     #[error("cross-device: {0}")]
     CrossDevice(&'static str),
+}
+
+impl ToErrno for VfsError {
+    fn errno(&self) -> libc::c_int {
+        match self {
+            VfsError::NotFound => libc::ENOENT,
+            VfsError::NotDir => libc::ENOTDIR,
+            VfsError::IsDir => libc::EISDIR,
+            VfsError::NotSymlink => libc::EINVAL,
+            VfsError::ReadOnly => libc::EROFS,
+            VfsError::NoAttr => libc::ENODATA,
+            VfsError::XattrNamespace => libc::EOPNOTSUPP,
+            VfsError::BadHandle => libc::EBADF,
+            VfsError::Read(e) => e.errno(),
+            VfsError::Catalog(e) => e.errno(),
+            VfsError::Staging(e) => e.errno(),
+            VfsError::Invalid(_) => libc::EINVAL,
+            VfsError::NotPermitted(_) => libc::EPERM,
+            VfsError::CrossDevice(_) => libc::EXDEV,
+        }
+    }
 }
 
 pub type Result<T, E = VfsError> = std::result::Result<T, E>;
@@ -453,8 +475,9 @@ impl Vfs {
         let mut a = self.lookup_in_version(&vs, None, name).await?;
         // The root may move to another version at the next refresh, so the
         // kernel must look its entries up again; deeper ones are immutable.
-        let fixed =
-            |r: &crate::format::names::Reference| matches!(r.selector, crate::format::names::Selector::Version(_));
+        let fixed = |r: &crate::format::names::Reference| {
+            matches!(r.selector, crate::format::names::Selector::Version(_))
+        };
         if self.cfg.only.as_ref().is_some_and(|r| !fixed(r)) {
             a.ttl = a.ttl.min(self.cfg.refresh);
         }
@@ -1394,7 +1417,7 @@ mod tests {
         ));
         for other in ["security.selinux", "system.posix_acl_access", "trusted.x"] {
             let e = vfs.getxattr(f.ino, other).await.unwrap_err();
-            assert_eq!(crate::store::errno::errno(&e), libc::EOPNOTSUPP, "{other}");
+            assert_eq!(e.errno(), libc::EOPNOTSUPP, "{other}");
         }
         for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_TRUNC] {
             assert!(matches!(
@@ -1403,7 +1426,10 @@ mod tests {
             ));
         }
         assert_eq!(
-            crate::store::errno::errno(&vfs.open(f.ino, libc::O_WRONLY, 1).await.unwrap_err()),
+            vfs.open(f.ino, libc::O_WRONLY, 1)
+                .await
+                .unwrap_err()
+                .errno(),
             libc::EROFS
         );
 
@@ -1565,5 +1591,18 @@ mod tests {
         p.lookup_in(7);
         assert_eq!(p.limit(10, 0), usize::MAX, "no switch after the evidence");
         assert_eq!(p.limit(11, 0), usize::MAX);
+    }
+
+    #[test]
+    fn errno_mapping() {
+        assert_eq!(VfsError::ReadOnly.errno(), libc::EROFS);
+        assert_eq!(VfsError::NoAttr.errno(), libc::ENODATA);
+        assert_eq!(
+            VfsError::Read(crate::mount::reader::ReadError::Timeout(
+                std::time::Duration::from_secs(1)
+            ))
+            .errno(),
+            libc::EIO
+        );
     }
 }

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::catalog::staging::{staging_dir, Content, Staging, ROOT};
 use crate::format::manifest::{EntryKind, Manifest};
 use crate::format::names::{AssetId, AssetName, Kind};
 use crate::mount::readahead::read_range;
 use crate::mount::reader::ChunkMap;
-use crate::catalog::staging::{staging_dir, Content, Staging, ROOT};
 use crate::mount::vfs::{Attr, FileKind, Node, OpenFile, Result, Vfs, VfsError};
 
 const STAGING_BIT: u64 = 1 << 63;

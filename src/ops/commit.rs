@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::staging::{Change, Staging, StagingError};
 use crate::catalog::versions::{Catalog, CatalogError};
 use crate::format::manifest::Manifest;
 use crate::format::names::{AssetId, Reference};
 use crate::ops::push::{commit_tree, PushError, PushOptions, PushOutcome};
-use crate::catalog::staging::{Change, Staging, StagingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {

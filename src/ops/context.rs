@@ -30,11 +30,11 @@ use serde_json::{Map, Number, Value};
 use crate::catalog::versions::Catalog;
 use crate::format::ids::{to_hex, Hash};
 use crate::format::manifest::ChunkLocation;
-use crate::ops::metadata::MetaInput;
 use crate::format::names::{AssetId, Kind};
-use crate::ops::push::TreeItem;
-use crate::store::client::StoreError;
+use crate::format::tree::TreeItem;
+use crate::ops::metadata::MetaInput;
 use crate::ops::stored_tests::SpecError;
+use crate::store::client::StoreError;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ContextOptions {
@@ -462,7 +462,8 @@ async fn fetch_to_temp(
     for (hash, loc) in chunks {
         let range = loc.offset as u64..loc.offset as u64 + loc.len as u64;
         // A pack gc rewrote is read through its forward records.
-        let data = crate::format::pack_forward::read_ranges(catalog.store(), &loc.pack, &[range]).await?;
+        let data =
+            crate::format::pack_forward::read_ranges(catalog.store(), &loc.pack, &[range]).await?;
         let data = data.into_iter().next().unwrap_or_default();
         if blake3::hash(&data).as_bytes() != hash {
             return Err(ContextError::Chunk(to_hex(hash)));

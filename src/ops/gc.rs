@@ -28,16 +28,17 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::catalog::versions::{AssetKeys, Catalog, CatalogError};
 use crate::catalog::catalog_cache::CatalogCache;
-use crate::format::chunk_index;
 use crate::catalog::gc_records::{self as rec, Done, Mark, RunKeys, Sweep, Wait};
+use crate::catalog::versions::{AssetKeys, Catalog, CatalogError};
+use crate::format::chunk_index;
 use crate::format::ids::{to_hex, Hash, PackId};
+use crate::format::keys;
 use crate::format::names::AssetId;
 use crate::format::pack_forward;
-use crate::ops::progress::Progress;
 use crate::format::session::{self, Session, SessionId};
-use crate::store::client::{keys, ObjectInfo, Store, StoreError};
+use crate::ops::progress::Progress;
+use crate::store::client::{ObjectInfo, Store, StoreError};
 
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Records of finished runs are kept at least this long, and the newest
@@ -719,7 +720,7 @@ impl Gc<'_> {
         bar.finish();
         let done = Done {
             format: rec::FORMAT,
-            finished: crate::ops::metadata::now_rfc3339(),
+            finished: crate::format::time::now_rfc3339(),
         };
         rec::create(&store, seq, "done", &done).await?;
         tracing::info!(target: "assetfs::gc", seq, packs = report.packs, bytes = report.bytes, "swept");
@@ -835,7 +836,7 @@ impl Gc<'_> {
                 .unwrap_or_default(),
             pid: std::process::id(),
             by: self.opts.by.clone(),
-            created: crate::ops::metadata::now_rfc3339(),
+            created: crate::format::time::now_rfc3339(),
             packs: condemned.iter().map(|(p, _)| to_hex(p)).collect(),
             pack_sizes: condemned.iter().map(|(_, b)| *b).collect(),
             manifests: dead_manifests,

@@ -22,11 +22,12 @@ use futures::StreamExt;
 
 use crate::catalog::gc_records::GuardStart;
 use crate::format::ids::{hash_bytes, to_hex, Hash, PackId};
+use crate::format::keys;
 use crate::format::pack_forward::{self, Moved};
 use crate::format::packer::PACK_TARGET;
-use crate::ops::progress::Progress;
 use crate::format::session::{boottime_ms, pack_id_in, Session, CLAIM_WINDOW};
-use crate::store::client::{keys, Store, StoreError};
+use crate::ops::progress::Progress;
+use crate::store::client::{Store, StoreError};
 
 /// A pack to rewrite and its live chunks (offset, length, hash).
 pub struct Victim {

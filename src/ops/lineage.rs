@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::catalog::versions::CatalogError;
 use crate::catalog::catalog_cache::CatalogCache;
+use crate::catalog::versions::CatalogError;
 use crate::format::names::{AssetId, Kind, Reference, Selector};
 
 /// Concurrent record reads.

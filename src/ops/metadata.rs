@@ -40,13 +40,7 @@ pub enum MetaError {
     Secret(#[from] crate::ops::secrets::SecretError),
 }
 
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use crate::format::time::now_rfc3339;
 
 /// The author: `ASSETFS_AUTHOR`, else `git config user.name`, else `$USER`.
 pub fn default_author() -> String {

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use crate::catalog::catalog_cache::CatalogCache;
 use crate::catalog::disk_cache::{CacheError, DiskCache};
 use crate::catalog::versions::CatalogError;
-use crate::catalog::catalog_cache::CatalogCache;
 use crate::format::fetch::{fetch_chunks, ChunkError};
 use crate::format::names::Reference;
 use crate::ops::progress::Progress;

@@ -11,18 +11,19 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::catalog::versions::{Catalog, CatalogError};
 use crate::catalog::gc_records::GuardStart;
+use crate::catalog::stat_cache::{Known, StatCache};
+use crate::catalog::versions::{Catalog, CatalogError};
 use crate::format::hash_pipeline::{hash_files, Event, Job, Stamp};
 use crate::format::ids::Hash;
 use crate::format::ids::{to_hex, PackId};
 use crate::format::manifest::{ChunkLocation, ManifestBuilder};
-use crate::ops::metadata::{MetaError, MetaInput};
 use crate::format::names::{validate_alias, AssetId, NameError, Reference, Selector};
 use crate::format::packer::{ChunkIndex, PackStats, Packer};
-use crate::ops::progress::Progress;
 use crate::format::session::Session;
-use crate::catalog::stat_cache::{Known, StatCache};
+pub use crate::format::tree::TreeItem;
+use crate::ops::metadata::{MetaError, MetaInput};
+use crate::ops::progress::Progress;
 use crate::store::client::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,35 +108,6 @@ pub fn asset_for_new_version(r: &Reference) -> Result<AssetId, PushError> {
         Selector::Latest | Selector::Staging => Ok(r.asset.clone()),
         _ => Err(PushError::NotBare(r.clone(), r.asset.clone())),
     }
-}
-
-/// One entry of the tree being committed.
-#[derive(Debug, Clone)]
-pub enum TreeItem {
-    Dir {
-        path: String,
-        mode: u32,
-    },
-    Symlink {
-        path: String,
-        target: String,
-    },
-    /// A local file, chunked and hashed at commit time.
-    Local {
-        path: String,
-        mode: u32,
-        file: PathBuf,
-        size: u64,
-    },
-    /// A file whose chunks the store already has (unchanged since the base
-    /// version): committed without reading or hashing it again.
-    Stored {
-        path: String,
-        mode: u32,
-        size: u64,
-        hash: Hash,
-        chunks: Vec<(Hash, ChunkLocation)>,
-    },
 }
 
 /// `push`: commit a local directory.
@@ -367,7 +339,9 @@ fn expected_chunks(items: &[TreeItem]) -> u64 {
     items
         .iter()
         .map(|i| match i {
-            TreeItem::Local { size, .. } => (size / crate::format::chunker::AVG_CHUNK as u64).max(1),
+            TreeItem::Local { size, .. } => {
+                (size / crate::format::chunker::AVG_CHUNK as u64).max(1)
+            }
             _ => 0,
         })
         .sum()

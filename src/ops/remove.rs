@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::catalog::versions::{CatalogError, DeletionRecord};
 use crate::catalog::catalog_cache::CatalogCache;
+use crate::catalog::versions::{CatalogError, DeletionRecord};
 use crate::format::names::{AssetId, Reference, Selector};
 
 #[derive(Debug, thiserror::Error)]

@@ -37,8 +37,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::versions::{Catalog, CatalogError};
-use crate::ops::get::GetError;
 use crate::format::names::Reference;
+use crate::ops::get::GetError;
 
 pub const DEFAULT_TOLERANCE: f64 = 1e-6;
 /// Differences listed per failed test; the count covers all of them.
@@ -717,7 +717,8 @@ pub fn compare_files(c: &Compare, expected: &Path, got: &Path) -> Result<(), Fai
                 }
                 Format::Npy => {
                     let load = |p: &Path, what: &str| {
-                        crate::ops::npy::read_values(p).map_err(|e| Failure::new(format!("{what}: {e}")))
+                        crate::ops::npy::read_values(p)
+                            .map_err(|e| Failure::new(format!("{what}: {e}")))
                     };
                     let (e, g) = (load(expected, "expected")?, load(got, "output")?);
                     n.npy(&e, &g);

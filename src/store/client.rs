@@ -14,8 +14,6 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 
-use crate::format::names::AssetId;
-
 /// Set to `1` to skip the create-if-absent self-check. Only for benchmarks
 /// against servers known to ignore conditional writes (Garage); versions
 /// written there can be silently overwritten by a concurrent writer.
@@ -581,7 +579,7 @@ impl Store {
     /// The store's clock now (ms since the epoch): the modification time of
     /// a probe object written for the purpose, then deleted.
     pub async fn now_ms(&self) -> Result<i64> {
-        let key = format!("probe/clock-{}", crate::format::ids::random_id());
+        let key = format!("{PROBES}/clock-{}", random_id());
         self.put(&key, Bytes::from_static(b"clock")).await?;
         let info = self.head(&key).await?;
         self.delete(&key).await?;
@@ -615,7 +613,7 @@ impl Store {
             tracing::warn!(url = %self.url, "conditional-write self-check skipped");
             return Ok(());
         }
-        let key = format!("probe/{}", crate::format::ids::random_id());
+        let key = format!("{PROBES}/{}", random_id());
         let first = self
             .put_if_absent(&key, Bytes::from_static(b"first"))
             .await?;
@@ -643,12 +641,16 @@ impl Store {
 
 /// The store format this assetfs writes and understands.
 pub const MARKER_FORMAT: u64 = 1;
+/// The store's marker object: its format and that conditional writes were checked.
+pub const MARKER: &str = "assetfs.json";
+/// Where the conditional-write self-check writes its probe objects.
+pub const PROBES: &str = "probe";
 
 impl Store {
     /// Checks that this is an assetfs store: its marker exists, is ours,
     /// and is of a format this assetfs understands.
     pub async fn check_marker(&self) -> Result<()> {
-        let got = match self.inner.get(&self.path(keys::MARKER)).await {
+        let got = match self.inner.get(&self.path(MARKER)).await {
             Ok(r) => r.bytes().await,
             Err(e) => Err(e),
         };
@@ -659,7 +661,7 @@ impl Store {
                 if crate::store::hints::hint(&self.url, &e).starts_with(" (bucket") =>
             {
                 return Err(StoreError::Backend {
-                    key: keys::MARKER.to_string(),
+                    key: MARKER.to_string(),
                     hint: crate::store::hints::hint(&self.url, &e),
                     source: Box::new(e),
                 })
@@ -667,10 +669,10 @@ impl Store {
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(StoreError::NoMarker {
                     url: self.url.clone(),
-                    marker: keys::MARKER,
+                    marker: MARKER,
                 })
             }
-            Err(e) => return Err(self.backend(keys::MARKER)(e)),
+            Err(e) => return Err(self.backend(MARKER)(e)),
         };
         let format = serde_json::from_slice::<serde_json::Value>(&held)
             .ok()
@@ -684,7 +686,7 @@ impl Store {
             }),
             None => Err(StoreError::ForeignMarker {
                 url: self.url.clone(),
-                marker: keys::MARKER,
+                marker: MARKER,
             }),
         }
     }
@@ -694,7 +696,7 @@ impl Store {
         let body =
             serde_json::to_vec_pretty(&serde_json::json!({"assetfs_store_format": MARKER_FORMAT}))
                 .expect("marker serialises");
-        self.put_if_absent(keys::MARKER, Bytes::from(body)).await?;
+        self.put_if_absent(MARKER, Bytes::from(body)).await?;
         self.check_marker().await
     }
 }
@@ -739,77 +741,8 @@ impl StoreError {
     }
 }
 
-/// The key layout. Immutable objects are named by content hash or a random
-/// id; only `refs/` keys are claimed with create-if-absent.
-pub mod keys {
-    use super::AssetId;
-
-    pub const MARKER: &str = "assetfs.json";
-
-    pub fn pack(id: &str) -> String {
-        format!("packs/{id}")
-    }
-    pub fn index(id: &str) -> String {
-        format!("indexes/{id}")
-    }
-    pub const INDEXES: &str = "indexes";
-    pub fn manifest(hash: &str) -> String {
-        format!("manifests/{hash}")
-    }
-    pub fn kind_dir(kind: crate::format::names::Kind) -> String {
-        format!("refs/{kind}")
-    }
-    pub fn versions_dir(a: &AssetId) -> String {
-        format!("refs/{}/{}/v", a.kind, a.name)
-    }
-    /// Zero-padded so that listing order is numeric order.
-    pub fn version(a: &AssetId, v: u64) -> String {
-        format!("refs/{}/{}/v/{v:020}", a.kind, a.name)
-    }
-    pub fn aliases_dir(a: &AssetId) -> String {
-        format!("refs/{}/{}/a", a.kind, a.name)
-    }
-    pub fn alias(a: &AssetId, alias: &str, seq: u64) -> String {
-        format!("refs/{}/{}/a/{alias}/{seq:020}", a.kind, a.name)
-    }
-    /// A writer's session (see [`crate::format::session`]): exists while it runs.
-    pub fn session(id: &str) -> String {
-        format!("sessions/{id}")
-    }
-    pub const SESSIONS: &str = "sessions";
-    /// gc's records of run `seq` (see [`crate::catalog::gc_records`]): `mark`, `wait`,
-    /// `sweep`, `done`.
-    pub fn gc_record(seq: u64, what: &str) -> String {
-        format!("gc/{seq:020}/{what}")
-    }
-    pub const GC: &str = "gc";
-    /// The compacted chunk index written by gc run `gen` (see [`crate::format::chunk_index`]).
-    pub fn index_gen_dir(gen: u64) -> String {
-        format!("chunkindex/{gen:020}")
-    }
-    pub fn index_shard(gen: u64, shard: u32) -> String {
-        format!("chunkindex/{gen:020}/{shard:04x}")
-    }
-    pub fn index_gen_file(gen: u64, what: &str) -> String {
-        format!("chunkindex/{gen:020}/{what}")
-    }
-    pub const INDEX_GENS: &str = "chunkindex";
-    /// Where the live chunks of pack `old` went when gc run `run` rewrote it
-    /// (see [`crate::format::pack_forward`]).
-    pub fn forward(old: &str, run: u64) -> String {
-        format!("forwards/{old}/{run:020}")
-    }
-    pub const FORWARDS: &str = "forwards";
-    pub const MANIFESTS: &str = "manifests";
-    pub const PACKS: &str = "packs";
-    pub const REFS: &str = "refs";
-    pub const PROBES: &str = "probe";
-    /// Everything the catalog keeps about one asset (versions, deletions, aliases).
-    pub fn asset_dir(a: &AssetId) -> String {
-        format!("refs/{}/{}", a.kind, a.name)
-    }
-    /// The deletion record of version `v`: its existence means `v` is deleted.
-    pub fn deletion(a: &AssetId, v: u64) -> String {
-        format!("refs/{}/{}/d/{v:020}", a.kind, a.name)
-    }
+/// A random hex id for probe keys (the store knows nothing of pack ids).
+fn random_id() -> String {
+    let b: [u8; 16] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -302,8 +302,10 @@ pub async fn live_objects(
         std::collections::HashSet::new(),
         std::collections::HashSet::new(),
     );
-    let mut forwards: HashMap<assetfs::format::ids::PackId, assetfs::format::pack_forward::Forwards> =
-        HashMap::new();
+    let mut forwards: HashMap<
+        assetfs::format::ids::PackId,
+        assetfs::format::pack_forward::Forwards,
+    > = HashMap::new();
     for (asset, k) in catalog.all_asset_keys().await.unwrap() {
         for v in k.live() {
             let rec = catalog.record(&asset, v).await.unwrap();
@@ -313,7 +315,11 @@ pub async fn live_objects(
                 let (mut p, mut off) = (m.packs[c.pack as usize], c.offset);
                 for _ in 0..16 {
                     if let std::collections::hash_map::Entry::Vacant(e) = forwards.entry(p) {
-                        e.insert(assetfs::format::pack_forward::load(store, &p).await.unwrap());
+                        e.insert(
+                            assetfs::format::pack_forward::load(store, &p)
+                                .await
+                                .unwrap(),
+                        );
                     }
                     match forwards[&p].get(&off) {
                         Some(mv) if mv.len == c.len => {
