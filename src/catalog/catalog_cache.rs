@@ -37,7 +37,7 @@ pub struct CatalogCache {
 impl CatalogCache {
     pub fn new(catalog: Catalog, cache_dir: &std::path::Path) -> CatalogCache {
         // Per store: two stores may hold the same asset names and versions.
-        let dir = crate::ops::node_state::store_cache_dir(cache_dir, &catalog.store().id());
+        let dir = crate::catalog::node_dirs::store_cache_dir(cache_dir, &catalog.store().id());
         CatalogCache { catalog, dir }
     }
 

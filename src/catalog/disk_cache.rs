@@ -186,7 +186,7 @@ pub struct DiskCache {
     segments: Mutex<LruCache<u32, Arc<File>>>,
     packs: Mutex<LruCache<PackId, Arc<File>>>,
     /// Shared while open: `cache clear` refuses to empty a cache in use.
-    _lock: crate::ops::node_state::Lock,
+    _lock: crate::catalog::node_dirs::Lock,
 }
 
 fn now_nanos() -> i64 {
@@ -211,9 +211,9 @@ impl DiskCache {
         crate::store::fsutil::private_dir(dir).map_err(io)?;
         let segdir = dir.join("segments");
         std::fs::create_dir_all(&segdir).map_err(io)?;
-        let lock = crate::ops::node_state::use_dir(dir).map_err(|e| CacheError::Io {
-            path: dir.join(crate::ops::node_state::LOCK_FILE),
-            source: std::io::Error::other(e.to_string()),
+        let lock = crate::catalog::node_dirs::use_dir(dir).map_err(|e| CacheError::Io {
+            path: e.path,
+            source: e.source,
         })?;
         let db_path = dir.join("cache.sqlite");
         let dberr = |source| CacheError::Db {

@@ -124,7 +124,7 @@ pub struct Staging {
     /// Set once this process has recorded a change (see [`has_uncommitted`]).
     dirty_noted: std::sync::atomic::AtomicBool,
     /// Shared while open: `cache clear --staging` never removes it under us.
-    _lock: crate::ops::node_state::Lock,
+    _lock: crate::catalog::node_dirs::Lock,
 }
 
 fn kind_code(k: EntryKind) -> i64 {
@@ -171,10 +171,7 @@ impl Staging {
         // (the mount's permissions decide who reads them through the mount).
         crate::store::fsutil::private_dir(&dir.join("data"))?;
         crate::store::fsutil::private_dir(dir)?;
-        let lock = crate::ops::node_state::use_dir(dir).map_err(|e| match e {
-            crate::ops::node_state::NodeStateError::Io { source, .. } => StagingError::Io(source),
-            other => StagingError::Io(std::io::Error::other(other.to_string())),
-        })?;
+        let lock = crate::catalog::node_dirs::use_dir(dir).map_err(|e| StagingError::Io(e.source))?;
         let db = Connection::open(dir.join("staging.sqlite"))?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -930,14 +927,14 @@ impl Staging {
 
 /// Where the staging area of an asset lives: under the data dir, keyed by
 /// store so two stores never share a working copy. Records the store as
-/// used (see [`crate::ops::node_state`]).
+/// used (see [`crate::catalog::node_dirs`]).
 pub fn staging_dir(
     data_home: &Path,
     store_url: &str,
     asset: &crate::format::names::AssetId,
 ) -> PathBuf {
-    let root = crate::ops::node_state::staging_root(data_home, store_url);
-    crate::ops::node_state::note_use(&root, store_url);
+    let root = crate::catalog::node_dirs::staging_root(data_home, store_url);
+    crate::catalog::node_dirs::note_use(&root, store_url);
     root.join(asset.kind.as_str()).join(asset.name.as_str())
 }
 

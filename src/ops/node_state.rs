@@ -19,15 +19,15 @@
 //! refuses what is in use. A lock dies with its process, so a crashed mount
 //! leaves nothing to clean up by hand.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-pub const LOCK_FILE: &str = ".lock";
-const STORE_FILE: &str = "store.json";
+pub use crate::catalog::node_dirs::{
+    note_use, staging_root, store_cache_dir, store_tag, use_dir, DirError, Lock, LOCK_FILE,
+};
+use crate::catalog::node_dirs::{read_url, take_dir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeStateError {
@@ -52,94 +52,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeStateError + '_ {
     }
 }
 
-/// The tag naming a store's directories on this node.
-pub fn store_tag(url: &str) -> String {
-    blake3::hash(url.as_bytes()).to_hex()[..16].to_string()
-}
-
-/// `<cache dir>/stores/<tag>`, recorded as used now.
-pub fn store_cache_dir(cache_dir: &Path, url: &str) -> PathBuf {
-    let d = cache_dir.join("stores").join(store_tag(url));
-    note_use(&d, url);
-    d
-}
-
-/// `<data home>/assetfs/staging/<tag>`.
-pub fn staging_root(data_home: &Path, url: &str) -> PathBuf {
-    data_home
-        .join("assetfs")
-        .join("staging")
-        .join(store_tag(url))
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoreFile {
-    url: String,
-}
-
-/// Writes `dir/store.json` (best effort: it only serves listing).
-pub fn note_use(dir: &Path, url: &str) {
-    let p = dir.join(STORE_FILE);
-    let body = serde_json::to_vec(&StoreFile {
-        url: url.to_string(),
-    })
-    .expect("serialises");
-    // Owner-only, like the state it describes (staging, caches).
-    let _ = crate::store::fsutil::private_dir(dir);
-    if std::fs::read(&p).ok().as_deref() == Some(&body[..]) {
-        // Refresh the use time without rewriting.
-        if let Ok(f) = File::options().append(true).open(&p) {
-            let _ = f.set_modified(SystemTime::now());
-        }
-        return;
-    }
-    let _ = crate::store::fsutil::write_replace(&p, &body, false);
-}
-
-fn read_url(dir: &Path) -> Option<(String, SystemTime)> {
-    let p = dir.join(STORE_FILE);
-    let s: StoreFile = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
-    let t = std::fs::metadata(&p).ok()?.modified().ok()?;
-    Some((s.url, t))
-}
-
-/// A held `flock`, released on drop (or when the process dies).
-#[derive(Debug)]
-pub struct Lock(#[allow(dead_code)] File);
-
-fn flock(path: &Path, op: libc::c_int) -> Result<Option<Lock>> {
-    if let Some(parent) = path.parent() {
-        crate::store::fsutil::private_dir(parent).map_err(io(parent))?;
-    }
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io(path))?;
-    loop {
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(Some(Lock(f)));
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(None),
-            _ => return Err(io(path)(e)),
+impl From<DirError> for NodeStateError {
+    fn from(e: DirError) -> Self {
+        NodeStateError::Io {
+            path: e.path,
+            source: e.source,
         }
     }
-}
-
-/// Marks `dir` in use (shared, waits for a clear in progress).
-pub fn use_dir(dir: &Path) -> Result<Lock> {
-    Ok(flock(&dir.join(LOCK_FILE), libc::LOCK_SH)?.expect("blocking lock"))
-}
-
-/// Takes `dir` for removal, or `None` while anyone uses it.
-fn take_dir(dir: &Path) -> Result<Option<Lock>> {
-    flock(&dir.join(LOCK_FILE), libc::LOCK_EX | libc::LOCK_NB)
 }
 
 /// One asset's staging area.
