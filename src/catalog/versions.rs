@@ -314,14 +314,9 @@ impl Catalog {
     pub async fn deletion(&self, asset: &AssetId, version: u64) -> Result<Option<DeletionRecord>> {
         let key = keys::deletion(asset, version);
         match self.store.get(&key).await {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| CatalogError::CorruptRecord {
-                        key,
-                        why: e.into(),
-                    })
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| CatalogError::CorruptRecord { key, why: e.into() }),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }

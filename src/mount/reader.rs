@@ -16,8 +16,10 @@
 //! ([`concat`]). Verified chunks go to the disk cache through one writer
 //! thread with a bounded queue, which admits them in batches.
 //!
-//! A request that makes no progress for the configured timeout fails its
-//! chunks, so a dead store gives EIO, not a hang. Per-file readahead (which
+//! Each request is opened, timed and its chunks verified with the pack
+//! reading primitives of `src/format/fetch.rs`. A request that makes no
+//! progress for the configured timeout fails its chunks, so a dead store
+//! gives EIO, not a hang. Per-file readahead (which
 //! chunks to ask for, and when) lives in [`crate::mount::readahead`].
 
 use std::collections::HashMap;
@@ -965,6 +967,29 @@ impl ChunkMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failures keep their cause and the text they always had.
+    #[test]
+    fn read_errors_keep_their_cause() {
+        use std::error::Error;
+        let key = "packs/x".to_string();
+        let e = ReadError::from(FetchError::Store(StoreError::NotFound { key }));
+        assert_eq!(
+            e.to_string(),
+            "store error: object packs/x not found in the store"
+        );
+        assert!(e.source().is_some());
+        let e = ReadError::from(FetchError::Timeout(Duration::from_secs(2)));
+        assert_eq!(e.to_string(), "store did not answer within 2s");
+        assert_eq!(
+            ReadError::from(FetchError::Ended).to_string(),
+            "store error: response ended early"
+        );
+        assert_eq!(
+            ReadError::Abandoned.to_string(),
+            "store error: fetch abandoned"
+        );
+    }
 
     #[test]
     fn chunk_map_ranges() {

@@ -373,9 +373,9 @@ pub struct MountedVersion {
     pub guard: Box<dyn Send>,
 }
 
-/// Mounts versions read-only for their stored tests. The mount layer has
-/// the FUSE one (`mount::temporary`); the binary passes it in, so this
-/// layer never sets up a mount itself.
+/// Mounts versions read-only for their stored tests. The FUSE one lives
+/// with the mount (`src/mount/temporary.rs`) and the binary passes it in:
+/// operations never set up a mount themselves.
 #[async_trait::async_trait]
 pub trait VersionMounter: Send + Sync {
     /// Mounts `catalog` read-only under `tmp` and returns version `at`'s
