@@ -44,9 +44,17 @@ pub enum CatalogError {
     #[error("{0} names the staging working copy, which only a mount has; name a version, an alias or latest")]
     Staging(Reference),
     #[error("manifest {hash} is corrupt: {why}")]
-    CorruptManifest { hash: String, why: String },
+    CorruptManifest {
+        hash: String,
+        #[source]
+        why: BadManifest,
+    },
     #[error("version record {key} is corrupt: {why}")]
-    CorruptRecord { key: String, why: String },
+    CorruptRecord {
+        key: String,
+        #[source]
+        why: BadRecord,
+    },
     #[error("gave up claiming a version of {0} after {MAX_CLAIM_ATTEMPTS} attempts")]
     ClaimExhausted(AssetId),
     #[error("{asset}@{version} was deleted by {} at {}{}", d.by, d.deleted, if d.message.is_empty() { String::new() } else { format!(" ({})", d.message) })]
@@ -79,11 +87,29 @@ impl crate::store::errno::ToErrno for CatalogError {
     }
 }
 
+/// What is wrong with a stored manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum BadManifest {
+    #[error("its bytes hash to {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Decode(#[from] ManifestError),
+}
+
+/// What is wrong with a stored record.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRecord {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("version number or manifest hash does not match its key")]
+    KeyMismatch,
+}
+
 impl From<ManifestError> for CatalogError {
     fn from(e: ManifestError) -> Self {
         CatalogError::CorruptManifest {
             hash: "?".into(),
-            why: e.to_string(),
+            why: e.into(),
         }
     }
 }
@@ -288,14 +314,9 @@ impl Catalog {
     pub async fn deletion(&self, asset: &AssetId, version: u64) -> Result<Option<DeletionRecord>> {
         let key = keys::deletion(asset, version);
         match self.store.get(&key).await {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| CatalogError::CorruptRecord {
-                        key,
-                        why: e.to_string(),
-                    })
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| CatalogError::CorruptRecord { key, why: e.into() }),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -356,12 +377,12 @@ impl Catalog {
         let rec: VersionRecord =
             serde_json::from_slice(&bytes).map_err(|e| CatalogError::CorruptRecord {
                 key: key.clone(),
-                why: e.to_string(),
+                why: e.into(),
             })?;
         if rec.version != version || rec.manifest.len() != 64 {
             return Err(CatalogError::CorruptRecord {
                 key,
-                why: "version number or manifest hash does not match its key".into(),
+                why: BadRecord::KeyMismatch,
             });
         }
         Ok(rec)
@@ -380,7 +401,7 @@ impl Catalog {
         if actual != hash {
             return Err(CatalogError::CorruptManifest {
                 hash: hash.to_string(),
-                why: format!("its bytes hash to {actual}"),
+                why: BadManifest::Hash(actual),
             });
         }
         Ok(bytes)
@@ -400,7 +421,7 @@ impl Catalog {
             let rec: AliasRecord =
                 serde_json::from_slice(&bytes).map_err(|e| CatalogError::CorruptRecord {
                     key: key.clone(),
-                    why: e.to_string(),
+                    why: e.into(),
                 })?;
             Ok::<_, CatalogError>((alias.clone(), rec))
         });
@@ -646,6 +667,6 @@ impl Catalog {
 pub fn decode_manifest(hash: &str, bytes: &[u8]) -> Result<Manifest> {
     Manifest::decode(bytes).map_err(|e| CatalogError::CorruptManifest {
         hash: hash.to_string(),
-        why: e.to_string(),
+        why: e.into(),
     })
 }

@@ -4,6 +4,7 @@
 mod daemon;
 mod log_table;
 mod mount_helper;
+mod test_mounter;
 
 use std::path::PathBuf;
 
@@ -761,7 +762,13 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let r = parse_ref(reference)?;
             let t =
                 assetfs::ops::stored_tests::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
-            let rep = assetfs::ops::stored_tests::test_version(&catalog, &r, t).await?;
+            let rep = assetfs::ops::stored_tests::test_version(
+                &catalog,
+                &r,
+                t,
+                Some(&test_mounter::FuseMounter),
+            )
+            .await?;
             note_test_fallback(&rep);
             if cli.json {
                 print_json(&rep);
@@ -1170,7 +1177,9 @@ async fn require_passing_tests(
     as_json: bool,
 ) -> Result<()> {
     let t = assetfs::ops::stored_tests::parse_timeout(timeout).map_err(anyhow::Error::msg)?;
-    let rep = assetfs::ops::stored_tests::test_version(catalog, r, t).await?;
+    let rep =
+        assetfs::ops::stored_tests::test_version(catalog, r, t, Some(&test_mounter::FuseMounter))
+            .await?;
     note_test_fallback(&rep);
     if !as_json {
         print!("{}", rep.render());

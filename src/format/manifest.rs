@@ -27,8 +27,29 @@ pub enum ManifestError {
     Format(u16),
     #[error("manifest is corrupt: {0}")]
     Corrupt(String),
+    /// The zstd decoder could not be set up.
+    #[error("manifest is corrupt: {0}")]
+    Inflate(#[source] std::io::Error),
+    /// The compressed body is damaged.
+    #[error("manifest is corrupt: zstd: {0}")]
+    Zstd(#[source] std::io::Error),
+    #[error("manifest is corrupt: truncated or damaged ({0})")]
+    Wire(#[source] WireError),
     #[error("manifest entry {path:?} is unsafe: {why}")]
     Unsafe { path: String, why: &'static str },
+}
+
+/// Why the inflated body of a manifest could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Postcard(#[from] postcard::Error),
+    #[error(transparent)]
+    Length(#[from] std::num::TryFromIntError),
+    #[error(transparent)]
+    Utf8(#[from] std::str::Utf8Error),
+    #[error("string")]
+    StringPastEnd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -559,8 +580,7 @@ impl Manifest {
             return Err(ManifestError::Format(format));
         }
         use std::io::Read;
-        let dec = zstd::stream::read::Decoder::new(&bytes[6..])
-            .map_err(|e| ManifestError::Corrupt(e.to_string()))?;
+        let dec = zstd::stream::read::Decoder::new(&bytes[6..]).map_err(ManifestError::Inflate)?;
         let mut w = Window::new(dec.take(MAX_DECODED as u64));
         let mut m = Manifest {
             meta_json: w.string()?,
@@ -722,8 +742,8 @@ struct Window<R> {
     eof: bool,
 }
 
-fn wire_err(e: impl std::fmt::Display) -> ManifestError {
-    ManifestError::Corrupt(format!("truncated or damaged ({e})"))
+fn wire_err(e: impl Into<WireError>) -> ManifestError {
+    ManifestError::Wire(e.into())
 }
 
 impl<R: std::io::Read> Window<R> {
@@ -750,7 +770,7 @@ impl<R: std::io::Read> Window<R> {
             let n = loop {
                 match self.src.read(&mut self.buf[old..]) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    r => break r.map_err(|e| ManifestError::Corrupt(format!("zstd: {e}")))?,
+                    r => break r.map_err(ManifestError::Zstd)?,
                 }
             };
             self.buf.truncate(old + n);
@@ -793,7 +813,7 @@ impl<R: std::io::Read> Window<R> {
         let bytes = self
             .buf
             .get(self.pos..self.pos + n)
-            .ok_or_else(|| wire_err("string"))?;
+            .ok_or_else(|| wire_err(WireError::StringPastEnd))?;
         let s = std::str::from_utf8(bytes).map_err(wire_err)?.to_string();
         self.pos += n;
         Ok(s)

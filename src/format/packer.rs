@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 pub use crate::format::chunk_index::ChunkIndex;
 use crate::format::chunk_index::IndexEntry;
+use crate::format::fetch::{fetch_located, FetchError};
 use crate::format::ids::{to_hex, Hash, PackId};
 use crate::format::keys;
 use crate::format::manifest::ChunkLocation;
@@ -175,27 +176,20 @@ impl Packer {
             self.stats.chunks_reused += 1;
             return Ok(loc);
         }
-        let key = keys::pack(&to_hex(&from.pack));
-        let range = from.offset as u64..from.offset as u64 + from.len as u64;
         let data = self
             .rt
-            .block_on(crate::format::pack_forward::read_ranges(
-                &self.store,
-                &from.pack,
-                &[range],
-            ))?
-            .pop()
-            .unwrap_or_default();
-        if crate::format::ids::hash_bytes(&data) != hash {
-            return Err(StoreError::invalid(
-                &key,
-                format!(
-                    "chunk {} at offset {} does not match its hash",
-                    to_hex(&hash),
-                    from.offset
+            .block_on(fetch_located(&self.store, &hash, &from))
+            .map_err(|e| match e {
+                FetchError::Store(e) => e,
+                _ => StoreError::invalid(
+                    &keys::pack(&to_hex(&from.pack)),
+                    format!(
+                        "chunk {} at offset {} does not match its hash",
+                        to_hex(&hash),
+                        from.offset
+                    ),
                 ),
-            ));
-        }
+            })?;
         self.add(hash, &data)
     }
 }

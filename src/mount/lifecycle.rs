@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::catalog::catalog_cache::CatalogCache;
 use crate::catalog::disk_cache::{CacheError, DiskCache};
-use crate::catalog::versions::Catalog;
+use crate::catalog::versions::{Catalog, CatalogError};
 use crate::format::names::Kind;
-use crate::mount::fuse::{AssetFs, Protocol};
+use crate::mount::fuse_session::{mount, MountSpec};
 use crate::mount::reader::ChunkSource;
-use crate::mount::vfs::{Vfs, VfsConfig};
+use crate::mount::vfs::{Vfs, VfsConfig, VfsError};
 use crate::store::client::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,11 @@ pub enum MountError {
     )]
     NoFuse,
     #[error("store {url} is unreachable ({why}) and the cache holds nothing to serve")]
-    Unreachable { url: String, why: String },
+    Unreachable {
+        url: String,
+        #[source]
+        why: ListingFailure,
+    },
     #[error("cannot open /dev/fuse as a normal user: it must be readable and writable by you: as root, `chmod 0666 /dev/fuse` (Debian's default; a udev rule KERNEL==\"fuse\", MODE=\"0666\" keeps it across reboots), or mount as root")]
     FuseDenied,
     #[error("fusermount3 not found: a normal user mounts through fuse3's setuid fusermount3; install it (Debian: `apt-get install fuse3`), or mount as root")]
@@ -42,8 +46,12 @@ pub enum MountError {
     },
     #[error("unmount of {path} failed: {why}")]
     Unmount { path: PathBuf, why: String },
-    #[error("--only {reference}: {why}")]
-    Only { reference: String, why: String },
+    #[error("--only {reference}: {source}")]
+    Only {
+        reference: String,
+        #[source]
+        source: VfsError,
+    },
     #[error("{0} is not mounted")]
     NotMounted(PathBuf),
     #[error(
@@ -58,30 +66,19 @@ pub enum MountError {
     Store(#[from] StoreError),
 }
 
-#[derive(Debug, Clone)]
-pub struct MountConfig {
-    pub mountpoint: PathBuf,
-    pub cache_dir: PathBuf,
-    pub cache_size: u64,
-    pub read_only: bool,
-    pub allow_other: bool,
-    /// Root may use the mount besides the mounting user.
-    pub allow_root: bool,
-    /// Owner and permission bits of everything shown.
-    pub owner: crate::mount::ownership::Ownership,
-    /// `--only`: the version, alias or asset shown at the root.
-    pub only: Option<crate::format::names::Reference>,
-    pub refresh: Duration,
-    pub timeout: Duration,
-    /// Bound on decoded manifests kept in memory (bytes).
-    pub manifest_cache: u64,
+/// Why the store's listings could not be read at mount time.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingFailure {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
 }
+
+pub use crate::mount::mount_config::MountConfig;
 
 pub use crate::mount::registry::unescape_mountinfo;
 use crate::mount::registry::{self, MountRecord};
-/// The default bound of a mount's manifest cache, for callers that set up a
-/// mount (`assetfs test`'s temporary one) without reaching into the VFS.
-pub use crate::mount::vfs::DEFAULT_MANIFEST_CACHE;
 
 pub fn is_mounted(p: &Path) -> bool {
     let p = resolve(p);
@@ -194,8 +191,8 @@ pub async fn prepare(store: Store, cfg: &MountConfig) -> Result<(Arc<Vfs>, Strin
     for kind in Kind::ALL {
         match tokio::time::timeout(cfg.timeout, meta.fetch_listing(kind)).await {
             Ok(Ok(l)) => fresh.push((kind, l)),
-            Ok(Err(e)) => failure = Some(e.to_string()),
-            Err(_) => failure = Some(format!("no answer within {:?}", cfg.timeout)),
+            Ok(Err(e)) => failure = Some(ListingFailure::Catalog(e)),
+            Err(_) => failure = Some(ListingFailure::Timeout(cfg.timeout)),
         }
         if failure.is_some() {
             break;
@@ -246,10 +243,13 @@ pub async fn prepare(store: Store, cfg: &MountConfig) -> Result<(Arc<Vfs>, Strin
     };
     let mut status = status;
     if let Some(r) = &cfg.only {
-        let (asset, v) = vfs.only_version().await.map_err(|e| MountError::Only {
-            reference: r.to_string(),
-            why: e.to_string(),
-        })?;
+        let (asset, v) = vfs
+            .only_version()
+            .await
+            .map_err(|source| MountError::Only {
+                reference: r.to_string(),
+                source,
+            })?;
         status = format!("{status}; {r} ({}) at the root", asset.at(v));
     }
     Ok((Arc::new(vfs), status))
@@ -280,34 +280,8 @@ pub fn serve(
     info: &ServeInfo,
     on_ready: impl FnOnce(),
 ) -> Result<(), MountError> {
-    use fuser::MountOption as O;
-    let mut opts = vec![
-        O::FSName("assetfs".into()),
-        O::Subtype("assetfs".into()),
-        O::DefaultPermissions,
-        O::NoAtime,
-    ];
-    if cfg.read_only {
-        opts.push(O::RO);
-    }
-    let protocol = Protocol {
-        passthrough: passthrough_allowed(),
-        // A tuning knob for measuring the alternatives (docs/mount.md).
-        readdirplus: match std::env::var("ASSETFS_FUSE_READDIRPLUS").as_deref() {
-            Ok("always") => crate::mount::fuse::ReaddirPlus::Always,
-            Ok("off") => crate::mount::fuse::ReaddirPlus::Off,
-            _ => crate::mount::fuse::ReaddirPlus::Auto,
-        },
-    };
-    let fs = AssetFs::with_protocol(vfs.clone(), rt.handle().clone(), protocol);
-    let acl = if cfg.allow_other {
-        fuser::SessionACL::All
-    } else if cfg.allow_root {
-        fuser::SessionACL::RootAndOwner
-    } else {
-        fuser::SessionACL::Owner
-    };
-    let session = spawn_session(fs, mountpoint, opts, acl).map_err(|source| {
+    let spec = MountSpec::daemon(cfg);
+    let session = mount(vfs.clone(), rt.handle().clone(), mountpoint, &spec).map_err(|source| {
         // SAFETY: getuid has no preconditions.
         let root = unsafe { libc::getuid() } == 0;
         if !root && source.kind() == std::io::ErrorKind::PermissionDenied {
@@ -384,69 +358,6 @@ pub fn serve(
     record.remove();
     tracing::info!("exited cleanly");
     Ok(())
-}
-
-/// FUSE passthrough needs CAP_SYS_ADMIN to register backing files; only then
-/// is it offered to the kernel. `ASSETFS_FUSE_PASSTHROUGH=0` turns it off.
-fn passthrough_allowed() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && std::env::var("ASSETFS_FUSE_PASSTHROUGH").as_deref() != Ok("0")
-}
-
-/// Threads reading requests from the kernel, each on its own cloned
-/// `/dev/fuse` descriptor. Requests are handed to the runtime at once, so
-/// reading them is all these threads do.
-const SESSION_THREADS: usize = 2;
-/// Kernel readahead for sequential readers of a mount (our own readahead
-/// works on top): with 1 MiB requests, a few requests in flight.
-pub const KERNEL_READAHEAD_KB: u64 = 4096;
-
-/// Mounts `fs` and serves it on background threads until the returned
-/// session is dropped or the filesystem is unmounted. Logs the protocol
-/// negotiated with the kernel and raises the kernel readahead.
-pub fn spawn_session(
-    fs: AssetFs,
-    mountpoint: &Path,
-    opts: Vec<fuser::MountOption>,
-    acl: fuser::SessionACL,
-) -> std::io::Result<fuser::BackgroundSession> {
-    let mut config = fuser::Config::default();
-    config.mount_options = opts;
-    config.acl = acl;
-    config.n_threads = Some(SESSION_THREADS);
-    config.clone_fd = true;
-    let negotiated = fs.negotiated();
-    let session = fuser::spawn_mount(fs, mountpoint, &config)?;
-    if negotiated.get().is_none() {
-        tracing::warn!("FUSE protocol: INIT not answered at mount");
-    }
-    raise_readahead(mountpoint, KERNEL_READAHEAD_KB);
-    Ok(session)
-}
-
-/// The kernel lets a FUSE daemon only lower readahead at INIT (from 128 KiB);
-/// its bdi's `read_ahead_kb` raises it. Needs root; otherwise it stays and
-/// the log says so.
-fn raise_readahead(mountpoint: &Path, kb: u64) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(md) = std::fs::metadata(mountpoint) else {
-        return;
-    };
-    let dev = md.dev();
-    // SAFETY: major/minor are pure computations on a dev_t.
-    let (maj, min) = (libc::major(dev), libc::minor(dev));
-    let path = format!("/sys/class/bdi/{maj}:{min}/read_ahead_kb");
-    match std::fs::write(&path, kb.to_string()) {
-        Ok(()) => tracing::info!("kernel readahead {kb} KiB ({path})"),
-        Err(e) => {
-            let now = std::fs::read_to_string(&path).unwrap_or_default();
-            tracing::info!(
-                "kernel readahead left at {} KiB: cannot write {path}: {e}",
-                now.trim()
-            )
-        }
-    }
 }
 
 /// Tells systemd (when `NOTIFY_SOCKET` is set) about the daemon's state.

@@ -1,10 +1,13 @@
 pub mod fuse;
+pub mod fuse_session;
 pub mod lifecycle;
+pub mod mount_config;
 pub mod ownership;
 #[cfg(test)]
 mod read_path_tests;
 pub mod readahead;
 pub mod reader;
 pub mod registry;
+pub mod temporary;
 pub mod vfs;
 pub mod vfs_staging;

@@ -16,8 +16,10 @@
 //! ([`concat`]). Verified chunks go to the disk cache through one writer
 //! thread with a bounded queue, which admits them in batches.
 //!
-//! A request that makes no progress for the configured timeout fails its
-//! chunks, so a dead store gives EIO, not a hang. Per-file readahead (which
+//! Each request is opened, timed and its chunks verified with the pack
+//! reading primitives of `src/format/fetch.rs`. A request that makes no
+//! progress for the configured timeout fails its chunks, so a dead store
+//! gives EIO, not a hang. Per-file readahead (which
 //! chunks to ask for, and when) lives in [`crate::mount::readahead`].
 
 use std::collections::HashMap;
@@ -28,23 +30,51 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::catalog::disk_cache::{Admit, DiskCache, Origin};
-use crate::format::fetch::verify_chunk_bytes;
+use crate::format::fetch::{open_range, verify_chunk, ChunkError, FetchError};
 use crate::format::ids::{to_hex, DigestMap, Hash, PackId};
 use crate::format::manifest::{ChunkRef, Entry, Manifest};
-use crate::store::client::Store;
+use crate::store::client::{Store, StoreError};
 
+/// Why a chunk could not be read. Cloned to every reader waiting for the
+/// same fetch (single flight), so causes are shared, not copied.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReadError {
     #[error("store did not answer within {0:?}")]
     Timeout(Duration),
     #[error("store error: {0}")]
-    Store(String),
+    Store(#[source] Arc<StoreError>),
+    /// The response stopped before the whole range arrived.
+    #[error("store error: response ended early")]
+    Ended,
+    /// A pack of a local store could not be opened or read.
+    #[error("store error: pack {pack}: {source}")]
+    LocalPack {
+        pack: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The blocking task reading a local pack failed.
+    #[error("store error: {0}")]
+    Task(#[source] Arc<tokio::task::JoinError>),
+    /// The fetch a reader waited for was dropped without an answer.
+    #[error("store error: fetch abandoned")]
+    Abandoned,
     #[error("{0}")]
-    Corrupt(String),
+    Corrupt(#[source] Arc<ChunkError>),
+}
+
+impl From<FetchError> for ReadError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Timeout(t) => ReadError::Timeout(t),
+            FetchError::Store(e) => ReadError::Store(Arc::new(e)),
+            FetchError::Chunk(e) => ReadError::Corrupt(Arc::new(e)),
+            FetchError::Ended => ReadError::Ended,
+        }
+    }
 }
 
 /// Every failure to produce verified bytes is EIO: never wrong data.
@@ -281,8 +311,11 @@ impl LocalPacks {
     }
 }
 
-fn abandoned() -> ReadError {
-    ReadError::Store("fetch abandoned".into())
+fn local_pack_error(pack: &PackId, e: std::io::Error) -> ReadError {
+    ReadError::LocalPack {
+        pack: to_hex(pack),
+        source: Arc::new(e),
+    }
 }
 
 fn ready(c: Chunk) -> Pending {
@@ -536,7 +569,7 @@ impl ChunkSource {
                 }
                 let (tx, rx) = futures::channel::oneshot::channel();
                 let p: Pending = rx
-                    .map(|r| r.unwrap_or_else(|_| Err(abandoned())))
+                    .map(|r| r.unwrap_or_else(|_| Err(ReadError::Abandoned)))
                     .boxed()
                     .shared();
                 inflight.insert(c.hash, p.clone());
@@ -639,8 +672,6 @@ impl ChunkSource {
         range: Range<u64>,
         asms: &[Arc<Assembly>],
     ) -> Result<(), ReadError> {
-        let t = self.timeout;
-        let store_err = |e: crate::store::client::StoreError| ReadError::Store(e.to_string());
         let total = (range.end - range.start) as usize;
         let buf_id = NEXT_BUF.fetch_add(1, Ordering::Relaxed);
         if let Some(local) = &self.local_packs {
@@ -648,34 +679,24 @@ impl ChunkSource {
                 Ok(file) => return self.read_local(file, range, asms, buf_id).await,
                 // Gone: gc rewrote it; read through its forward records below.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ReadError::Store(format!("pack {}: {e}", to_hex(pack)))),
+                Err(e) => return Err(local_pack_error(pack, e)),
             }
         }
-        // A pack gc rewrote is read through its forward records.
-        let stream = crate::format::pack_forward::range_stream(&self.store, pack, range.clone());
-        let mut body = tokio::time::timeout(t, stream)
-            .await
-            .map_err(|_| ReadError::Timeout(t))?
-            .map_err(store_err)?;
+        let mut body = open_range(&self.store, pack, range.clone(), self.timeout).await?;
         // Bytes received up to `pos`; whole when it came in one frame.
         let mut pos = range.start;
         let mut whole: Option<Bytes> = None;
         let mut acc = BytesMut::new();
         let mut i = 0;
-        while pos < range.end {
-            let frame = tokio::time::timeout(t, body.next())
-                .await
-                .map_err(|_| ReadError::Timeout(t))?
-                .ok_or_else(|| ReadError::Store("response ended early".into()))?
-                .map_err(store_err)?;
-            let n = frame.len().min((range.end - pos) as usize);
+        while let Some(frame) = body.next_frame().await? {
+            let n = frame.len();
             if pos == range.start && n == total {
-                whole = Some(frame.slice(..n));
+                whole = Some(frame);
             } else {
                 if acc.capacity() == 0 {
                     acc = self.pool.take(total);
                 }
-                acc.extend_from_slice(&frame[..n]);
+                acc.extend_from_slice(&frame);
             }
             pos += n as u64;
             // Every chunk whose piece of this request is complete.
@@ -723,8 +744,8 @@ impl ChunkSource {
         let whole = tokio::time::timeout(t, read)
             .await
             .map_err(|_| ReadError::Timeout(t))?
-            .map_err(|e| ReadError::Store(e.to_string()))?
-            .map_err(|e| ReadError::Store(format!("pack {}: {e}", to_hex(&pack))))?;
+            .map_err(|e| ReadError::Task(Arc::new(e)))?
+            .map_err(|e| local_pack_error(&pack, e))?;
         for a in asms {
             let s = (a.c.offset as u64).max(range.start);
             let e = (a.c.offset as u64 + a.c.len as u64).min(range.end);
@@ -764,11 +785,11 @@ impl ChunkSource {
             (chunk, st.done.take().expect("sender"))
         };
         let (chunk, tx) = chunk;
-        let r = match verify_chunk_bytes(&a.pack, &a.c, &chunk.bytes) {
+        let r = match verify_chunk(&a.pack, &a.c, &chunk.bytes) {
             Ok(()) => Ok(chunk.clone()),
             Err(e) => {
                 tracing::error!("{e}");
-                Err(ReadError::Corrupt(e.to_string()))
+                Err(ReadError::Corrupt(Arc::new(e)))
             }
         };
         let ok = r.is_ok();
@@ -946,6 +967,29 @@ impl ChunkMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failures keep their cause and the text they always had.
+    #[test]
+    fn read_errors_keep_their_cause() {
+        use std::error::Error;
+        let key = "packs/x".to_string();
+        let e = ReadError::from(FetchError::Store(StoreError::NotFound { key }));
+        assert_eq!(
+            e.to_string(),
+            "store error: object packs/x not found in the store"
+        );
+        assert!(e.source().is_some());
+        let e = ReadError::from(FetchError::Timeout(Duration::from_secs(2)));
+        assert_eq!(e.to_string(), "store did not answer within 2s");
+        assert_eq!(
+            ReadError::from(FetchError::Ended).to_string(),
+            "store error: response ended early"
+        );
+        assert_eq!(
+            ReadError::Abandoned.to_string(),
+            "store error: fetch abandoned"
+        );
+    }
 
     #[test]
     fn chunk_map_ranges() {

@@ -28,6 +28,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::{Map, Number, Value};
 
 use crate::catalog::versions::Catalog;
+use crate::format::fetch::{fetch_located, FetchError};
 use crate::format::ids::{to_hex, Hash};
 use crate::format::manifest::ChunkLocation;
 use crate::format::names::{AssetId, Kind};
@@ -460,14 +461,12 @@ async fn fetch_to_temp(
 ) -> Result<tempfile::NamedTempFile, ContextError> {
     let mut t = tempfile::NamedTempFile::new().map_err(ContextError::Temp)?;
     for (hash, loc) in chunks {
-        let range = loc.offset as u64..loc.offset as u64 + loc.len as u64;
-        // A pack gc rewrote is read through its forward records.
-        let data =
-            crate::format::pack_forward::read_ranges(catalog.store(), &loc.pack, &[range]).await?;
-        let data = data.into_iter().next().unwrap_or_default();
-        if blake3::hash(&data).as_bytes() != hash {
-            return Err(ContextError::Chunk(to_hex(hash)));
-        }
+        let data = fetch_located(catalog.store(), hash, loc)
+            .await
+            .map_err(|e| match e {
+                FetchError::Store(e) => ContextError::Store(e),
+                _ => ContextError::Chunk(to_hex(hash)),
+            })?;
         t.write_all(&data).map_err(ContextError::Temp)?;
     }
     t.flush().map_err(ContextError::Temp)?;

@@ -32,7 +32,7 @@ pub enum GetError {
     #[error("{0}: a directory is in the way of a file or symlink of the version")]
     InTheWay(PathBuf),
     #[error("{0}; nothing was written to the target")]
-    Chunk(ChunkError),
+    Chunk(#[source] ChunkError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -19,7 +19,7 @@ pub enum PrefetchError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("{0}")]
+    #[error(transparent)]
     Chunk(ChunkError),
 }
 

@@ -365,13 +365,37 @@ pub enum TestError {
     Io(#[from] std::io::Error),
 }
 
+/// A version mounted read-only for its stored tests to run in.
+pub struct MountedVersion {
+    /// The version's directory in the mount.
+    pub dir: PathBuf,
+    /// Keeps the mount; dropping it unmounts.
+    pub guard: Box<dyn Send>,
+}
+
+/// Mounts versions read-only for their stored tests. The FUSE one lives
+/// with the mount (`src/mount/temporary.rs`) and the binary passes it in:
+/// operations never set up a mount themselves.
+#[async_trait::async_trait]
+pub trait VersionMounter: Send + Sync {
+    /// Mounts `catalog` read-only under `tmp` and returns version `at`'s
+    /// directory in it.
+    async fn mount_version(
+        &self,
+        catalog: &Catalog,
+        at: &Reference,
+        tmp: &Path,
+    ) -> Result<MountedVersion, Box<dyn std::error::Error + Send + Sync>>;
+}
+
 /// Runs a version's stored tests from the version's directory: a temporary
-/// read-only mount of the catalog when FUSE is available, else a `get` into a
-/// temporary directory.
+/// read-only mount of the catalog (by `mounter`) when one can be made, else
+/// a `get` into a temporary directory.
 pub async fn test_version(
     catalog: &Catalog,
     r: &Reference,
     timeout: Duration,
+    mounter: Option<&dyn VersionMounter>,
 ) -> Result<TestReport, TestError> {
     let v = catalog.resolve(r).await?;
     let reference = r.asset.at(v).to_string();
@@ -389,8 +413,15 @@ pub async fn test_version(
     let tmp = tempfile::Builder::new().prefix("assetfs-test-").tempdir()?;
     let at = r.asset.at(v);
     let mut mount_failed = None;
-    let (dir, session) = match temporary_mount(catalog, &at, tmp.path()).await {
-        Ok((dir, session)) => (dir, Some(session)),
+    let mounted = match mounter {
+        Some(m) => m
+            .mount_version(catalog, &at, tmp.path())
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("no way to mount was given".to_string()),
+    };
+    let (dir, session) = match mounted {
+        Ok(m) => (m.dir, Some(m.guard)),
         Err(why) => {
             tracing::info!("testing from a copy, not a mount: {why}");
             mount_failed = Some(why);
@@ -416,47 +447,6 @@ pub async fn test_version(
     rep.ran_from = if copied { "copy" } else { "mount" };
     rep.mount_failed = mount_failed;
     Ok(rep)
-}
-
-/// Mounts the catalog read-only under `tmp/mnt` (with its own cache under
-/// `tmp/cache`) and returns the version's directory in it.
-async fn temporary_mount(
-    catalog: &Catalog,
-    at: &Reference,
-    tmp: &Path,
-) -> Result<(std::path::PathBuf, fuser::BackgroundSession), String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Err("no /dev/fuse".into());
-    }
-    let mnt = tmp.join("mnt");
-    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    let cfg = crate::mount::lifecycle::MountConfig {
-        mountpoint: mnt.clone(),
-        cache_dir: tmp.join("cache"),
-        cache_size: u64::MAX,
-        read_only: true,
-        allow_other: false,
-        allow_root: false,
-        owner: crate::mount::ownership::Ownership::current(),
-        only: None,
-        refresh: Duration::from_secs(3600),
-        timeout: Duration::from_secs(60),
-        manifest_cache: crate::mount::lifecycle::DEFAULT_MANIFEST_CACHE,
-    };
-    let (vfs, _) = crate::mount::lifecycle::prepare(catalog.store().clone(), &cfg)
-        .await
-        .map_err(|e| e.to_string())?;
-    let fs = crate::mount::fuse::AssetFs::new(vfs, tokio::runtime::Handle::current());
-    let opts = vec![
-        fuser::MountOption::RO,
-        fuser::MountOption::FSName("assetfs-test".into()),
-    ];
-    let session = crate::mount::lifecycle::spawn_session(fs, &mnt, opts, fuser::SessionACL::Owner)
-        .map_err(|e| e.to_string())?;
-    let dir = mnt
-        .join(at.asset.kind.as_str())
-        .join(format!("{}@{}", at.asset.name, at.selector));
-    Ok((dir, session))
 }
 
 /// Gives the owner write access to every directory, so a version with
