@@ -7,4 +7,3 @@ pub mod readahead;
 pub mod reader;
 pub mod registry;
 pub mod vfs;
-pub mod vfs_staging;
