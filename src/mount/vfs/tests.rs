@@ -9,6 +9,10 @@ use crate::store::client::Store;
 use crate::store::errno::ToErrno;
 
 async fn fixture(tmp: &std::path::Path) -> (Vfs, Vec<u8>) {
+    fixture_owned(tmp, crate::mount::ownership::Ownership::current()).await
+}
+
+async fn fixture_owned(tmp: &std::path::Path, owner: Ownership) -> (Vfs, Vec<u8>) {
     let store = Store::open("memory://").unwrap();
     let catalog = Catalog::new(store.clone());
     let src = tmp.join("src");
@@ -38,7 +42,7 @@ async fn fixture(tmp: &std::path::Path) -> (Vfs, Vec<u8>) {
         VfsConfig {
             refresh: Duration::from_secs(30),
             staging_home: None,
-            owner: crate::mount::ownership::Ownership::current(),
+            owner,
             only: None,
             manifest_cache: DEFAULT_MANIFEST_CACHE,
         },
@@ -123,6 +127,98 @@ async fn browse_read_and_refuse_writes() {
     assert_eq!(names, ["a.txt", "link", "w"]);
     let link = vfs.lookup(v1.ino, "link").await.unwrap();
     assert_eq!(vfs.readlink(link.ino).await.unwrap(), "a.txt");
+}
+
+/// `--uid/--gid/--file-mode/--dir-mode` shape every attribute the same
+/// way, whichever request returns it (LOOKUP, GETATTR, READDIRPLUS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_applies_to_every_attribute() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let owner = Ownership {
+        uid: 4242,
+        gid: 4343,
+        file_mode: Some(0o440),
+        dir_mode: Some(0o550),
+    };
+    let (vfs, _) = fixture_owned(tmp.path(), owner).await;
+    let models = vfs.lookup(ROOT, "models").await.unwrap();
+    let v1 = vfs.lookup(models.ino, "m@1").await.unwrap();
+    let mut seen = vec![];
+    for (name, kind, perm, nlink) in [
+        ("a.txt", FileKind::File, 0o440, 1),
+        ("w", FileKind::Dir, 0o550, 2),
+        ("link", FileKind::Symlink, 0o777, 1),
+    ] {
+        let a = vfs.lookup(v1.ino, name).await.unwrap();
+        let g = vfs.getattr(a.ino).await.unwrap();
+        for (how, a) in [("lookup", &a), ("getattr", &g)] {
+            assert_eq!(a.kind, kind, "{how} {name}");
+            assert_eq!(a.perm, perm, "{how} {name}");
+            assert_eq!((a.uid, a.gid, a.nlink), (4242, 4343, nlink), "{how} {name}");
+        }
+        seen.push((name, a.perm));
+    }
+    let mut listed = vec![];
+    vfs.readdir_plus(v1.ino, 0, |name, a| {
+        assert_eq!((a.uid, a.gid), (4242, 4343), "readdirplus {name}");
+        listed.push((name.to_string(), a.perm));
+        false
+    })
+    .await
+    .unwrap();
+    listed.sort();
+    seen.sort();
+    let seen: Vec<(String, u16)> = seen.into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+    assert_eq!(listed, seen);
+    for (name, a) in [("models", &models), ("m@1", &v1)] {
+        assert_eq!((a.perm, a.uid, a.nlink), (0o550, 4242, 2), "{name}");
+    }
+}
+
+/// Names that are not UTF-8 are not there (ENOENT) and cannot be made
+/// (EINVAL); rename flags are refused; committed versions refuse every
+/// change with EROFS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_decided_without_a_mount() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let (vfs, _) = fixture(tmp.path()).await;
+    let models = vfs.lookup(ROOT, "models").await.unwrap();
+    let v1 = vfs.lookup(models.ino, "m@1").await.unwrap();
+    let f = vfs.lookup(v1.ino, "a.txt").await.unwrap();
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    assert_eq!(
+        vfs.lookup(v1.ino, bad).await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+    assert_eq!(
+        vfs.unlink(v1.ino, bad).await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+    assert_eq!(
+        vfs.mkdir(v1.ino, bad, 0o755).await.unwrap_err().errno(),
+        libc::EINVAL
+    );
+    assert_eq!(
+        vfs.rename(v1.ino, "a.txt", v1.ino, "b", libc::RENAME_NOREPLACE)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EINVAL
+    );
+    assert_eq!(
+        vfs.mkdir(v1.ino, "d", 0o755).await.unwrap_err().errno(),
+        libc::EROFS
+    );
+    assert_eq!(vfs.mknod(v1.ino).errno(), libc::EROFS);
+    assert_eq!(vfs.link(f.ino).errno(), libc::EROFS);
+    assert_eq!(vfs.setxattr(f.ino).unwrap_err().errno(), libc::EROFS);
+    assert_eq!(vfs.fallocate(f.ino).unwrap_err().errno(), libc::EROFS);
+    assert_eq!(vfs.page_cache(f.ino), PageCache::Keep);
+    assert_eq!(vfs.dir_cache(v1.ino), DirCache::Keep);
+    assert_eq!(vfs.dir_cache(models.ino), DirCache::None);
+    let side = vfs.lookup(models.ino, "m@1.json").await.unwrap();
+    assert_eq!(vfs.page_cache(side.ino), PageCache::Direct);
 }
 
 /// Several versions opened one after another under a manifest cache
