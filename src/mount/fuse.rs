@@ -98,7 +98,7 @@ pub struct Protocol {
 }
 
 /// READDIRPLUS: adaptive (the kernel's AUTO mode with short first replies
-/// until stats follow listings, see `vfs::PlusPolicy`), always, or never.
+/// until stats follow listings, see `src/mount/vfs/plus.rs`), always, or never.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReaddirPlus {
     #[default]

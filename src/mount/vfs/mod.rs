@@ -588,14 +588,8 @@ impl Vfs {
     /// True for a committed version's files and directories, whose content
     /// never changes, so the kernel may keep their pages (and listings) across
     /// opens. A sidecar changes when aliases move, so it is not.
-    pub fn is_immutable(&self, ino: u64) -> bool {
+    fn is_immutable(&self, ino: u64) -> bool {
         matches!(self.node(ino), Ok(Node::Entry(..) | Node::VersionRoot(..)))
-    }
-
-    /// True for staging inodes: the kernel must not keep their pages across
-    /// opens (a commit or reset elsewhere changes them).
-    pub fn is_staging(&self, ino: u64) -> bool {
-        is_staging(ino)
     }
 
     pub fn release(&self, fh: u64) {

@@ -9,7 +9,7 @@ use crate::store::client::Store;
 use crate::store::errno::ToErrno;
 
 async fn fixture(tmp: &std::path::Path) -> (Vfs, Vec<u8>) {
-    fixture_owned(tmp, crate::mount::ownership::Ownership::current()).await
+    fixture_owned(tmp, Ownership::current()).await
 }
 
 async fn fixture_owned(tmp: &std::path::Path, owner: Ownership) -> (Vfs, Vec<u8>) {
@@ -259,7 +259,7 @@ async fn manifests_evicted_under_a_small_bound_stay_usable() {
         VfsConfig {
             refresh: Duration::from_secs(3600),
             staging_home: None,
-            owner: crate::mount::ownership::Ownership::current(),
+            owner: Ownership::current(),
             only: None,
             manifest_cache: 1,
         },
