@@ -433,7 +433,7 @@ impl Filesystem for AssetFs {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let span = debug_span!("fuse", op = "getxattr", ino = ino.0, name = ?name);
         let vfs = self.vfs.clone();
-        let name = name.to_string_lossy().into_owned();
+        let name = name.to_os_string();
         self.run_inline(
             async move {
                 match vfs.getxattr(ino.0, &name).await {

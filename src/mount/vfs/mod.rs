@@ -622,7 +622,9 @@ impl Vfs {
         }
     }
 
-    pub async fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>> {
+    pub async fn getxattr(&self, ino: u64, name: impl AsRef<OsStr>) -> Result<Vec<u8>> {
+        // Compared lossily: a name that is not UTF-8 never matches ours.
+        let name = name.as_ref().to_string_lossy();
         // No security, system (ACL) or trusted attributes here: saying so
         // (EOPNOTSUPP rather than "no such attribute") lets `ls -l`, which
         // asks for an SELinux label and an ACL of every file, remember it
