@@ -18,6 +18,7 @@
 //! - `versions.rs`: committed versions, their manifests and trees;
 //! - `misc.rs`: inodes of sidecars and alias links;
 //! - `listings.rs`: versions and aliases per kind, refreshed;
+//! - `only.rs`: the root of an `--only` mount;
 //! - `sidecars.rs`: the sidecar files;
 //! - `handles.rs`: open files;
 //! - `staging_view.rs`: the `@staging` directories;
@@ -32,6 +33,7 @@ mod handles;
 mod inodes;
 mod listings;
 mod misc;
+mod only;
 pub mod ownership;
 mod plus;
 mod policy;
@@ -50,7 +52,7 @@ use bytes::Bytes;
 
 use crate::catalog::catalog_cache::{CatalogCache, Listing};
 use crate::format::manifest::{EntryKind, Manifest};
-use crate::format::names::{parse_version, validate_alias, AssetId, AssetName, Kind, Selector};
+use crate::format::names::{parse_version, validate_alias, AssetId, AssetName, Kind};
 use crate::mount::readahead::{read_range, ReadAhead};
 use crate::mount::reader::{ChunkMap, ChunkSource};
 
@@ -66,6 +68,7 @@ use handles::{Handles, OpenFile};
 use inodes::{decode, is_staging, kind_ino, Ino};
 use listings::Listings;
 use misc::{Misc, MiscInodes};
+use only::{Found, OnlyRoot};
 use plus::PlusPolicy;
 use policy::{unsupported_change, NameUse};
 use sidecars::Sidecars;
@@ -93,6 +96,8 @@ pub struct Vfs {
     handles: Handles,
     staging: StagingView,
     plus: PlusPolicy,
+    /// `--only`: the root shows one version.
+    only: Option<OnlyRoot>,
     mounted_at: SystemTime,
 }
 
@@ -108,6 +113,7 @@ impl Vfs {
             handles: Handles::default(),
             staging: StagingView::new(cfg.staging_home.clone()),
             plus: PlusPolicy::new(),
+            only: cfg.only.clone().map(|r| OnlyRoot::new(r, cfg.refresh)),
             meta,
             source,
             cfg,
@@ -138,88 +144,8 @@ impl Vfs {
     /// The version an `--only` mount shows now: a fixed version, or the one
     /// its alias (or `latest`) points at in the current listing.
     pub async fn only_version(&self) -> Result<(AssetId, u64)> {
-        let r = self.cfg.only.as_ref().ok_or(VfsError::NotFound)?;
-        let v = self.listings.resolve(r).await?;
-        Ok((r.asset.clone(), v))
-    }
-
-    async fn only_slot(&self) -> Result<Arc<VersionSlot>> {
-        let (asset, v) = self.only_version().await?;
-        Ok(self.versions.slot_for(&asset, v))
-    }
-
-    /// Whether the root of an `--only` mount can move to another version.
-    fn only_moves(&self) -> bool {
-        self.cfg
-            .only
-            .as_ref()
-            .is_some_and(|r| !matches!(r.selector, Selector::Version(_)))
-    }
-
-    /// The name of the sidecar at the root of an `--only` mount:
-    /// `.assetfs.json`, or `.assetfs.N.json` with the smallest N that is not
-    /// a file of the version itself.
-    async fn only_sidecar_name(&self, vs: &Arc<VersionSlot>) -> Result<String> {
-        let m = self.versions.manifest(vs).await?;
-        let taken = |n: &str| m.find(n).is_some();
-        let mut name = ".assetfs.json".to_string();
-        let mut i = 0;
-        while taken(&name) {
-            i += 1;
-            name = format!(".assetfs.{i}.json");
-        }
-        Ok(name)
-    }
-
-    async fn lookup_in_only_root(&self, name: &str) -> Result<Attr> {
-        let vs = self.only_slot().await?;
-        if name == self.only_sidecar_name(&vs).await? {
-            let ino = self.misc.ino(Misc::Sidecar(vs.asset.clone(), vs.version));
-            return self.getattr(ino).await;
-        }
-        let mut a = self.versions.lookup(&vs, None, name).await?;
-        // The root may move to another version at the next refresh, so the
-        // kernel must look its entries up again; deeper ones are immutable.
-        if self.only_moves() {
-            a.ttl = a.ttl.min(self.cfg.refresh);
-        }
-        Ok(a)
-    }
-
-    /// The root of an `--only` mount: the version's top-level entries, then
-    /// its sidecar. Root entries get at most the refresh interval as TTL when
-    /// the root can move to another version.
-    async fn only_root_children(
-        &self,
-        offset: usize,
-        mut add: impl FnMut(&str, &Attr) -> bool,
-    ) -> Result<()> {
-        let vs = self.only_slot().await?;
-        let moves = self.only_moves();
-        let refresh = self.cfg.refresh;
-        let mut seen = 0;
-        let mut full = false;
-        self.versions
-            .children(&vs, None, offset, |name, a| {
-                seen += 1;
-                let mut a = a.clone();
-                if moves {
-                    a.ttl = a.ttl.min(refresh);
-                }
-                full = add(name, &a);
-                full
-            })
-            .await?;
-        if full {
-            return Ok(());
-        }
-        let total = self.versions.root_len(&vs).await?;
-        if offset + seen <= total {
-            let ino = self.misc.ino(Misc::Sidecar(vs.asset.clone(), vs.version));
-            let a = self.getattr(ino).await?;
-            add(&self.only_sidecar_name(&vs).await?, &a);
-        }
-        Ok(())
+        let only = self.only.as_ref().ok_or(VfsError::NotFound)?;
+        only.version(&self.listings).await
     }
 
     fn node(&self, ino: u64) -> Result<Node> {
@@ -262,12 +188,15 @@ impl Vfs {
         let refresh = self.cfg.refresh;
         match self.node(ino)? {
             Node::Staging(slot, id) => staging_view::attr(&self.cx(), &slot, id),
-            Node::Root if self.cfg.only.is_some() => {
-                let vs = self.only_slot().await?;
-                self.versions.manifest(&vs).await?;
-                Ok(Attr::dir(ino, refresh, self.versions.created(&vs)))
-            }
-            Node::Root | Node::KindDir(_) => Ok(Attr::dir(ino, refresh, self.mounted_at)),
+            Node::Root => match &self.only {
+                Some(only) => {
+                    let vs = only.slot(&self.listings, &self.versions).await?;
+                    self.versions.manifest(&vs).await?;
+                    Ok(Attr::dir(ino, refresh, self.versions.created(&vs)))
+                }
+                None => Ok(Attr::dir(ino, refresh, self.mounted_at)),
+            },
+            Node::KindDir(_) => Ok(Attr::dir(ino, refresh, self.mounted_at)),
             Node::VersionRoot(vs) => {
                 self.versions.manifest(&vs).await?;
                 // Its name is looked up again each refresh interval, so a
@@ -304,7 +233,7 @@ impl Vfs {
         let name = policy::name(name.as_ref(), NameUse::Existing)?;
         self.plus.lookup_in(parent);
         let a = match self.node(parent)? {
-            Node::Root if self.cfg.only.is_some() => self.lookup_in_only_root(name).await?,
+            Node::Root if self.only.is_some() => self.lookup_in_only_root(name).await?,
             Node::Root => {
                 let kind: Kind = name.parse().map_err(|_| VfsError::NotFound)?;
                 self.getattr(kind_ino(kind)).await?
@@ -316,6 +245,17 @@ impl Vfs {
             Node::Staging(slot, id) => staging_view::lookup(&self.cx(), &slot, id, name)?,
         };
         Ok(self.cfg.owner.present(a))
+    }
+
+    async fn lookup_in_only_root(&self, name: &str) -> Result<Attr> {
+        let only = self.only.as_ref().ok_or(VfsError::NotFound)?;
+        match only.lookup(&self.listings, &self.versions, name).await? {
+            Found::Sidecar(vs) => {
+                let ino = self.misc.ino(Misc::Sidecar(vs.asset.clone(), vs.version));
+                self.getattr(ino).await
+            }
+            Found::Entry(a) => Ok(a),
+        }
     }
 
     async fn lookup_in_kind(&self, kind: Kind, name: &str) -> Result<Attr> {
@@ -386,8 +326,15 @@ impl Vfs {
     ) -> Result<()> {
         let owner = self.cfg.owner;
         let mut add = |name: &str, a: &Attr| add(name, &owner.present(a.clone()));
-        if ino == ROOT && self.cfg.only.is_some() {
-            return self.only_root_children(offset, add).await;
+        if let (ROOT, Some(only)) = (ino, &self.only) {
+            let sidecar = only
+                .children(&self.listings, &self.versions, offset, &mut add)
+                .await?;
+            if let Some((vs, name)) = sidecar {
+                let ino = self.misc.ino(Misc::Sidecar(vs.asset.clone(), vs.version));
+                add(&name, &self.getattr(ino).await?);
+            }
+            return Ok(());
         }
         match self.node(ino)? {
             Node::VersionRoot(vs) => self.versions.children(&vs, None, offset, add).await,
