@@ -135,6 +135,20 @@ impl CatalogCache {
     }
 }
 
+/// Staging started by a mount: the latest version from the store, its
+/// record and manifest through this node's cache.
+impl crate::catalog::staging::VersionLookup for CatalogCache {
+    async fn latest(&self, asset: &AssetId) -> Result<Option<u64>, CatalogError> {
+        self.catalog.latest(asset).await
+    }
+    async fn record(&self, asset: &AssetId, v: u64) -> Result<VersionRecord, CatalogError> {
+        CatalogCache::record(self, asset, v).await
+    }
+    async fn manifest(&self, hash: &str) -> Result<Arc<Manifest>, CatalogError> {
+        CatalogCache::manifest(self, hash).await
+    }
+}
+
 /// A manifest saved on this node, if it is there and still matches its hash;
 /// a damaged one is removed.
 fn read_saved_manifest(path: &std::path::Path, hash: &str) -> Option<Manifest> {

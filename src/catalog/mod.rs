@@ -3,6 +3,7 @@ pub mod disk_cache;
 pub mod disk_cache_file;
 pub mod gc_records;
 pub mod node_dirs;
+pub mod sidecar;
 pub mod staging;
 pub mod stat_cache;
 pub mod versions;

@@ -19,11 +19,13 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::catalog::versions::{Catalog, CatalogError, VersionRecord};
 use crate::format::manifest::{EntryKind, Manifest};
+use crate::format::names::AssetId;
 use crate::format::tree::TreeItem;
 
 pub const ROOT: u64 = 1;
@@ -83,6 +85,58 @@ impl From<std::io::Error> for StagingError {
 }
 
 pub type Result<T, E = StagingError> = std::result::Result<T, E>;
+
+/// Why staging could not start from the latest version.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{0} has no versions to start staging from")]
+    NoVersions(AssetId),
+}
+
+impl crate::store::errno::ToErrno for StartError {
+    fn errno(&self) -> libc::c_int {
+        match self {
+            StartError::Staging(e) => e.errno(),
+            StartError::Catalog(e) => e.errno(),
+            StartError::NoVersions(_) => libc::ENOENT,
+        }
+    }
+}
+
+/// Where versions are looked up when staging starts: the catalog itself
+/// (`commit`), or a mount's catalog cache (records and manifests kept on
+/// this node).
+pub trait VersionLookup {
+    fn latest(
+        &self,
+        asset: &AssetId,
+    ) -> impl std::future::Future<Output = Result<Option<u64>, CatalogError>> + Send;
+    fn record(
+        &self,
+        asset: &AssetId,
+        v: u64,
+    ) -> impl std::future::Future<Output = Result<VersionRecord, CatalogError>> + Send;
+    fn manifest(
+        &self,
+        hash: &str,
+    ) -> impl std::future::Future<Output = Result<Arc<Manifest>, CatalogError>> + Send;
+}
+
+impl VersionLookup for Catalog {
+    async fn latest(&self, asset: &AssetId) -> Result<Option<u64>, CatalogError> {
+        Catalog::latest(self, asset).await
+    }
+    async fn record(&self, asset: &AssetId, v: u64) -> Result<VersionRecord, CatalogError> {
+        Catalog::record(self, asset, v).await
+    }
+    async fn manifest(&self, hash: &str) -> Result<Arc<Manifest>, CatalogError> {
+        Ok(Arc::new(Catalog::manifest(self, hash).await?))
+    }
+}
 
 /// Where a file's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +345,33 @@ impl Staging {
             [],
         )?;
         Ok(())
+    }
+
+    /// Starts this area from the asset's latest version, found through `v`
+    /// (the catalog, or a mount's catalog cache). An asset without versions
+    /// starts empty when `create`, else nothing is done and the answer is
+    /// [`StartError::NoVersions`]. Returns the base manifest, if any.
+    /// Callers check [`Staging::base`] first: an area already started is
+    /// left as it is.
+    pub async fn start_from_latest(
+        &self,
+        v: &impl VersionLookup,
+        asset: &AssetId,
+        create: bool,
+    ) -> std::result::Result<Option<Arc<Manifest>>, StartError> {
+        match v.latest(asset).await? {
+            Some(version) => {
+                let rec = v.record(asset, version).await?;
+                let m = v.manifest(&rec.manifest).await?;
+                self.init(Some((version, &rec.manifest, &m)))?;
+                Ok(Some(m))
+            }
+            None if create => {
+                self.init(None)?;
+                Ok(None)
+            }
+            None => Err(StartError::NoVersions(asset.clone())),
+        }
     }
 
     /// Forgets everything: the next `init` starts from a new base.

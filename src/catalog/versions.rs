@@ -628,39 +628,6 @@ impl Catalog {
             },
         })
     }
-
-    /// The sidecar JSON of a version (DESIGN.md section 3). A deleted
-    /// version's sidecar (for `log --all`) carries `deleted: {by, at, message}`.
-    pub async fn sidecar(&self, asset: &AssetId, version: u64) -> Result<Value> {
-        let k = self.asset_keys(asset).await?;
-        self.sidecar_with(asset, version, &k).await
-    }
-
-    /// [`Catalog::sidecar`] from an existing listing of the asset.
-    pub async fn sidecar_with(
-        &self,
-        asset: &AssetId,
-        version: u64,
-        k: &AssetKeys,
-    ) -> Result<Value> {
-        let rec = self.record(asset, version).await?;
-        let aliases: Vec<String> = self
-            .aliases_of(k)
-            .await?
-            .into_iter()
-            .filter(|(_, v)| *v == version)
-            .map(|(a, _)| a)
-            .collect();
-        let mut side =
-            crate::ops::metadata::sidecar(asset, &rec, aliases, k.latest_live() == Some(version));
-        if k.deleted.contains(&version) {
-            if let Some(d) = self.deletion(asset, version).await? {
-                side["deleted"] =
-                    serde_json::json!({"by": d.by, "at": d.deleted, "message": d.message});
-            }
-        }
-        Ok(side)
-    }
 }
 
 /// Decodes manifest bytes already checked against `hash`.

@@ -1,5 +1,7 @@
 //! The FUSE adapter: translates kernel requests into [`Vfs`] calls and
-//! results into replies. No logic lives here. Each request runs as a task on
+//! results into replies. No logic lives here: what is refused, with which
+//! errno, and what the kernel may cache are [`Vfs`]'s answers. Each request
+//! runs in a `tracing` span named `fuse` (`op`, inode, handle), as a task on
 //! the tokio runtime, so a slow fetch never blocks other requests.
 //!
 //! `init` negotiates the protocol (docs/mount.md, "Kernel protocol"): what
@@ -15,8 +17,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow,
 };
 use tokio::runtime::Handle;
+use tracing::{debug_span, Instrument};
 
-use crate::mount::vfs::{Attr, FileKind, Vfs, VfsError};
+use crate::mount::vfs::{Attr, DirCache, FileKind, PageCache, Vfs, VfsError};
 use crate::store::errno::ToErrno;
 
 /// Largest READ and WRITE request asked for. The kernel caps requests at
@@ -95,7 +98,7 @@ pub struct Protocol {
 }
 
 /// READDIRPLUS: adaptive (the kernel's AUTO mode with short first replies
-/// until stats follow listings, see `vfs::PlusPolicy`), always, or never.
+/// until stats follow listings, see `src/mount/vfs/plus.rs`), always, or never.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReaddirPlus {
     #[default]
@@ -107,34 +110,19 @@ pub enum ReaddirPlus {
 pub struct AssetFs {
     vfs: Arc<Vfs>,
     rt: Handle,
-    uid: u32,
-    gid: u32,
     protocol: Protocol,
     negotiated: Arc<OnceLock<Negotiated>>,
 }
 
 impl AssetFs {
-    /// Unsupported operations: EROFS on committed versions, EOPNOTSUPP in staging.
-    fn not_writable(&self, ino: u64) -> Errno {
-        if self.vfs.is_staging(ino) {
-            Errno::EOPNOTSUPP
-        } else {
-            Errno::EROFS
-        }
-    }
-
     pub fn new(vfs: Arc<Vfs>, rt: Handle) -> AssetFs {
         Self::with_protocol(vfs, rt, Protocol::default())
     }
 
     pub fn with_protocol(vfs: Arc<Vfs>, rt: Handle, protocol: Protocol) -> AssetFs {
-        let owner = vfs.owner();
         AssetFs {
             vfs,
             rt,
-            // The owner shown is the filesystem's decision (`--uid/--gid`).
-            uid: owner.uid,
-            gid: owner.gid,
             protocol,
             negotiated: Arc::new(OnceLock::new()),
         }
@@ -168,7 +156,7 @@ fn file_type(k: FileKind) -> FileType {
     }
 }
 
-fn to_fuse(a: &Attr, uid: u32, gid: u32) -> FileAttr {
+fn to_fuse(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
@@ -179,9 +167,9 @@ fn to_fuse(a: &Attr, uid: u32, gid: u32) -> FileAttr {
         crtime: a.mtime,
         kind: file_type(a.kind),
         perm: a.perm,
-        nlink: if a.kind == FileKind::Dir { 2 } else { 1 },
-        uid,
-        gid,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
         rdev: 0,
         blksize: MAX_REQUEST,
         flags: 0,
@@ -192,14 +180,33 @@ fn err(e: &VfsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
-fn name_str(name: &OsStr) -> Option<String> {
-    name.to_str().map(str::to_string)
+fn open_flags(c: PageCache) -> FopenFlags {
+    match c {
+        PageCache::Keep => FopenFlags::FOPEN_KEEP_CACHE,
+        PageCache::Default => FopenFlags::empty(),
+        PageCache::Direct => FopenFlags::FOPEN_DIRECT_IO,
+    }
+}
+
+fn dir_flags(c: DirCache) -> FopenFlags {
+    match c {
+        DirCache::Keep => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        DirCache::None => FopenFlags::empty(),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: Result<(), VfsError>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(err(&e)),
+    }
 }
 
 const GEN: Generation = Generation(0);
 
 impl Filesystem for AssetFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _span = debug_span!("fuse", op = "init").entered();
         let offered = config.capabilities();
         let mut flags = wanted() & offered;
         match self.protocol.readdirplus {
@@ -253,58 +260,60 @@ impl Filesystem for AssetFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        let Some(name) = name_str(name) else {
-            return reply.error(Errno::ENOENT);
-        };
-        self.run_inline(async move {
-            match vfs.lookup(parent.0, &name).await {
-                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), GEN),
-                Err(e) => reply.error(err(&e)),
+        let span = debug_span!("fuse", op = "lookup", ino = parent.0, name = ?name);
+        let vfs = self.vfs.clone();
+        let name = name.to_os_string();
+        self.run_inline(
+            async move {
+                match vfs.lookup(parent.0, &name).await {
+                    Ok(a) => reply.entry(&a.ttl, &to_fuse(&a), GEN),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        self.run_inline(async move {
-            match vfs.getattr(ino.0).await {
-                Ok(a) => reply.attr(&a.ttl, &to_fuse(&a, uid, gid)),
-                Err(e) => reply.error(err(&e)),
+        let span = debug_span!("fuse", op = "getattr", ino = ino.0);
+        let vfs = self.vfs.clone();
+        self.run_inline(
+            async move {
+                match vfs.getattr(ino.0).await {
+                    Ok(a) => reply.attr(&a.ttl, &to_fuse(&a)),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let span = debug_span!("fuse", op = "readlink", ino = ino.0);
         let vfs = self.vfs.clone();
-        self.run_inline(async move {
-            match vfs.readlink(ino.0).await {
-                Ok(t) => reply.data(t.as_bytes()),
-                Err(e) => reply.error(err(&e)),
+        self.run_inline(
+            async move {
+                match vfs.readlink(ino.0).await {
+                    Ok(t) => reply.data(t.as_bytes()),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let span = debug_span!("fuse", op = "open", ino = ino.0, flags = flags.0);
         let vfs = self.vfs.clone();
         let pid = req.pid();
-        let staging = self.vfs.is_staging(ino.0);
         let task = async move {
-            let ino = ino.0;
-            match vfs.open(ino, flags.0, pid).await {
-                // Versions are immutable: keep the page cache across opens. A
-                // sidecar bypasses it, so each handle reads the snapshot it opened.
-                Ok(fh) if vfs.is_immutable(ino) => {
-                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
-                }
-                // Staging files: ordinary page caching, dropped at each open.
-                Ok(fh) if vfs.is_staging(ino) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+            match vfs.open(ino.0, flags.0, pid).await {
+                Ok(fh) => reply.opened(FileHandle(fh), open_flags(vfs.page_cache(ino.0))),
                 Err(e) => reply.error(err(&e)),
             }
-        };
-        // Opening a staging file may copy it up or wait for the disk.
-        if staging {
+        }
+        .instrument(span);
+        if self.vfs.open_may_block(ino.0) {
             self.rt.spawn(task);
         } else {
             self.run_inline(task);
@@ -314,7 +323,7 @@ impl Filesystem for AssetFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -322,41 +331,40 @@ impl Filesystem for AssetFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let span = debug_span!("fuse", op = "read", ino = ino.0, fh = fh.0, offset, size);
         let vfs = self.vfs.clone();
-        self.rt.spawn(async move {
-            match vfs.read(fh.0, offset, size).await {
-                Ok(b) => reply.data(&b),
-                Err(e) => {
-                    tracing::warn!(fh = fh.0, offset, size, "read failed: {e}");
-                    reply.error(err(&e))
+        self.rt.spawn(
+            async move {
+                match vfs.read(fh.0, offset, size).await {
+                    Ok(b) => reply.data(&b),
+                    Err(e) => {
+                        tracing::warn!(fh = fh.0, offset, size, "read failed: {e}");
+                        reply.error(err(&e))
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _span = debug_span!("fuse", op = "release", ino = ino.0, fh = fh.0).entered();
         self.vfs.release(fh.0);
         reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // A version's directories never change: the kernel may cache their
-        // listings across opens.
-        let flags = if self.vfs.is_immutable(ino.0) {
-            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
-        } else {
-            FopenFlags::empty()
-        };
-        reply.opened(FileHandle(0), flags);
+        let _span = debug_span!("fuse", op = "opendir", ino = ino.0).entered();
+        reply.opened(FileHandle(0), dir_flags(self.vfs.dir_cache(ino.0)));
     }
 
     fn readdir(
@@ -367,20 +375,24 @@ impl Filesystem for AssetFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let span = debug_span!("fuse", op = "readdir", ino = ino.0, offset);
         let vfs = self.vfs.clone();
-        self.run_inline(async move {
-            let mut next = offset;
-            let r = vfs
-                .readdir_plus(ino.0, offset as usize, |name, a| {
-                    next += 1;
-                    reply.add(INodeNo(a.ino), next, file_type(a.kind), name)
-                })
-                .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
+        self.run_inline(
+            async move {
+                let mut next = offset;
+                let r = vfs
+                    .readdir_plus(ino.0, offset as usize, |name, a| {
+                        next += 1;
+                        reply.add(INodeNo(a.ino), next, file_type(a.kind), name)
+                    })
+                    .await;
+                match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn readdirplus(
@@ -391,59 +403,63 @@ impl Filesystem for AssetFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
+        let span = debug_span!("fuse", op = "readdirplus", ino = ino.0, offset);
+        let vfs = self.vfs.clone();
         let limit = match self.protocol.readdirplus {
             ReaddirPlus::Auto => self.vfs.readdirplus_limit(ino.0, offset as usize),
             _ => usize::MAX,
         };
-        self.run_inline(async move {
-            let mut next = offset;
-            let r = vfs
-                .readdir_plus(ino.0, offset as usize, |name, a| {
-                    if (next - offset) as usize >= limit {
-                        return true;
-                    }
-                    next += 1;
-                    reply.add(
-                        INodeNo(a.ino),
-                        next,
-                        name,
-                        &a.ttl,
-                        &to_fuse(a, uid, gid),
-                        GEN,
-                    )
-                })
-                .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
+        self.run_inline(
+            async move {
+                let mut next = offset;
+                let r = vfs
+                    .readdir_plus(ino.0, offset as usize, |name, a| {
+                        if (next - offset) as usize >= limit {
+                            return true;
+                        }
+                        next += 1;
+                        reply.add(INodeNo(a.ino), next, name, &a.ttl, &to_fuse(a), GEN)
+                    })
+                    .await;
+                match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let span = debug_span!("fuse", op = "getxattr", ino = ino.0, name = ?name);
         let vfs = self.vfs.clone();
-        let name = name.to_string_lossy().into_owned();
-        self.run_inline(async move {
-            match vfs.getxattr(ino.0, &name).await {
-                Ok(v) => reply_xattr(reply, size, &v),
-                Err(e) => reply.error(err(&e)),
+        let name = name.to_os_string();
+        self.run_inline(
+            async move {
+                match vfs.getxattr(ino.0, &name).await {
+                    Ok(v) => reply_xattr(reply, size, &v),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let span = debug_span!("fuse", op = "listxattr", ino = ino.0);
         let vfs = self.vfs.clone();
-        self.run_inline(async move {
-            match vfs.listxattr(ino.0).await {
-                Ok(v) => reply_xattr(reply, size, &v),
-                Err(e) => reply.error(err(&e)),
+        self.run_inline(
+            async move {
+                match vfs.listxattr(ino.0).await {
+                    Ok(v) => reply_xattr(reply, size, &v),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
-    // Everything below modifies the tree: only `@staging` accepts it; committed
-    // versions answer EROFS (decided in `vfs`).
+    // Everything below modifies the tree: [`Vfs`] refuses it outside `@staging`.
 
     fn setattr(
         &self,
@@ -463,31 +479,31 @@ impl Filesystem for AssetFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        self.rt.spawn(async move {
-            match vfs.setattr(ino.0, mode, size).await {
-                Ok(a) => reply.attr(&a.ttl, &to_fuse(&a, uid, gid)),
-                Err(e) => reply.error(err(&e)),
+        let span = debug_span!("fuse", op = "setattr", ino = ino.0, ?mode, ?size);
+        let vfs = self.vfs.clone();
+        self.rt.spawn(
+            async move {
+                match vfs.setattr(ino.0, mode, size).await {
+                    Ok(a) => reply.attr(&a.ttl, &to_fuse(&a)),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn mknod(
         &self,
         _req: &Request,
         parent: INodeNo,
-        _name: &OsStr,
+        name: &OsStr,
         _mode: u32,
         _umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Device nodes and FIFOs have no place in a model or feature set.
-        reply.error(if self.vfs.is_staging(parent.0) {
-            Errno::EPERM
-        } else {
-            Errno::EROFS
-        });
+        let _span = debug_span!("fuse", op = "mknod", ino = parent.0, name = ?name).entered();
+        reply.error(err(&self.vfs.mknod(parent.0)));
     }
 
     fn mkdir(
@@ -499,42 +515,36 @@ impl Filesystem for AssetFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        let Some(name) = name_str(name) else {
-            return reply.error(Errno::EINVAL);
-        };
-        self.rt.spawn(async move {
-            match vfs.mkdir(parent.0, &name, mode & !umask).await {
-                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), GEN),
-                Err(e) => reply.error(err(&e)),
+        let span = debug_span!("fuse", op = "mkdir", ino = parent.0, name = ?name);
+        let vfs = self.vfs.clone();
+        let name = name.to_os_string();
+        self.rt.spawn(
+            async move {
+                match vfs.mkdir(parent.0, &name, mode & !umask).await {
+                    Ok(a) => reply.entry(&a.ttl, &to_fuse(&a), GEN),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let span = debug_span!("fuse", op = "unlink", ino = parent.0, name = ?name);
         let vfs = self.vfs.clone();
-        let Some(name) = name_str(name) else {
-            return reply.error(Errno::ENOENT);
-        };
-        self.rt.spawn(async move {
-            match vfs.unlink(parent.0, &name).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let name = name.to_os_string();
+        self.rt.spawn(
+            async move { reply_empty(reply, vfs.unlink(parent.0, &name).await) }.instrument(span),
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let span = debug_span!("fuse", op = "rmdir", ino = parent.0, name = ?name);
         let vfs = self.vfs.clone();
-        let Some(name) = name_str(name) else {
-            return reply.error(Errno::ENOENT);
-        };
-        self.rt.spawn(async move {
-            match vfs.rmdir(parent.0, &name).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let name = name.to_os_string();
+        self.rt.spawn(
+            async move { reply_empty(reply, vfs.rmdir(parent.0, &name).await) }.instrument(span),
+        );
     }
 
     fn symlink(
@@ -545,17 +555,18 @@ impl Filesystem for AssetFs {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
-        let (Some(name), Some(target)) = (name_str(link_name), target.to_str().map(str::to_string))
-        else {
-            return reply.error(Errno::EINVAL);
-        };
-        self.rt.spawn(async move {
-            match vfs.symlink(parent.0, &name, &target).await {
-                Ok(a) => reply.entry(&a.ttl, &to_fuse(&a, uid, gid), GEN),
-                Err(e) => reply.error(err(&e)),
+        let span = debug_span!("fuse", op = "symlink", ino = parent.0, name = ?link_name);
+        let vfs = self.vfs.clone();
+        let (name, target) = (link_name.to_os_string(), target.as_os_str().to_os_string());
+        self.rt.spawn(
+            async move {
+                match vfs.symlink(parent.0, &name, &target).await {
+                    Ok(a) => reply.entry(&a.ttl, &to_fuse(&a), GEN),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn rename(
@@ -568,20 +579,18 @@ impl Filesystem for AssetFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if !flags.is_empty() {
-            // RENAME_EXCHANGE / RENAME_NOREPLACE are not supported.
-            return reply.error(Errno::EINVAL);
-        }
+        let span = debug_span!("fuse", op = "rename", ino = parent.0, name = ?name, newparent = newparent.0, newname = ?newname);
         let vfs = self.vfs.clone();
-        let (Some(name), Some(newname)) = (name_str(name), name_str(newname)) else {
-            return reply.error(Errno::ENOENT);
-        };
-        self.rt.spawn(async move {
-            match vfs.rename(parent.0, &name, newparent.0, &newname).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
+        let (name, newname) = (name.to_os_string(), newname.to_os_string());
+        self.rt.spawn(
+            async move {
+                let r = vfs
+                    .rename(parent.0, &name, newparent.0, &newname, flags.bits())
+                    .await;
+                reply_empty(reply, r)
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn link(
@@ -592,19 +601,14 @@ impl Filesystem for AssetFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let vfs = self.vfs.clone();
-        self.rt.spawn(async move {
-            match vfs.link(ino.0).await {
-                Ok(_) => reply.error(Errno::EPERM),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let _span = debug_span!("fuse", op = "link", ino = ino.0).entered();
+        reply.error(err(&self.vfs.link(ino.0)));
     }
 
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -613,6 +617,9 @@ impl Filesystem for AssetFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let size = data.len();
+        let _span =
+            debug_span!("fuse", op = "write", ino = ino.0, fh = fh.0, offset, size).entered();
         // A `pwrite` into the page cache: done here, on the request's own
         // buffer (no copy, no hop to the runtime), like a local write.
         match self.vfs.write(fh.0, offset, data) {
@@ -631,50 +638,50 @@ impl Filesystem for AssetFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let (vfs, uid, gid) = (self.vfs.clone(), self.uid, self.gid);
+        let span = debug_span!("fuse", op = "create", ino = parent.0, name = ?name);
+        let vfs = self.vfs.clone();
         let pid = req.pid();
-        let Some(name) = name_str(name) else {
-            return reply.error(Errno::EINVAL);
-        };
-        self.rt.spawn(async move {
-            match vfs.create(parent.0, &name, mode & !umask, pid).await {
-                Ok((a, fh)) => reply.created(
-                    &a.ttl,
-                    &to_fuse(&a, uid, gid),
-                    GEN,
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
-                Err(e) => reply.error(err(&e)),
+        let name = name.to_os_string();
+        self.rt.spawn(
+            async move {
+                match vfs.create(parent.0, &name, mode & !umask, pid).await {
+                    Ok((a, fh)) => reply.created(
+                        &a.ttl,
+                        &to_fuse(&a),
+                        GEN,
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                    ),
+                    Err(e) => reply.error(err(&e)),
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let span = debug_span!("fuse", op = "fsync", ino = ino.0, fh = fh.0);
         let vfs = self.vfs.clone();
-        self.rt.spawn(async move {
-            match vfs.fsync(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        self.rt
+            .spawn(async move { reply_empty(reply, vfs.fsync(fh.0).await) }.instrument(span));
     }
 
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _span = debug_span!("fuse", op = "flush", ino = ino.0).entered();
         reply.ok();
     }
 
@@ -682,45 +689,49 @@ impl Filesystem for AssetFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _name: &OsStr,
+        name: &OsStr,
         _value: &[u8],
         _flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(self.not_writable(ino.0));
+        let _span = debug_span!("fuse", op = "setxattr", ino = ino.0, name = ?name).entered();
+        reply_empty(reply, self.vfs.setxattr(ino.0));
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(self.not_writable(ino.0));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _span = debug_span!("fuse", op = "removexattr", ino = ino.0, name = ?name).entered();
+        reply_empty(reply, self.vfs.removexattr(ino.0));
     }
 
-    // Operations we leave to the kernel's defaults, answered without fuser's
-    // "not implemented" warnings: ENOSYS makes the kernel stop asking
-    // (access: permissions are checked from the mode bits; lseek: plain
-    // SEEK_DATA/SEEK_HOLE; copy_file_range: a read and a write; poll: always
-    // ready).
+    // Protocol answers, not filesystem policy: operations we leave to the
+    // kernel's defaults, answered without fuser's "not implemented"
+    // warnings. ENOSYS makes the kernel stop asking (access: permissions are
+    // checked from the mode bits; lseek: plain SEEK_DATA/SEEK_HOLE;
+    // copy_file_range: a read and a write; poll: always ready).
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        let _span = debug_span!("fuse", op = "access", ino = ino.0).entered();
         reply.error(Errno::ENOSYS);
     }
 
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _offset: i64,
         _whence: i32,
         reply: fuser::ReplyLseek,
     ) {
+        let _span = debug_span!("fuse", op = "lseek", ino = ino.0).entered();
         reply.error(Errno::ENOSYS);
     }
 
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         _fh_in: FileHandle,
         _offset_in: u64,
         _ino_out: INodeNo,
@@ -730,19 +741,21 @@ impl Filesystem for AssetFs {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        let _span = debug_span!("fuse", op = "copy_file_range", ino = ino_in.0).entered();
         reply.error(Errno::ENOSYS);
     }
 
     fn poll(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _ph: fuser::PollNotifier,
         _events: fuser::PollEvents,
         _flags: fuser::PollFlags,
         reply: fuser::ReplyPoll,
     ) {
+        let _span = debug_span!("fuse", op = "poll", ino = ino.0).entered();
         reply.error(Errno::ENOSYS);
     }
 
@@ -750,7 +763,7 @@ impl Filesystem for AssetFs {
     fn ioctl(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: fuser::IoctlFlags,
         _cmd: u32,
@@ -758,6 +771,7 @@ impl Filesystem for AssetFs {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
+        let _span = debug_span!("fuse", op = "ioctl", ino = ino.0).entered();
         reply.error(Errno::ENOTTY);
     }
 
@@ -765,11 +779,12 @@ impl Filesystem for AssetFs {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _span = debug_span!("fuse", op = "fsyncdir", ino = ino.0).entered();
         reply.ok();
     }
 
@@ -783,7 +798,8 @@ impl Filesystem for AssetFs {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(self.not_writable(ino.0));
+        let _span = debug_span!("fuse", op = "fallocate", ino = ino.0).entered();
+        reply_empty(reply, self.vfs.fallocate(ino.0));
     }
 }
 

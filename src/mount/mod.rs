@@ -10,4 +10,3 @@ pub mod reader;
 pub mod registry;
 pub mod temporary;
 pub mod vfs;
-pub mod vfs_staging;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::staging::{Change, Staging, StagingError};
+use crate::catalog::staging::{Change, Staging, StagingError, StartError};
 use crate::catalog::versions::{Catalog, CatalogError};
 use crate::format::manifest::Manifest;
 use crate::format::names::{AssetId, Reference};
@@ -39,6 +39,17 @@ pub enum CommitError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Push(#[from] PushError),
+}
+
+impl From<StartError> for CommitError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Staging(e) => e.into(),
+            StartError::Catalog(e) => e.into(),
+            // Not asked for: `commit` creates an empty area for a new asset.
+            StartError::NoVersions(asset) => CommitError::NothingStaged(asset),
+        }
+    }
 }
 
 /// Opens the staging area of `asset` for `store` under `data_home`; one
@@ -86,18 +97,7 @@ pub async fn ensure_init(
             None => Ok(None),
         };
     }
-    match catalog.latest(asset).await? {
-        None => {
-            staging.init(None)?;
-            Ok(None)
-        }
-        Some(v) => {
-            let rec = catalog.record(asset, v).await?;
-            let m = catalog.manifest(&rec.manifest).await?;
-            staging.init(Some((v, &rec.manifest, &m)))?;
-            Ok(Some(Arc::new(m)))
-        }
-    }
+    Ok(staging.start_from_latest(catalog, asset, true).await?)
 }
 
 /// The base manifest is gone from the store. When the base version was

@@ -1,9 +1,9 @@
-//! Version metadata (DESIGN.md section 3): building it from command-line
-//! options and assembling the sidecar JSON that `show` and the mount print.
+//! Version metadata (docs/usage.md): building it from command-line options.
+//! The sidecar that `show` and the mount print is assembled in
+//! [`crate::catalog::sidecar`].
 
 use serde_json::{Map, Value};
 
-use crate::catalog::versions::VersionRecord;
 use crate::format::names::AssetId;
 
 /// Fields assetfs computes itself; user input may not set them.
@@ -19,9 +19,6 @@ pub const RESERVED: &[&str] = &[
     "ref",
     "base",
 ];
-
-/// Sections with a defined shape, kept in this order in the sidecar.
-const SECTIONS: &[&str] = &["lineage", "context", "metrics", "tests", "user"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -247,49 +244,6 @@ fn check_shape(
         Some(v) if !ok(v) => Err(MetaError::Shape { field, expected }),
         _ => Ok(()),
     }
-}
-
-/// Assembles the sidecar: computed fields first, then the sections, then
-/// anything unknown, verbatim.
-pub fn sidecar(asset: &AssetId, rec: &VersionRecord, aliases: Vec<String>, latest: bool) -> Value {
-    let meta = &rec.meta;
-    let mut out = Map::new();
-    let get = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
-    out.insert("asset".into(), asset.to_string().into());
-    out.insert("version".into(), rec.version.into());
-    out.insert("ref".into(), format!("{}@{}", asset, rec.version).into());
-    out.insert("created".into(), get("created"));
-    out.insert("author".into(), get("author"));
-    out.insert("message".into(), get("message"));
-    out.insert(
-        "parent".into(),
-        rec.parent.map(Value::from).unwrap_or(Value::Null),
-    );
-    // A staging commit records the version it started from; with another
-    // node's commit in between, `base` differs from `parent`.
-    if let Some(base) = meta.get("base") {
-        out.insert("base".into(), base.clone());
-    }
-    out.insert("manifest".into(), rec.manifest.clone().into());
-    out.insert("file_count".into(), get("file_count"));
-    out.insert("total_bytes".into(), get("total_bytes"));
-    let mut all_aliases = aliases;
-    if latest {
-        all_aliases.insert(0, "latest".into());
-    }
-    out.insert(
-        "aliases".into(),
-        Value::Array(all_aliases.into_iter().map(Value::String).collect()),
-    );
-    for s in SECTIONS {
-        out.insert((*s).into(), get(s));
-    }
-    for (k, v) in meta {
-        if !out.contains_key(k) {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,48 @@
+//! Who owns what a mount shows, and with which permission bits: the
+//! `--uid`, `--gid`, `--file-mode` and `--dir-mode` policy, applied to every
+//! attribute the mount returns (the FUSE adapter only copies them).
+
+use crate::mount::vfs::attr::{Attr, FileKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits of every regular file; `None`: the mode stored with it.
+    pub file_mode: Option<u16>,
+    /// Permission bits of every directory; `None`: the stored mode (0755 for
+    /// the mount's own directories).
+    pub dir_mode: Option<u16>,
+}
+
+impl Ownership {
+    /// Everything owned by the user and group running this process, with
+    /// the stored modes.
+    pub fn current() -> Ownership {
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Ownership {
+            uid,
+            gid,
+            file_mode: None,
+            dir_mode: None,
+        }
+    }
+
+    /// The permission bits shown for an entry of `kind` stored with `stored`.
+    pub fn perm(&self, kind: FileKind, stored: u16) -> u16 {
+        match kind {
+            FileKind::File => self.file_mode.unwrap_or(stored),
+            FileKind::Dir => self.dir_mode.unwrap_or(stored),
+            FileKind::Symlink => 0o777,
+        }
+    }
+
+    /// Attributes as stored, shown: this owner, and the mode policy applied.
+    pub fn present(&self, mut a: Attr) -> Attr {
+        a.perm = self.perm(a.kind, a.perm);
+        a.uid = self.uid;
+        a.gid = self.gid;
+        a
+    }
+}
