@@ -1,4 +1,6 @@
 pub mod fuse;
+#[cfg(test)]
+mod fuse_tests;
 pub mod lifecycle;
 pub mod ownership;
 #[cfg(test)]

@@ -1456,7 +1456,7 @@ mod tests {
         use std::sync::atomic::Ordering;
         let tmp = tempfile::TempDir::new().unwrap();
         let faulty =
-            crate::store::faults::FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
+            crate::store::doubles::FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
         let faults = faulty.faults.clone();
         let store = Store::from_object_store(Arc::new(faulty), "memory://evict");
         let catalog = Catalog::new(store.clone());

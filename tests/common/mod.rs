@@ -422,4 +422,4 @@ pub fn cloud_store(var: &str) -> String {
     };
     format!("{}/{}", base.trim_end_matches('/'), unique_id())
 }
-pub mod stores;
+pub mod live;
