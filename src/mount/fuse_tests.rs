@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 
 use crate::catalog::versions::Catalog;
 use crate::format::names::Reference;
 use crate::mount::fuse::AssetFs;
 use crate::mount::lifecycle::{self, MountConfig};
+use crate::mount::read_path_tests::random_bytes;
 use crate::mount::reader::ReadConfig;
 use crate::mount::vfs::Vfs;
 use crate::ops::push::{push, PushOptions};
@@ -154,12 +155,6 @@ fn push_files(rt: &tokio::runtime::Runtime, store: Store, dir: &Path, files: &[(
     let r = Reference::parse("models/m").unwrap();
     rt.block_on(push(&Catalog::new(store), &r, &src, PushOptions::default()))
         .unwrap();
-}
-
-fn random_bytes(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rng.fill_bytes(&mut v);
-    v
 }
 
 /// Drops the kernel's cached pages of a file, so the next read goes to the

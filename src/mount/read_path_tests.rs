@@ -33,7 +33,7 @@ struct Fixture {
     _tmp: tempfile::TempDir,
 }
 
-fn random_bytes(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<u8> {
+pub(super) fn random_bytes(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     rng.fill_bytes(&mut v);
     v
