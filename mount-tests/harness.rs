@@ -1,14 +1,16 @@
 //! Helpers for the real-FUSE tests: isolated environments, bounded child
 //! processes, the [`Mounted`] guard (a live `assetfs mount --foreground`),
-//! the [`Moto`] guard (an S3 server this test owns and can stop), file trees
-//! and thin wrappers over the libc calls std does not offer.
+//! the [`Moto`] guard (an S3 server this test owns and can stop), comparing
+//! a mounted tree with its source, and thin wrappers over the libc calls std
+//! does not offer. What the other integration tests share too (the binary,
+//! environment scrubbing, building and listing file trees) is in
+//! `tests/common/`, which each mount-test crate root includes as `common`.
 //!
 //! Every wait here is bounded. A guard's `Drop` never panics, and always
 //! leaves no mount and no child process behind.
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -19,10 +21,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::{Rng, RngCore};
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_assetfs");
+use crate::common::{blake3_hex, env, listing, s, Listed, AUTHOR, BIN};
+
 /// How long a mount may take to come up.
 pub const MOUNT_WAIT: Duration = Duration::from_secs(20);
 /// How long one CLI command (push, show, unmount...) may take.
@@ -30,7 +32,6 @@ pub const CMD_LIMIT: Duration = Duration::from_secs(90);
 /// A mount older than this is presumed hung: its daemon is killed and the
 /// mount detached, so whatever the test blocks on fails instead of hanging.
 pub const WATCHDOG: Duration = Duration::from_secs(150);
-pub const AUTHOR: &str = "mount-tester";
 
 /// An environment variable the test cannot run without. Never a silent skip.
 pub fn require_env(name: &str) -> String {
@@ -52,10 +53,6 @@ pub fn require_fuse() {
         "/dev/fuse is missing: the mount tests need FUSE (load the fuse module; in a container, \
          pass --device /dev/fuse --cap-add SYS_ADMIN). See mount-tests/README.md."
     );
-}
-
-pub fn s(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
 }
 
 // ---------------------------------------------------------------------------
@@ -120,41 +117,11 @@ pub struct CmdSpec {
     user: Option<(u32, u32)>,
 }
 
-/// Inherited variables that would let the caller's own setup leak in.
-const SCRUB: &[&str] = &[
-    "ASSETFS_STORE",
-    "ASSETFS_CACHE_DIR",
-    "ASSETFS_LOG",
-    "ASSETFS_DAEMON",
-    "ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK",
-    "RUST_LOG",
-    // Mount flags and store options from the environment (issue 10).
-    "ASSETFS_ENDPOINT_URL",
-    "ASSETFS_REGION",
-    "ASSETFS_CACHE_SIZE",
-    "ASSETFS_READ_ONLY",
-    "ASSETFS_FOREGROUND",
-    "ASSETFS_ALLOW_OTHER",
-    "ASSETFS_ALLOW_ROOT",
-    "ASSETFS_UID",
-    "ASSETFS_GID",
-    "ASSETFS_FILE_MODE",
-    "ASSETFS_DIR_MODE",
-    "ASSETFS_ONLY",
-    "ASSETFS_REFRESH",
-    "ASSETFS_TIMEOUT",
-    "ASSETFS_MANIFEST_CACHE",
-    "ASSETFS_FUSE_READDIRPLUS",
-    "NOTIFY_SOCKET",
-];
-
 impl CmdSpec {
     pub fn command(&self, program: impl AsRef<OsStr>, args: &[&str]) -> Command {
         let mut c = Command::new(program);
+        env::scrub(&mut c);
         c.args(args).current_dir(&self.cwd);
-        for v in SCRUB {
-            c.env_remove(v);
-        }
         for (k, v) in &self.envs {
             c.env(k, v);
         }
@@ -740,93 +707,7 @@ impl Drop for Moto {
 }
 
 // ---------------------------------------------------------------------------
-// File trees
-
-pub fn random_bytes(rng: &mut impl RngCore, n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    rng.fill_bytes(&mut v);
-    v
-}
-
-/// Writes a file (creating parents) with the given mode.
-pub fn write_file(root: &Path, rel: &str, data: &[u8], mode: u32) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&p, data).expect("write");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-pub fn mkdir(root: &Path, rel: &str, mode: u32) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(&p).expect("mkdir");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-pub fn symlink(root: &Path, rel: &str, target: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    std::os::unix::fs::symlink(target, p).expect("symlink");
-}
-
-/// A file of `n` random bytes, with a size that is no multiple of anything.
-pub fn random_file(root: &Path, rel: &str, rng: &mut impl Rng, n: usize) -> Vec<u8> {
-    let data = random_bytes(rng, n);
-    write_file(root, rel, &data, 0o644);
-    data
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
-    Dir { perm: u32 },
-    File { perm: u32, size: u64 },
-    Link { target: PathBuf },
-}
-
-/// Every entry under `root` (not `root` itself) by relative path, without
-/// following symlinks. Listing the mount exercises readdir, lookup and getattr.
-pub fn tree(root: &Path) -> BTreeMap<String, Node> {
-    let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
-        let e = e.unwrap_or_else(|err| panic!("walking {}: {err}", root.display()));
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .expect("under root")
-            .to_str()
-            .expect("UTF-8")
-            .to_string();
-        let md = std::fs::symlink_metadata(e.path())
-            .unwrap_or_else(|err| panic!("lstat {}: {err}", e.path().display()));
-        let perm = md.permissions().mode() & 0o7777;
-        let node = if md.file_type().is_symlink() {
-            Node::Link {
-                target: std::fs::read_link(e.path()).expect("readlink"),
-            }
-        } else if md.is_dir() {
-            Node::Dir { perm }
-        } else {
-            Node::File {
-                perm,
-                size: md.len(),
-            }
-        };
-        // readdir's d_type must agree with lstat.
-        assert_eq!(
-            e.file_type().is_symlink(),
-            md.file_type().is_symlink(),
-            "d_type vs lstat for {}",
-            e.path().display()
-        );
-        assert_eq!(
-            e.file_type().is_dir(),
-            md.is_dir(),
-            "d_type vs lstat for {}",
-            e.path().display()
-        );
-        out.insert(rel, node);
-    }
-    out
-}
+// Comparing trees and reading files
 
 /// Asserts equal bytes without printing megabytes on failure.
 pub fn assert_same_bytes(what: &str, got: &[u8], want: &[u8]) {
@@ -845,16 +726,12 @@ pub fn assert_same_bytes(what: &str, got: &[u8], want: &[u8]) {
     );
 }
 
-pub fn blake3_hex(data: &[u8]) -> String {
-    blake3::hash(data).to_hex().to_string()
-}
-
 /// Asserts that `mounted` shows exactly the tree at `src`: same entries,
 /// types, permissions, sizes, symlink targets, bytes of every file, and a
 /// `user.assetfs.blake3` xattr equal to each file's BLAKE3.
 pub fn assert_tree_same(src: &Path, mounted: &Path) {
-    let want = tree(src);
-    let got = tree(mounted);
+    let want = listing(src);
+    let got = listing(mounted);
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>(),
@@ -864,7 +741,7 @@ pub fn assert_tree_same(src: &Path, mounted: &Path) {
     );
     for (rel, w) in &want {
         assert_eq!(&got[rel], w, "{rel} under {}", mounted.display());
-        if let Node::File { .. } = w {
+        if let Listed::File { .. } = w {
             let wb = std::fs::read(src.join(rel)).expect("read source");
             let path = mounted.join(rel);
             let gb =
@@ -1052,12 +929,6 @@ pub fn touch_times(path: &Path) -> std::io::Result<()> {
     let p = cpath(path);
     // SAFETY: a valid C string; NULL times means "now".
     check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), std::ptr::null(), 0) })
-}
-
-pub fn mkfifo(path: &Path) -> std::io::Result<()> {
-    let p = cpath(path);
-    // SAFETY: a valid C string.
-    check(unsafe { libc::mkfifo(p.as_ptr(), 0o644) })
 }
 
 /// A read-only memory mapping of a whole file, unmapped on drop.

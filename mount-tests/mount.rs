@@ -3,6 +3,8 @@
 //! [`harness::Mounted`]) and uses the mount with ordinary system calls,
 //! numpy, tarfile, and a store it can stop. See mount-tests/README.md.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod harness;
 
 use std::fs;
@@ -15,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use common::*;
 use harness::*;
 
 const MIB: usize = 1 << 20;
@@ -25,19 +28,18 @@ fn make_model(root: &Path, seed: u64) {
     let mut r = StdRng::seed_from_u64(seed);
     random_file(root, "a/b/c.bin", &mut r, 300_001);
     let w = random_bytes(&mut r, 1_500_007);
-    write_file(root, "weights.bin", &w, 0o640);
+    write_file(&root.join("weights.bin"), &w, 0o640);
     write_file(
-        root,
-        "config.json",
+        &root.join("config.json"),
         br#"{"layers": 3, "hidden": 512}"#,
         0o644,
     );
-    write_file(root, "bin/run.sh", b"#!/bin/sh\necho run\n", 0o755);
-    write_file(root, "empty.txt", b"", 0o644);
+    write_file(&root.join("bin/run.sh"), b"#!/bin/sh\necho run\n", 0o755);
+    write_file(&root.join("empty.txt"), b"", 0o644);
     random_file(root, "a/small.bin", &mut r, 17);
-    mkdir(root, "emptydir", 0o750);
-    symlink(root, "best.bin", "weights.bin");
-    symlink(root, "a/b/up.json", "../../config.json");
+    make_dir(&root.join("emptydir"), 0o750);
+    symlink_at(&root.join("best.bin"), "weights.bin");
+    symlink_at(&root.join("a/b/up.json"), "../../config.json");
 }
 
 /// A feature set: a large column file and a few small ones.
@@ -46,12 +48,15 @@ fn make_features(root: &Path, seed: u64) {
     random_file(root, "part-000.parquet", &mut r, 700_003);
     random_file(root, "part-001.parquet", &mut r, 90_000);
     write_file(
-        root,
-        "schema.json",
+        &root.join("schema.json"),
         br#"{"user": "int64", "clicks": "int32"}"#,
         0o644,
     );
-    write_file(root, "stats/summary.csv", b"col,mean\nclicks,3.5\n", 0o644);
+    write_file(
+        &root.join("stats/summary.csv"),
+        b"col,mean\nclicks,3.5\n",
+        0o644,
+    );
 }
 
 fn symlink_kind(p: &Path) -> &'static str {
@@ -754,8 +759,8 @@ fn cache_serves_remount_with_store_stopped() {
     random_file(&src, "weights/model.safetensors", &mut r, 2 * MIB + 333);
     random_file(&src, "weights/head.bin", &mut r, 400_000);
     random_file(&src, "tokenizer.json", &mut r, 1234);
-    write_file(&src, "README.md", b"# model\n", 0o644);
-    symlink(&src, "model.bin", "weights/model.safetensors");
+    write_file(&src.join("README.md"), b"# model\n", 0o644);
+    symlink_at(&src.join("model.bin"), "weights/model.safetensors");
     env.push("models/m", &src, &["-m", "offline test"]);
 
     let cache = env.path("cache-offline");
@@ -1345,7 +1350,7 @@ fn new_version_appears_within_refresh() {
     let v2 = env.path("v2");
     let d1 = random_file(&v1, "data.bin", &mut r, 2 * MIB + 1);
     let d2 = random_file(&v2, "data.bin", &mut r, MIB + 2);
-    write_file(&v2, "extra.txt", b"new in v2\n", 0o644);
+    write_file(&v2.join("extra.txt"), b"new in v2\n", 0o644);
     env.push("models/x", &v1, &["-m", "one"]);
 
     let m = env.mount("refresh", &["--refresh", "2s"]);
@@ -1457,10 +1462,10 @@ fn new_version_appears_within_refresh() {
 fn commit_carries_context() {
     let env = TestEnv::file_store();
     let fsrc = env.path("src-features");
-    write_file(&fsrc, "a.csv", b"k,v\n1,x\n", 0o644);
+    write_file(&fsrc.join("a.csv"), b"k,v\n1,x\n", 0o644);
     env.push("features/clicks", &fsrc, &["--source", "day 1"]);
     let src = env.path("src-model");
-    write_file(&src, "weights.bin", b"w1", 0o644);
+    write_file(&src.join("weights.bin"), b"w1", 0o644);
     env.push("models/x", &src, &[]);
 
     let m = env.mount("commit-context", &["--refresh", "1s"]);
@@ -1613,8 +1618,7 @@ fn modern_protocol_readdirplus_and_large_reads() {
     let src = env.path("src");
     for i in 0..300 {
         write_file(
-            &src,
-            &format!("many/f{i:03}"),
+            &src.join(format!("many/f{i:03}")),
             format!("{i}").as_bytes(),
             0o640,
         );

@@ -2,6 +2,8 @@
 //! `assetfs mounts` and stale mounts, other users, boot-time mounts,
 //! one-asset mounts, file modes. See mount-tests/README.md.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 mod harness;
 
 use std::fs;
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::*;
 use harness::*;
 
 /// A store holding models/x@1 (two small files).
@@ -17,8 +20,8 @@ fn env_with_model() -> TestEnv {
     let env = TestEnv::file_store();
     env.ok(&["init"]);
     let src = env.path("src");
-    write_file(&src, "a.txt", b"version one\n", 0o644);
-    write_file(&src, "w/weights.bin", &[7u8; 70_000], 0o600);
+    write_file(&src.join("a.txt"), b"version one\n", 0o644);
+    write_file(&src.join("w/weights.bin"), &[7u8; 70_000], 0o600);
     env.push("models/x", &src, &[]);
     env
 }
@@ -242,10 +245,10 @@ fn other_users_get_what_the_mount_permissions_allow() {
     )
     .unwrap();
     let src = env.path("src");
-    write_file(&src, "open.txt", b"everyone\n", 0o644);
-    write_file(&src, "secret.bin", b"owner only\n", 0o600);
-    mkdir(&src, "private", 0o700);
-    write_file(&src, "private/inner.txt", b"inner\n", 0o644);
+    write_file(&src.join("open.txt"), b"everyone\n", 0o644);
+    write_file(&src.join("secret.bin"), b"owner only\n", 0o600);
+    make_dir(&src.join("private"), 0o700);
+    write_file(&src.join("private/inner.txt"), b"inner\n", 0o644);
     env.push("models/x", &src, &[]);
     let mnt_dir = |n: &str| {
         let p = env.path(n);
@@ -388,8 +391,8 @@ fn a_normal_user_mounts_through_fusermount3() {
     let user = TestUser::create();
     let env = TestEnv::for_user(&user);
     let src = env.path("src");
-    write_file(&src, "a.txt", b"user data\n", 0o644);
-    write_file(&src, "expected.txt", b"user data\n", 0o644);
+    write_file(&src.join("a.txt"), b"user data\n", 0o644);
+    write_file(&src.join("expected.txt"), b"user data\n", 0o644);
     let tests = env.path("tests.json");
     fs::write(
         &tests,
@@ -747,13 +750,13 @@ fn boot_time_mounts_with_mount8_fstab_and_systemd_notify() {
 fn only_mount_follows_the_alias_and_keeps_open_files() {
     let env = TestEnv::file_store();
     let v1 = env.path("v1");
-    write_file(&v1, "model.bin", b"weights one", 0o644);
-    write_file(&v1, "conf/c.json", b"{\"v\": 1}", 0o644);
+    write_file(&v1.join("model.bin"), b"weights one", 0o644);
+    write_file(&v1.join("conf/c.json"), b"{\"v\": 1}", 0o644);
     env.push("models/ranker", &v1, &["--alias", "production"]);
     // v2 has a file of its own named like the sidecar.
     let v2 = env.path("v2");
-    write_file(&v2, "model.bin", b"weights two!", 0o644);
-    write_file(&v2, ".assetfs.json", b"mine", 0o644);
+    write_file(&v2.join("model.bin"), b"weights two!", 0o644);
+    write_file(&v2.join(".assetfs.json"), b"mine", 0o644);
     env.push("models/ranker", &v2, &[]);
 
     let mnt = env.path("srv-ranker");

@@ -5,6 +5,8 @@
 //! and of the mount daemon, concurrent commits from four nodes, and a full
 //! disk under the staging area. See mount-tests/README.md.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "harness.rs"]
 mod harness;
 
@@ -26,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use common::*;
 use harness::*;
 
 const MIB: usize = 1 << 20;
@@ -262,12 +265,12 @@ fn mask(snap: &Snap, m: u32) -> Snap {
 fn make_base(root: &Path, seed: u64) {
     let mut r = StdRng::seed_from_u64(seed);
     random_file(root, "a", &mut r, 5_000);
-    mkdir(root, "d", 0o755);
+    make_dir(&root.join("d"), 0o755);
     let da = random_bytes(&mut r, 300_007);
-    write_file(root, "d/a", &da, 0o600);
-    mkdir(root, "d/e", 0o750);
-    write_file(root, "d/e/a", b"", 0o755);
-    symlink(root, "b", "d/a");
+    write_file(&root.join("d/a"), &da, 0o600);
+    make_dir(&root.join("d/e"), 0o750);
+    write_file(&root.join("d/e/a"), b"", 0o755);
+    symlink_at(&root.join("b"), "d/a");
 }
 
 /// A child process killed and reaped on drop.

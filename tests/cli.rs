@@ -791,7 +791,7 @@ fn bad_push_input_is_refused_without_a_trace() {
     let missing_dir = env.path("no-such-dir");
     let with_fifo = env.path("with-fifo");
     make_tree(&with_fifo, 3);
-    mkfifo(&with_fifo.join("weights/pipe"));
+    mkfifo(&with_fifo.join("weights/pipe")).expect("mkfifo");
 
     let nw = s(&new);
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![

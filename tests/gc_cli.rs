@@ -116,7 +116,7 @@ fn unreferenced(env: &Env) -> Vec<String> {
         .unwrap();
     let store = assetfs::store::client::Store::open(&env.store).unwrap();
     rt.block_on(async {
-        let (packs, manifests, via) = common::stores::live_objects(&store).await;
+        let (packs, manifests, via) = common::live::live_objects(&store).await;
         // Packs of a gc killed while rewriting stay while its session could
         // still be live (15 minutes; the property test crosses that on a
         // simulated clock).

@@ -20,7 +20,7 @@ use assetfs::format::names::Reference;
 use assetfs::ops::gc::GcOptions;
 use assetfs::ops::push::{push, PushOptions, PushOutcome};
 use assetfs::store::client::Store;
-use common::stores::{GateHandle, GatedStore, Gates, SimClock, SimClockStore};
+use assetfs::store::doubles::{GateHandle, GatedStore, Gates, SimClock, SimClockStore};
 use proptest::prelude::*;
 
 const MIN: i64 = 60_000;
@@ -345,7 +345,7 @@ impl World {
 
     /// What no live version uses is gone (once time has passed).
     async fn assert_nothing_unreferenced(&self) {
-        let (packs, manifests, via) = common::stores::live_objects(&self.store).await;
+        let (packs, manifests, via) = common::live::live_objects(&self.store).await;
         let name = |k: &str| k.rsplit('/').next().unwrap().to_string();
         for (k, _) in self.store.list(keys::PACKS).await.unwrap() {
             assert!(packs.contains(&name(&k)), "unreferenced pack left: {k}");

@@ -18,7 +18,7 @@ use assetfs::format::names::Reference;
 use assetfs::ops::gc::{GcOptions, GcReport};
 use assetfs::ops::push::{commit_tree, push, PushError, PushOptions, TreeItem};
 use assetfs::store::client::Store;
-use common::stores::{GatedStore, Gates, SimClock, SimClockStore};
+use assetfs::store::doubles::{GatedStore, Gates, SimClock, SimClockStore};
 use tempfile::TempDir;
 
 struct Backend {

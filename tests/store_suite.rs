@@ -16,7 +16,7 @@ use assetfs::format::names::Reference;
 use assetfs::ops::get::{get, GetError};
 use assetfs::ops::push::{push, PushError, PushOptions};
 use assetfs::store::client::{Store, StoreError};
-use assetfs::store::faults::FaultyStore;
+use assetfs::store::doubles::FaultyStore;
 use bytes::Bytes;
 use tempfile::TempDir;
 

@@ -1,5 +1,7 @@
 pub mod fuse;
 pub mod fuse_session;
+#[cfg(test)]
+mod fuse_tests;
 pub mod lifecycle;
 pub mod mount_config;
 pub mod ownership;

@@ -1,5 +1,5 @@
 //! Read-path tests over a store double that adds latency and caps
-//! throughput (`store_double::SlowStore`): what the readahead asks of the
+//! throughput (`store::doubles::SlowStore`): what the readahead asks of the
 //! store (requests in flight, bytes, overlaps), reads across pack
 //! boundaries, warm reads from the disk cache, and a property test of random
 //! interleavings of sequential, random and concurrent reads.
@@ -22,7 +22,7 @@ use crate::mount::reader::{ChunkSource, ReadConfig};
 use crate::mount::vfs::{Vfs, VfsConfig, ROOT};
 use crate::ops::push::{push, PushOptions};
 use crate::store::client::Store;
-use crate::store::store_double::SlowStore;
+use crate::store::doubles::SlowStore;
 
 const MIB: usize = 1 << 20;
 
@@ -33,7 +33,7 @@ struct Fixture {
     _tmp: tempfile::TempDir,
 }
 
-fn random_bytes(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<u8> {
+pub(super) fn random_bytes(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     rng.fill_bytes(&mut v);
     v

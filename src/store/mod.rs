@@ -1,8 +1,7 @@
 pub mod aws_profile;
 pub mod client;
+#[cfg(any(test, feature = "test-doubles"))]
+pub mod doubles;
 pub mod errno;
-pub mod faults;
 pub mod fsutil;
 pub mod hints;
-#[cfg(test)]
-pub(crate) mod store_double;

@@ -1,8 +1,7 @@
-//! A failure-injecting object store wrapper, for tests: it can go "down",
-//! or behave like the S3-compatible servers (Garage, `rclone serve s3`) that
-//! answer 200 to `If-None-Match: *` and overwrite.
+//! A failure-injecting store: it can go "down", or behave like the
+//! S3-compatible servers (Garage, `rclone serve s3`) that answer 200 to
+//! `If-None-Match: *` and overwrite.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +16,8 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
+use super::layer::{Double, Layer};
+
 #[derive(Debug, Default)]
 pub struct Faults {
     /// Treat create-if-absent as a plain overwrite.
@@ -27,20 +28,25 @@ pub struct Faults {
     pub requests: AtomicU64,
 }
 
-#[derive(Debug, Clone)]
-pub struct FaultyStore {
+/// The store with [`Faults`] switched by the test.
+pub type FaultyStore = Double<Faulty>;
+
+#[derive(Clone)]
+pub struct Faulty {
     inner: Arc<dyn ObjectStore>,
     pub faults: Arc<Faults>,
 }
 
 impl FaultyStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> FaultyStore {
-        FaultyStore {
+        Double(Faulty {
             inner,
             faults: Arc::default(),
-        }
+        })
     }
+}
 
+impl Faulty {
     fn check(&self) -> Result<()> {
         self.faults.requests.fetch_add(1, Ordering::Relaxed);
         if self.faults.down.load(Ordering::Relaxed) {
@@ -53,14 +59,14 @@ impl FaultyStore {
     }
 }
 
-impl fmt::Display for FaultyStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FaultyStore({})", self.inner)
-    }
-}
-
 #[async_trait]
-impl ObjectStore for FaultyStore {
+impl Layer for Faulty {
+    const NAME: &'static str = "FaultyStore";
+
+    fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
     async fn put_opts(
         &self,
         location: &Path,

@@ -1,9 +1,7 @@
-//! Test double: an object store wrapper that adds latency to every request,
-//! caps the throughput of all response bodies together (like a link), and
-//! records what was asked for: each GET's key and byte range, bytes sent,
-//! requests in flight. Compiled for tests only.
+//! A slow store: it adds latency to every GET, caps the throughput of all
+//! response bodies together (like a link), and records what was asked for:
+//! each GET's key and byte range, bytes sent, requests in flight.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,13 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
+use object_store::{GetOptions, GetResult, GetResultPayload, ObjectStore, Result};
+
+use super::layer::{Double, Layer};
 
 /// What the readers asked of the store.
 #[derive(Debug, Default)]
@@ -78,8 +74,11 @@ impl Link {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct SlowStore {
+/// The store behind a slow link, with its [`Traffic`] recorded.
+pub type SlowStore = Double<Slow>;
+
+#[derive(Clone)]
+pub struct Slow {
     inner: Arc<dyn ObjectStore>,
     latency: Duration,
     link: Arc<Link>,
@@ -88,7 +87,7 @@ pub struct SlowStore {
 
 impl SlowStore {
     pub fn new(inner: Arc<dyn ObjectStore>, latency: Duration, bytes_per_sec: u64) -> SlowStore {
-        SlowStore {
+        Double(Slow {
             inner,
             latency,
             link: Arc::new(Link {
@@ -96,13 +95,7 @@ impl SlowStore {
                 free_at: Mutex::new(Instant::now()),
             }),
             traffic: Arc::default(),
-        }
-    }
-}
-
-impl fmt::Display for SlowStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SlowStore({})", self.inner)
+        })
     }
 }
 
@@ -117,18 +110,13 @@ impl Drop for InFlight {
 
 const FRAME: usize = 64 << 10;
 
+/// Only GETs are slowed and recorded; `head` and `get_ranges` are GETs too.
 #[async_trait]
-impl ObjectStore for SlowStore {
-    async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> Result<PutResult> {
-        self.inner.put_opts(l, p, o).await
-    }
+impl Layer for Slow {
+    const NAME: &'static str = "SlowStore";
 
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(l, o).await
+    fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
@@ -178,25 +166,5 @@ impl ObjectStore for SlowStore {
             range,
             attributes,
         })
-    }
-
-    async fn delete(&self, location: &Path) -> Result<()> {
-        self.inner.delete(location).await
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy(from, to).await
-    }
-
-    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy_if_not_exists(from, to).await
     }
 }
