@@ -7,7 +7,7 @@ pub mod values;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 pub use commit::CommitArgs;
 pub use mount::MountArgs;
@@ -90,20 +90,7 @@ pub enum Command {
     /// A version's sidecar JSON
     Show { reference: String },
     /// Point an alias at a version, or remove one with --delete
-    Alias {
-        /// The version (models/m@3), or with --delete the asset (models/m) or the alias itself (models/m@prod)
-        reference: String,
-        alias: Option<String>,
-        /// Remove the alias instead of moving it
-        #[arg(long, conflicts_with = "require_tests")]
-        delete: bool,
-        /// Refuse unless the version has stored tests and they all pass
-        #[arg(long)]
-        require_tests: bool,
-        /// Time limit per test with --require-tests, e.g. 120s, 10m
-        #[arg(long, default_value = "120s")]
-        timeout: String,
-    },
+    Alias(AliasArgs),
     /// What a version was built from (recursively), or with --used-by what was built from it
     Lineage {
         reference: String,
@@ -122,45 +109,9 @@ pub enum Command {
         timeout: String,
     },
     /// Delete a version (asks first, unless --yes); `gc` reclaims its data later
-    Rm {
-        /// The version, by number, e.g. models/resnet@3
-        reference: String,
-        /// Why it is deleted (recorded)
-        #[arg(short, long, default_value = "")]
-        message: String,
-        /// Do not ask (needed when not on a terminal)
-        #[arg(long)]
-        yes: bool,
-        /// Delete even when live versions record it as a lineage input or user aliases point at it
-        #[arg(long)]
-        force: bool,
-        /// Who deletes it (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
-        #[arg(long)]
-        author: Option<String>,
-    },
+    Rm(RmArgs),
     /// Delete versions retention rules let go, and reclaim what no live version uses
-    Gc {
-        /// Show what would go and what that frees; change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Unreferenced data younger than this stays, and nothing is deleted
-        /// sooner than this after gc found it unreferenced (open files of
-        /// deleted versions keep reading), e.g. 24h, 30m, 0s
-        #[arg(long, default_value = "24h")]
-        grace: String,
-        /// Keep the newest N versions of each asset (deletes older ones)
-        #[arg(long, value_name = "N")]
-        keep_last: Option<usize>,
-        /// Keep versions created within DURATION (deletes older ones), e.g. 30d
-        #[arg(long, value_name = "DURATION")]
-        keep_within: Option<String>,
-        /// Who deletes versions by retention (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
-        #[arg(long)]
-        author: Option<String>,
-        /// Rewrite packs less than this fraction of which live versions use (0 turns rewriting off)
-        #[arg(long, value_name = "FRACTION", default_value_t = assetfs::ops::gc::DEFAULT_REWRITE_BELOW)]
-        rewrite_below: f64,
-    },
+    Gc(GcArgs),
     /// Files and metadata that differ between two versions
     Diff { from: String, to: String },
     /// Re-fetch and re-hash every chunk of a version (all versions without REF)
@@ -218,4 +169,65 @@ pub enum CacheCmd {
         #[arg(long, requires = "staging")]
         force: bool,
     },
+}
+
+// The variants' doc comments are the commands' help; these structs carry
+// none (clap would take one as help text).
+
+#[derive(Args, Debug)]
+pub struct AliasArgs {
+    /// The version (models/m@3), or with --delete the asset (models/m) or the alias itself (models/m@prod)
+    pub reference: String,
+    pub alias: Option<String>,
+    /// Remove the alias instead of moving it
+    #[arg(long, conflicts_with = "require_tests")]
+    pub delete: bool,
+    /// Refuse unless the version has stored tests and they all pass
+    #[arg(long)]
+    pub require_tests: bool,
+    /// Time limit per test with --require-tests, e.g. 120s, 10m
+    #[arg(long, default_value = "120s")]
+    pub timeout: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// The version, by number, e.g. models/resnet@3
+    pub reference: String,
+    /// Why it is deleted (recorded)
+    #[arg(short, long, default_value = "")]
+    pub message: String,
+    /// Do not ask (needed when not on a terminal)
+    #[arg(long)]
+    pub yes: bool,
+    /// Delete even when live versions record it as a lineage input or user aliases point at it
+    #[arg(long)]
+    pub force: bool,
+    /// Who deletes it (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
+    #[arg(long)]
+    pub author: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Show what would go and what that frees; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Unreferenced data younger than this stays, and nothing is deleted
+    /// sooner than this after gc found it unreferenced (open files of
+    /// deleted versions keep reading), e.g. 24h, 30m, 0s
+    #[arg(long, default_value = "24h")]
+    pub grace: String,
+    /// Keep the newest N versions of each asset (deletes older ones)
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep versions created within DURATION (deletes older ones), e.g. 30d
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Who deletes versions by retention (default: $ASSETFS_AUTHOR, git config user.name, or $USER)
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Rewrite packs less than this fraction of which live versions use (0 turns rewriting off)
+    #[arg(long, value_name = "FRACTION", default_value_t = assetfs::ops::gc::DEFAULT_REWRITE_BELOW)]
+    pub rewrite_below: f64,
 }

@@ -6,12 +6,30 @@ use serde_json::json;
 use assetfs::catalog::versions::Catalog;
 use assetfs::format::names::Selector;
 
+use crate::cli::args::AliasArgs;
 use crate::cli::commands::env::{parse_ref, warn_if_check_skipped};
 use crate::cli::commands::tests::require_passing_tests;
 use crate::cli::output::print_json;
 
+pub async fn alias(catalog: &Catalog, a: &AliasArgs, as_json: bool) -> Result<()> {
+    let alias = a.alias.as_deref();
+    if a.delete {
+        delete(catalog, &a.reference, alias, as_json).await
+    } else {
+        set(
+            catalog,
+            &a.reference,
+            alias,
+            a.require_tests,
+            &a.timeout,
+            as_json,
+        )
+        .await
+    }
+}
+
 /// `alias --delete`: the asset and the alias, or the alias reference.
-pub async fn delete(
+async fn delete(
     catalog: &Catalog,
     reference: &str,
     alias: Option<&str>,
@@ -39,7 +57,7 @@ pub async fn delete(
 }
 
 /// `alias REF NAME`, with `--require-tests` only once the stored tests pass.
-pub async fn set(
+async fn set(
     catalog: &Catalog,
     reference: &str,
     alias: Option<&str>,

@@ -8,19 +8,11 @@ use assetfs::catalog::versions::Catalog;
 use assetfs::ops::gc::{GcOptions, GcReport};
 
 use crate::cli::args::values::parse_duration;
+use crate::cli::args::GcArgs;
 use crate::cli::commands::env::warn_if_check_skipped;
 use crate::cli::output::{human_bytes, print_json};
 
-pub struct GcArgs<'a> {
-    pub dry_run: bool,
-    pub grace: &'a str,
-    pub keep_last: Option<usize>,
-    pub keep_within: Option<&'a str>,
-    pub author: Option<&'a str>,
-    pub rewrite_below: f64,
-}
-
-pub async fn gc(catalog: &Catalog, cache_dir: &Path, a: GcArgs<'_>, as_json: bool) -> Result<()> {
+pub async fn gc(catalog: &Catalog, cache_dir: &Path, a: &GcArgs, as_json: bool) -> Result<()> {
     if !(0.0..=1.0).contains(&a.rewrite_below) {
         bail!(
             "--rewrite-below must be a fraction between 0 and 1 (got {})",
@@ -29,16 +21,17 @@ pub async fn gc(catalog: &Catalog, cache_dir: &Path, a: GcArgs<'_>, as_json: boo
     }
     let opts = GcOptions {
         rewrite_below: a.rewrite_below,
-        grace: parse_duration("--grace", a.grace)?,
+        grace: parse_duration("--grace", &a.grace)?,
         keep_last: a.keep_last,
         keep_within: a
             .keep_within
+            .as_deref()
             .map(|d| parse_duration("--keep-within", d))
             .transpose()?,
         dry_run: a.dry_run,
         by: a
             .author
-            .map(str::to_string)
+            .clone()
             .unwrap_or_else(assetfs::ops::metadata::default_author),
         cache_dir: cache_dir.to_path_buf(),
         progress: !as_json,

@@ -69,64 +69,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls { path } => inspect::ls(&catalog, path.as_deref(), json).await?,
         Command::Log { reference, all } => inspect::log(&catalog, reference, *all, json).await?,
         Command::Show { reference } => inspect::show(&catalog, reference).await?,
-        Command::Alias {
-            reference,
-            alias,
-            delete: true,
-            ..
-        } => alias::delete(&catalog, reference, alias.as_deref(), json).await?,
-        Command::Alias {
-            reference,
-            alias,
-            require_tests,
-            timeout,
-            ..
-        } => {
-            alias::set(
-                &catalog,
-                reference,
-                alias.as_deref(),
-                *require_tests,
-                timeout,
-                json,
-            )
-            .await?
-        }
+        Command::Alias(a) => alias::alias(&catalog, a, json).await?,
         Command::Diff { from, to } => inspect::diff(&catalog, from, to, json).await?,
-        Command::Rm {
-            reference,
-            message,
-            yes,
-            force,
-            author,
-        } => {
-            let a = remove::RmArgs {
-                reference,
-                message,
-                yes: *yes,
-                force: *force,
-                author: author.as_deref(),
-            };
-            remove::rm(&catalog, &cache, a, json).await?
-        }
-        Command::Gc {
-            dry_run,
-            grace,
-            keep_last,
-            keep_within,
-            author,
-            rewrite_below,
-        } => {
-            let a = gc::GcArgs {
-                dry_run: *dry_run,
-                grace,
-                keep_last: *keep_last,
-                keep_within: keep_within.as_deref(),
-                author: author.as_deref(),
-                rewrite_below: *rewrite_below,
-            };
-            gc::gc(&catalog, &cache, a, json).await?
-        }
+        Command::Rm(a) => remove::rm(&catalog, &cache, a, json).await?,
+        Command::Gc(a) => gc::gc(&catalog, &cache, a, json).await?,
         Command::Verify { reference } => {
             return verify::verify(&catalog, reference.as_deref(), json).await
         }

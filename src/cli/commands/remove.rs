@@ -10,19 +10,12 @@ use assetfs::catalog::versions::Catalog;
 use assetfs::format::names::Selector;
 use assetfs::ops::remove::{remove_version, RemoveError, RemoveOptions};
 
+use crate::cli::args::RmArgs;
 use crate::cli::commands::env::{confirm, parse_ref, warn_if_check_skipped};
 use crate::cli::output::{human_bytes, print_json};
 
-pub struct RmArgs<'a> {
-    pub reference: &'a str,
-    pub message: &'a str,
-    pub yes: bool,
-    pub force: bool,
-    pub author: Option<&'a str>,
-}
-
-pub async fn rm(catalog: &Catalog, cache_dir: &Path, a: RmArgs<'_>, as_json: bool) -> Result<()> {
-    let r = parse_ref(a.reference)?;
+pub async fn rm(catalog: &Catalog, cache_dir: &Path, a: &RmArgs, as_json: bool) -> Result<()> {
+    let r = parse_ref(&a.reference)?;
     let Selector::Version(v) = r.selector else {
         return Err(RemoveError::NotAVersion(r.asset.clone()).into());
     };
@@ -48,9 +41,9 @@ pub async fn rm(catalog: &Catalog, cache_dir: &Path, a: RmArgs<'_>, as_json: boo
         force: a.force,
         by: a
             .author
-            .map(str::to_string)
+            .clone()
             .unwrap_or_else(assetfs::ops::metadata::default_author),
-        message: a.message.to_string(),
+        message: a.message.clone(),
     };
     let d = remove_version(&meta, &r, &opts).await?;
     if as_json {
