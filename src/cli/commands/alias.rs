@@ -7,7 +7,7 @@ use assetfs::catalog::versions::Catalog;
 use assetfs::format::names::Selector;
 
 use crate::cli::args::AliasArgs;
-use crate::cli::commands::env::{parse_ref, warn_if_check_skipped};
+use crate::cli::commands::env::parse_ref;
 use crate::cli::commands::tests::require_passing_tests;
 use crate::cli::output::print_json;
 
@@ -44,7 +44,6 @@ async fn delete(
             r.asset
         ),
     };
-    warn_if_check_skipped(catalog.store());
     let was = assetfs::ops::alias::delete_alias(catalog, &r.asset, &alias).await?;
     if as_json {
         print_json(
@@ -73,7 +72,6 @@ async fn set(
     if require_tests {
         require_passing_tests(catalog, &r.asset.at(v), alias, timeout, as_json).await?;
     }
-    warn_if_check_skipped(catalog.store());
     assetfs::ops::alias::set_alias(catalog, &r.asset, alias, v).await?;
     if as_json {
         print_json(

@@ -64,11 +64,3 @@ pub fn confirm(question: &str) -> Result<bool> {
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
-
-/// Says on stderr, before a command that writes, that the store's
-/// create-if-absent check is switched off (benchmarks only).
-pub fn warn_if_check_skipped(store: &Store) {
-    if client::conditional_check_skipped() {
-        eprintln!("{}", client::skip_check_warning(store.url()));
-    }
-}

@@ -9,7 +9,6 @@ use assetfs::ops::gc::{GcOptions, GcReport};
 
 use crate::cli::args::values::parse_duration;
 use crate::cli::args::GcArgs;
-use crate::cli::commands::env::warn_if_check_skipped;
 use crate::cli::output::{human_bytes, print_json};
 
 pub async fn gc(catalog: &Catalog, cache_dir: &Path, a: &GcArgs, as_json: bool) -> Result<()> {
@@ -36,7 +35,6 @@ pub async fn gc(catalog: &Catalog, cache_dir: &Path, a: &GcArgs, as_json: bool) 
         cache_dir: cache_dir.to_path_buf(),
         progress: !as_json,
     };
-    warn_if_check_skipped(catalog.store());
     let rep = assetfs::ops::gc::run(catalog, &opts).await?;
     if as_json {
         print_json(&rep);

@@ -4,11 +4,9 @@ use anyhow::Result;
 
 use assetfs::store::client::Store;
 
-use crate::cli::commands::env::warn_if_check_skipped;
 use crate::cli::output::print_json;
 
 pub async fn init(store: &Store, as_json: bool) -> Result<()> {
-    warn_if_check_skipped(store);
     let ready = assetfs::ops::init::init_store(store).await?;
     if as_json {
         print_json(&ready);

@@ -11,7 +11,7 @@ use assetfs::format::names::Selector;
 use assetfs::ops::remove::{remove_version, RemoveError, RemoveOptions};
 
 use crate::cli::args::RmArgs;
-use crate::cli::commands::env::{confirm, parse_ref, warn_if_check_skipped};
+use crate::cli::commands::env::{confirm, parse_ref};
 use crate::cli::output::{human_bytes, print_json};
 
 pub async fn rm(catalog: &Catalog, cache_dir: &Path, a: &RmArgs, as_json: bool) -> Result<()> {
@@ -34,7 +34,6 @@ pub async fn rm(catalog: &Catalog, cache_dir: &Path, a: &RmArgs, as_json: bool) 
             bail!("not confirmed; nothing was deleted (use --yes to skip the question)");
         }
     }
-    warn_if_check_skipped(catalog.store());
     catalog.store().check_conditional_writes().await?;
     let meta = CatalogCache::new(catalog.clone(), cache_dir);
     let opts = RemoveOptions {

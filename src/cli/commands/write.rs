@@ -12,7 +12,7 @@ use assetfs::ops::push::{PushOptions, PushOutcome};
 use assetfs::store::client::{self, Store};
 
 use crate::cli::args::{Cli, CommitArgs};
-use crate::cli::commands::env::{cache_dir, confirm, parse_ref, warn_if_check_skipped};
+use crate::cli::commands::env::{cache_dir, confirm, parse_ref};
 use crate::cli::output::{human_bytes, print_json};
 
 pub async fn push(
@@ -24,7 +24,6 @@ pub async fn push(
 ) -> Result<()> {
     let target = parse_ref(reference)?;
     let opts = push_options(cli, commit)?;
-    warn_if_check_skipped(catalog.store());
     let out = assetfs::ops::push::push(catalog, &target, dir, opts).await?;
     print_outcome(&out, cli.json);
     Ok(())
@@ -40,7 +39,6 @@ pub async fn commit(
     let r = parse_ref(reference)?;
     let staging = open_staging(catalog.store(), &r, true)?;
     let opts = push_options(cli, commit)?;
-    warn_if_check_skipped(catalog.store());
     let out = assetfs::ops::commit::commit(catalog, &staging, &r, opts, wait).await?;
     print_outcome(&out, cli.json);
     Ok(())
