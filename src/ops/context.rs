@@ -1,4 +1,4 @@
-//! Capturing the context of a version (DESIGN.md section 3) from the command
+//! Capturing the context of a version (see `docs/usage.md`) from the command
 //! line, and the checks that need the directory being committed.
 //!
 //! [`ContextOptions`] are the flags `push` (and `commit`) share; the binary
