@@ -1012,32 +1012,6 @@ impl Drop for DiskCache {
     }
 }
 
-/// Parses sizes like `20G`, `512M`, `1.5T`, `4096` (bytes; powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected e.g. 20G, 512M or 1048576"))?;
-    let mult: u64 = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => return Err(format!("invalid size unit in {s:?}: use K, M, G or T")),
-    };
-    Ok((n * mult as f64) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1310,16 +1284,5 @@ mod tests {
         assert_eq!(a.stats().unwrap().corrupt_dropped, 0);
         let c = DiskCache::open(d.path(), 1 << 30).unwrap();
         assert!(!c.contains(&h(&x)) && !c.contains(&h(&y)));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
-        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
-        assert_eq!(parse_size("1.5K").unwrap(), 1536);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5X").is_err());
     }
 }

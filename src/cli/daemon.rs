@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use assetfs::catalog::disk_cache::parse_size;
 use assetfs::mount::lifecycle::{self, MountConfig};
 
-use crate::cli::{init_logging, one_line, CliContext, MountArgs};
+use crate::cli::args::values::{parse_gid, parse_mode, parse_size, parse_uid};
+use crate::cli::args::MountArgs;
+use crate::cli::commands::env::CliContext;
+use crate::cli::logging::init_logging;
+use crate::cli::output::one_line;
 
 const DAEMON_ENV: &str = "ASSETFS_DAEMON";
 const READY_WAIT: Duration = Duration::from_secs(120);
@@ -37,20 +40,19 @@ fn parse_duration(what: &str, s: &str) -> Result<Duration> {
 
 /// `--uid/--gid/--file-mode/--dir-mode`, defaulting to the mounting user
 /// and the stored modes.
-fn ownership(args: &MountArgs) -> Result<assetfs::mount::ownership::Ownership> {
-    use assetfs::mount::ownership;
-    let mut o = ownership::Ownership::current();
+fn ownership(args: &MountArgs) -> Result<assetfs::mount::vfs::ownership::Ownership> {
+    let mut o = assetfs::mount::vfs::ownership::Ownership::current();
     if let Some(u) = &args.uid {
-        o.uid = ownership::parse_uid(u).map_err(|e| anyhow!("--uid: {e}"))?;
+        o.uid = parse_uid(u).map_err(|e| anyhow!("--uid: {e}"))?;
     }
     if let Some(g) = &args.gid {
-        o.gid = ownership::parse_gid(g).map_err(|e| anyhow!("--gid: {e}"))?;
+        o.gid = parse_gid(g).map_err(|e| anyhow!("--gid: {e}"))?;
     }
     if let Some(m) = &args.file_mode {
-        o.file_mode = Some(ownership::parse_mode(m).map_err(|e| anyhow!("--file-mode: {e}"))?);
+        o.file_mode = Some(parse_mode(m).map_err(|e| anyhow!("--file-mode: {e}"))?);
     }
     if let Some(m) = &args.dir_mode {
-        o.dir_mode = Some(ownership::parse_mode(m).map_err(|e| anyhow!("--dir-mode: {e}"))?);
+        o.dir_mode = Some(parse_mode(m).map_err(|e| anyhow!("--dir-mode: {e}"))?);
     }
     Ok(o)
 }

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use anyhow::{bail, Result};
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use crate::cli::args::Cli;
 
 /// Generic mount(8), fstab and systemd options that assetfs ignores.
 const IGNORED: &[&str] = &[

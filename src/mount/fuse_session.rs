@@ -146,7 +146,7 @@ mod tests {
             read_only,
             allow_other,
             allow_root,
-            owner: crate::mount::ownership::Ownership::current(),
+            owner: crate::mount::vfs::ownership::Ownership::current(),
             only: None,
             refresh: std::time::Duration::from_secs(1),
             timeout: std::time::Duration::from_secs(1),

@@ -16,7 +16,6 @@ use rand::SeedableRng;
 
 use crate::catalog::versions::Catalog;
 use crate::format::names::Reference;
-use crate::mount::fuse::AssetFs;
 use crate::mount::lifecycle::{self, MountConfig};
 use crate::mount::read_path_tests::random_bytes;
 use crate::mount::reader::ReadConfig;
@@ -88,20 +87,21 @@ fn mount(
         read_only: true,
         allow_other: false,
         allow_root: false,
-        owner: crate::mount::ownership::Ownership::current(),
+        owner: crate::mount::vfs::ownership::Ownership::current(),
         only: None,
         refresh: Duration::from_secs(3600),
         timeout,
-        manifest_cache: lifecycle::DEFAULT_MANIFEST_CACHE,
+        manifest_cache: crate::mount::vfs::DEFAULT_MANIFEST_CACHE,
     };
     let (vfs, _) = rt.block_on(lifecycle::prepare(store, &cfg)).unwrap();
-    let fs = AssetFs::new(vfs.clone(), rt.handle().clone());
-    let opts = vec![
-        fuser::MountOption::RO,
-        fuser::MountOption::FSName("assetfs-test".into()),
-    ];
-    let session = lifecycle::spawn_session(fs, &mnt, opts, fuser::SessionACL::Owner)
-        .unwrap_or_else(|e| panic!("cannot mount FUSE at {}: {e}", mnt.display()));
+    // The same setup as the temporary mount of stored tests.
+    let session = crate::mount::fuse_session::mount(
+        vfs.clone(),
+        rt.handle().clone(),
+        &mnt,
+        &crate::mount::fuse_session::MountSpec::temporary(),
+    )
+    .unwrap_or_else(|e| panic!("cannot mount FUSE at {}: {e}", mnt.display()));
     let dev = std::fs::metadata(&mnt).unwrap().dev();
     let guard = FuseMount {
         mnt: mnt.clone(),

@@ -4,7 +4,6 @@ pub mod fuse_session;
 mod fuse_tests;
 pub mod lifecycle;
 pub mod mount_config;
-pub mod ownership;
 #[cfg(test)]
 mod read_path_tests;
 pub mod readahead;

@@ -14,7 +14,7 @@ pub struct MountConfig {
     /// Root may use the mount besides the mounting user.
     pub allow_root: bool,
     /// Owner and permission bits of everything shown.
-    pub owner: crate::mount::ownership::Ownership,
+    pub owner: crate::mount::vfs::ownership::Ownership,
     /// `--only`: the version, alias or asset shown at the root.
     pub only: Option<crate::format::names::Reference>,
     pub refresh: Duration,

@@ -78,7 +78,7 @@ fn reader(f: &Fixture, cache: &std::path::Path, cfg: ReadConfig, bps: u64) -> Re
         VfsConfig {
             refresh: Duration::from_secs(30),
             staging_home: None,
-            owner: crate::mount::ownership::Ownership::current(),
+            owner: crate::mount::vfs::ownership::Ownership::current(),
             only: None,
             manifest_cache: crate::mount::vfs::DEFAULT_MANIFEST_CACHE,
         },

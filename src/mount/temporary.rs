@@ -10,7 +10,7 @@ use crate::format::names::Reference;
 use crate::mount::fuse_session::{mount, MountSpec};
 use crate::mount::lifecycle::{prepare, MountError};
 use crate::mount::mount_config::MountConfig;
-use crate::mount::ownership::Ownership;
+use crate::mount::vfs::ownership::Ownership;
 use crate::mount::vfs::DEFAULT_MANIFEST_CACHE;
 
 /// Why no temporary mount could be made (the caller falls back to a copy).

@@ -1,9 +1,10 @@
-//! Capturing the context of a version (DESIGN.md section 3) from the command
+//! Capturing the context of a version (see `docs/usage.md`) from the command
 //! line, and the checks that need the directory being committed.
 //!
-//! [`ContextOptions`] are the flags `push` (and `commit`) share. They are
-//! merged into [`MetaInput`] on top of `--meta-file` (flags win over a
-//! `--context-file`, which wins over the meta file's `context`):
+//! [`ContextOptions`] are the flags `push` (and `commit`) share; the binary
+//! parses them. They are merged into [`MetaInput`] on top of `--meta-file`
+//! (flags win over a `--context-file`, which wins over the meta file's
+//! `context`):
 //!
 //! | flag | stored in |
 //! | --- | --- |
@@ -37,37 +38,27 @@ use crate::ops::metadata::MetaInput;
 use crate::ops::stored_tests::SpecError;
 use crate::store::client::StoreError;
 
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
     /// JSON or TOML object of context fields (framework, command, paper, container, log, notes, ...)
-    #[arg(long = "context-file", value_name = "FILE")]
     pub context_file: Option<PathBuf>,
     /// Framework and version, e.g. "pytorch 2.3"
-    #[arg(long, value_name = "TEXT")]
     pub framework: Option<String>,
     /// How to run or reproduce this version, e.g. "python train.py --epochs 3"
-    #[arg(long = "command", value_name = "CMD")]
     pub command: Option<String>,
     /// Paper or project link
-    #[arg(long, value_name = "URL")]
     pub paper: Option<String>,
     /// Container image pinned by digest: IMAGE@sha256:<64 hex digits>
-    #[arg(long, value_name = "IMAGE@sha256:DIGEST")]
     pub container: Option<String>,
     /// The training log: a file inside the version being committed
-    #[arg(long = "log", value_name = "PATH")]
     pub log: Option<String>,
     /// A metric, stored under `metrics` (repeatable)
-    #[arg(long = "metric", value_name = "NAME=NUMBER")]
     pub metrics: Vec<String>,
     /// JSON object of metric names to numbers
-    #[arg(long = "metrics-file", value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
     /// How the data was chosen (for feature snapshots), stored in `lineage.source`
-    #[arg(long, value_name = "TEXT")]
     pub source: Option<String>,
     /// JSON array of stored input/output tests (see `assetfs test`)
-    #[arg(long = "tests-file", value_name = "FILE")]
     pub tests_file: Option<PathBuf>,
 }
 

@@ -1,9 +1,12 @@
+pub mod alias;
 pub mod commit;
 pub mod context;
 pub mod diff;
 pub mod gc;
 pub mod gc_rewrite;
 pub mod get;
+pub mod init;
+pub mod inspect;
 pub mod lineage;
 pub mod metadata;
 pub mod node_state;

@@ -1,70 +1,72 @@
-//! Progress bars that appear only on a terminal and only once an operation
-//! has run for more than a second, so pipes and quick commands stay quiet.
+//! Progress of long operations (push, get, prefetch, gc), as a handle the
+//! operations update. Drawing it is the binary's job: it installs a
+//! [`Drawer`] once with [`set_drawer`]; without one (the library's tests,
+//! other callers) progress is counted nowhere and nothing is shown.
 
-use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+/// What a progress counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    Items,
+}
 
-const DELAY: Duration = Duration::from_secs(1);
+/// One drawn progress counter.
+pub trait Bar: Send + Sync {
+    fn inc(&self, n: u64);
+    fn finish(&self);
+}
 
+/// Makes the counters an operation asks for (the binary's terminal drawing).
+pub trait Drawer: Send + Sync {
+    fn bar(&self, total: u64, label: &str, unit: Unit) -> Box<dyn Bar>;
+}
+
+static DRAWER: OnceLock<Box<dyn Drawer>> = OnceLock::new();
+
+/// Installs the drawer for this process; a second call is ignored.
+pub fn set_drawer(d: Box<dyn Drawer>) {
+    let _ = DRAWER.set(d);
+}
+
+/// A progress counter; shown only if the caller wants it and a drawer is set.
 pub struct Progress {
-    bar: ProgressBar,
-    start: Instant,
-    allowed: bool,
-    shown: AtomicBool,
+    bar: Option<Box<dyn Bar>>,
 }
 
 impl Progress {
     /// A byte counter; `want` is false for `--json`/quiet callers.
     pub fn bytes(total: u64, label: &str, want: bool) -> Progress {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(label.to_string());
-        Progress {
-            bar,
-            start: Instant::now(),
-            allowed: want && std::io::stderr().is_terminal(),
-            shown: AtomicBool::new(false),
-        }
+        Progress::new(total, label, want, Unit::Bytes)
     }
 
     /// A counter of items (manifests read, objects deleted).
     pub fn count(total: u64, label: &str, want: bool) -> Progress {
-        let p = Progress::bytes(total, label, want);
-        p.bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        p
+        Progress::new(total, label, want, Unit::Items)
     }
 
     pub fn hidden() -> Progress {
-        Progress::bytes(0, "", false)
+        Progress { bar: None }
+    }
+
+    fn new(total: u64, label: &str, want: bool, unit: Unit) -> Progress {
+        let bar = match DRAWER.get() {
+            Some(d) if want => Some(d.bar(total, label, unit)),
+            _ => None,
+        };
+        Progress { bar }
     }
 
     pub fn inc(&self, n: u64) {
-        self.bar.inc(n);
-        if self.allowed
-            && !self.shown.load(Ordering::Relaxed)
-            && self.start.elapsed() > DELAY
-            && !self.shown.swap(true, Ordering::Relaxed)
-        {
-            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        if let Some(b) = &self.bar {
+            b.inc(n);
         }
     }
 
     pub fn finish(&self) {
-        if self.shown.load(Ordering::Relaxed) {
-            self.bar.finish_and_clear();
+        if let Some(b) = &self.bar {
+            b.finish();
         }
     }
 }

@@ -217,20 +217,6 @@ fn parse_spec(index: usize, v: &Value) -> Result<TestSpec, SpecError> {
     })
 }
 
-/// `120s`, `10m`, or a plain number of seconds.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = match s.trim().parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => Duration::from_secs_f64(secs),
-        Ok(_) => return Err(format!("--timeout {s}: must be more than zero")),
-        Err(_) => humantime::parse_duration(s.trim())
-            .map_err(|e| format!("--timeout {s}: {e} (e.g. 120s, 10m)"))?,
-    };
-    if d.is_zero() {
-        return Err(format!("--timeout {s}: must be more than zero"));
-    }
-    Ok(d)
-}
-
 /// A path inside a version: relative, no `..`.
 pub fn check_rel_path(p: &str) -> Result<(), String> {
     let path = Path::new(p);

@@ -19,6 +19,29 @@ use object_store::{ClientConfigKey, ObjectStore, PutMode, PutOptions, PutPayload
 /// written there can be silently overwritten by a concurrent writer.
 pub const SKIP_CHECK_ENV: &str = "ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK";
 
+/// Whether [`SKIP_CHECK_ENV`] is `1`: [`Store::check_conditional_writes`]
+/// then proves nothing.
+fn conditional_check_skipped() -> bool {
+    std::env::var(SKIP_CHECK_ENV).as_deref() == Ok("1")
+}
+
+static SKIPPED_CHECK_NOTICE: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Sets who tells the user, with [`skip_check_warning`]'s text, each time
+/// the check is skipped (the binary: on stderr); a second call is ignored.
+pub fn on_skipped_check(notify: fn(&str)) {
+    let _ = SKIPPED_CHECK_NOTICE.set(notify);
+}
+
+/// What a user must be told when the conditional-write check is skipped for
+/// the store at `url`.
+pub fn skip_check_warning(url: &str) -> String {
+    format!(
+        "WARNING: {SKIP_CHECK_ENV}=1: not checking that {url} honours create-if-absent; \
+         concurrent commits may silently overwrite versions. Use only for benchmarks."
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("invalid store URL {url:?}: {why}")]
@@ -602,14 +625,13 @@ impl Store {
     }
 
     /// Proves the store honours create-if-absent before anything is written
-    /// that depends on it. Skipped (loudly) when [`SKIP_CHECK_ENV`] is `1`.
+    /// that depends on it. Skipped (loudly: see [`on_skipped_check`]) when
+    /// [`SKIP_CHECK_ENV`] is `1`.
     pub async fn check_conditional_writes(&self) -> Result<()> {
-        if std::env::var(SKIP_CHECK_ENV).as_deref() == Ok("1") {
-            eprintln!(
-                "WARNING: {SKIP_CHECK_ENV}=1: not checking that {} honours create-if-absent; \
-                 concurrent commits may silently overwrite versions. Use only for benchmarks.",
-                self.url
-            );
+        if conditional_check_skipped() {
+            if let Some(notify) = SKIPPED_CHECK_NOTICE.get() {
+                notify(&skip_check_warning(&self.url));
+            }
             tracing::warn!(url = %self.url, "conditional-write self-check skipped");
             return Ok(());
         }

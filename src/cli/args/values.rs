@@ -1,9 +1,33 @@
-//! Parsing the `--uid`, `--gid`, `--file-mode` and `--dir-mode` values of
-//! the ownership policy ([`crate::mount::vfs::ownership`]).
+//! Parsers for flag values (sizes, modes, users, durations); their errors
+//! name what was expected.
 
-// `Ownership` lives with the attributes it shapes; this name stays for
-// its users.
-pub use crate::mount::vfs::ownership::Ownership;
+use std::time::Duration;
+
+/// Parses sizes like `20G`, `512M`, `1.5T`, `4096` (bytes; powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 20G, 512M or 1048576"))?;
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("invalid size unit in {s:?}: use K, M, G or T")),
+    };
+    Ok((n * mult as f64) as u64)
+}
 
 /// Parses an octal mode such as `0644`, `644` or `0o755` (at most `07777`).
 pub fn parse_mode(s: &str) -> Result<u16, String> {
@@ -50,10 +74,43 @@ pub fn parse_gid(s: &str) -> Result<u32, String> {
     Ok(unsafe { (*gr).gr_gid })
 }
 
+/// `120s`, `10m`, or a plain number of seconds.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("--timeout {s}: must be more than zero")),
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("--timeout {s}: {e} (e.g. 120s, 10m)"))?,
+    };
+    if d.is_zero() {
+        return Err(format!("--timeout {s}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// A duration flag: `30s`, `15m`, `24h`, `7d`, `1h 30m`.
+pub fn parse_duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        anyhow::anyhow!("invalid {flag} {s:?}: {e}; give a duration like 30s, 15m, 24h or 7d")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mount::vfs::FileKind;
+    use assetfs::mount::vfs::ownership::Ownership;
+    use assetfs::mount::vfs::FileKind;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5K").unwrap(), 1536);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5X").is_err());
+    }
 
     #[test]
     fn modes_and_overrides() {
