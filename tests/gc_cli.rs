@@ -416,7 +416,7 @@ fn gc_watched(
     mut on_phase: impl FnMut(&str, usize) -> Option<Duration>,
 ) -> (Vec<(String, Instant)>, bool) {
     let mut c = env.cmd(&GC_ARGS);
-    c.env("ASSETFS_LOG", "assetfs::ops::gc=info")
+    c.env("ASSETFS_LOG", "assetfs::gc=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("spawn gc");
