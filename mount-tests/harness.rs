@@ -305,7 +305,7 @@ pub fn mount_type(p: &Path) -> Option<String> {
     table.lines().rev().find_map(|l| {
         let fields: Vec<&str> = l.split(' ').collect();
         let point = fields.get(4)?;
-        if Path::new(&assetfs::mount::lifecycle::unescape_mountinfo(point)) != p {
+        if Path::new(&assetfs::mount::unescape_mountinfo(point)) != p {
             return None;
         }
         let sep = fields.iter().position(|f| *f == "-")?;
@@ -1022,8 +1022,8 @@ impl BgMount {
 
     /// The daemon's pid, from the node's mount records.
     pub fn pid(&self) -> Option<u32> {
-        let e = assetfs::mount::registry::mount_at(&self.mnt)?;
-        assetfs::mount::registry::record_for(&e).map(|r| r.pid)
+        let e = assetfs::mount::mount_at(&self.mnt)?;
+        assetfs::mount::record_for(&e).map(|r| r.pid)
     }
 
     /// Forgets the guard without unmounting (the test unmounts some other way).
@@ -1049,7 +1049,7 @@ impl Drop for BgMount {
             }
         }
         if let Some(pid) = pid {
-            if assetfs::mount::registry::process_start(pid).is_some() {
+            if assetfs::mount::process_start(pid).is_some() {
                 // SAFETY: plain kill(2) of a daemon this test started.
                 unsafe {
                     libc::kill(pid as libc::pid_t, libc::SIGKILL);
@@ -1070,7 +1070,7 @@ pub fn plain_unmount(p: &Path) -> std::io::Result<()> {
 /// Waits (bounded) until process `pid` has exited.
 pub fn wait_gone(pid: u32, bound: Duration) -> bool {
     let deadline = Instant::now() + bound;
-    while assetfs::mount::registry::process_start(pid).is_some() {
+    while assetfs::mount::process_start(pid).is_some() {
         if Instant::now() > deadline {
             return false;
         }

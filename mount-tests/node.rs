@@ -81,14 +81,14 @@ fn remount_in_a_tight_loop_keeps_every_mount() {
         if round % 2 == 0 {
             env.ok(&["unmount", s(&mnt)]);
             assert!(
-                assetfs::mount::registry::process_start(pid).is_none(),
+                assetfs::mount::process_start(pid).is_none(),
                 "round {round}: `assetfs unmount` returned while daemon {pid} was still running"
             );
             m.disarm();
         } else {
             plain_unmount(&mnt).expect("umount");
             m.disarm();
-            if assetfs::mount::registry::process_start(pid).is_some() {
+            if assetfs::mount::process_start(pid).is_some() {
                 overlaps += 1;
             }
             previous = Some(pid);
@@ -535,7 +535,7 @@ fn a_normal_user_mounts_through_fusermount3() {
     env.ok(&["unmount", s(&m.mnt)]);
     assert!(!is_mounted(&m.mnt));
     assert!(
-        assetfs::mount::registry::process_start(pid).is_none(),
+        assetfs::mount::process_start(pid).is_none(),
         "daemon still running"
     );
     m.disarm();

@@ -98,11 +98,9 @@ fn strip(text: &str) -> String {
                 i += 1;
                 continue;
             }
+            // Keep the width: `"` then blanks for the `r` and hashes.
             out.push(b'"');
-            for _ in i + 1..=j {
-                out.push(b' ');
-            }
-            out.pop();
+            out.resize(out.len() + (j - i), b' ');
             i = j + 1;
             loop {
                 if i >= b.len() {
@@ -117,9 +115,7 @@ fn strip(text: &str) -> String {
                         == hashes
                 {
                     out.push(b'"');
-                    for _ in 0..hashes {
-                        out.push(b' ');
-                    }
+                    out.resize(out.len() + hashes, b' ');
                     i += 1 + hashes;
                     break;
                 }
@@ -161,9 +157,7 @@ fn strip(text: &str) -> String {
             match close {
                 Some(end) => {
                     out.push(b'\'');
-                    for _ in i + 1..end {
-                        out.push(b' ');
-                    }
+                    out.resize(out.len() + (end - i - 1), b' ');
                     out.push(b'\'');
                     i = end + 1;
                 }

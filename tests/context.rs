@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::names::Reference;
-use assetfs::ops::push::{commit_tree, push, PushOptions, TreeItem};
-use assetfs::store::client::Store;
+use assetfs::catalog::Catalog;
+use assetfs::format::Reference;
+use assetfs::ops::{commit_tree, push, PushOptions, TreeItem};
+use assetfs::store::Store;
 use common::*;
 
 const DIGEST: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -133,7 +133,7 @@ fn every_field_round_trips_through_push_show_log_diff_and_get() {
     );
     make_dir(&feat.join("parts"), 0o755);
     write_parquet(&feat.join("parts/part-0.parquet"));
-    assetfs::ops::npy::write_f64(&feat.join("emb.npy"), &[3, 4], &[0.25; 12]).unwrap();
+    assetfs::ops::write_f64(&feat.join("emb.npy"), &[3, 4], &[0.25; 12]).unwrap();
     write_file(&feat.join("README"), b"not summarised", 0o644);
     env.ok(&[
         "push",
@@ -904,7 +904,7 @@ fn commit_path_summarises_stored_files_and_reuses_the_base_summary() {
     env.ok(&["init"]);
     let src = env.path("src");
     write_file(&src.join("a.csv"), b"k,v\n1,x\n2,y\n", 0o644);
-    assetfs::ops::npy::write_f64(&src.join("b.npy"), &[5], &[1.0; 5]).unwrap();
+    assetfs::ops::write_f64(&src.join("b.npy"), &[5], &[1.0; 5]).unwrap();
     env.ok(&["push", "features/f", s(&src)]);
     let v1 = env.json(&["show", "features/f@1"]);
     // Mark v1's stored summary of a.csv, to see below whether it is reused
@@ -934,7 +934,7 @@ fn commit_path_summarises_stored_files_and_reuses_the_base_summary() {
                 .map(|c| {
                     (
                         c.hash,
-                        assetfs::format::manifest::ChunkLocation {
+                        assetfs::format::ChunkLocation {
                             pack: m.packs[c.pack as usize],
                             offset: c.offset,
                             len: c.len,

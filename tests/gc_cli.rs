@@ -72,15 +72,15 @@ fn assert_all_read_back(env: &Env, versions: &[(String, BTreeMap<String, Vec<u8>
         .enable_all()
         .build()
         .unwrap();
-    let store = assetfs::store::client::Store::open(&env.store).unwrap();
-    let catalog = assetfs::catalog::versions::Catalog::new(store);
+    let store = assetfs::store::Store::open(&env.store).unwrap();
+    let catalog = assetfs::catalog::Catalog::new(store);
     let tmp = tempfile::tempdir().unwrap();
     rt.block_on(async {
         let checks = versions.iter().enumerate().map(|(i, (rf, files))| {
             let (catalog, dst) = (catalog.clone(), tmp.path().join(i.to_string()));
             async move {
-                let reference = assetfs::format::names::Reference::parse(rf).unwrap();
-                assetfs::ops::get::get(&catalog, &reference, &dst, false)
+                let reference = assetfs::format::Reference::parse(rf).unwrap();
+                assetfs::ops::get(&catalog, &reference, &dst, false)
                     .await
                     .unwrap_or_else(|e| panic!("get {rf}: {e}"));
                 let got: BTreeSet<String> = walkdir::WalkDir::new(&dst)
@@ -114,7 +114,7 @@ fn unreferenced(env: &Env) -> Vec<String> {
         .enable_all()
         .build()
         .unwrap();
-    let store = assetfs::store::client::Store::open(&env.store).unwrap();
+    let store = assetfs::store::Store::open(&env.store).unwrap();
     rt.block_on(async {
         let (packs, manifests, via) = common::live::live_objects(&store).await;
         // Packs of a gc killed while rewriting stay while its session could
@@ -676,7 +676,7 @@ fn store_listing(env: &Env) -> BTreeMap<String, u64> {
         .enable_all()
         .build()
         .unwrap();
-    let store = assetfs::store::client::Store::open(&env.store).unwrap();
+    let store = assetfs::store::Store::open(&env.store).unwrap();
     rt.block_on(store.list(""))
         .unwrap()
         .into_iter()

@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use assetfs::catalog::versions::Catalog;
+use assetfs::catalog::Catalog;
 use assetfs::format::keys;
-use assetfs::format::names::Reference;
-use assetfs::ops::gc::GcOptions;
-use assetfs::ops::push::{push, PushOptions, PushOutcome};
-use assetfs::store::client::Store;
-use assetfs::store::doubles::{GateHandle, GatedStore, Gates, SimClock, SimClockStore};
+use assetfs::format::Reference;
+use assetfs::ops::GcOptions;
+use assetfs::ops::{push, PushOptions, PushOutcome};
+use assetfs::store::Store;
+use assetfs::store::{GateHandle, GatedStore, Gates, SimClock, SimClockStore};
 use proptest::prelude::*;
 
 const MIN: i64 = 60_000;
@@ -119,7 +119,7 @@ type Stalled = (
     usize,
     BTreeMap<String, Vec<u8>>,
     GateHandle,
-    tokio::task::JoinHandle<Result<PushOutcome, assetfs::ops::push::PushError>>,
+    tokio::task::JoinHandle<Result<PushOutcome, assetfs::ops::PushError>>,
 );
 
 struct World {
@@ -247,7 +247,7 @@ impl World {
                 keep_last,
                 rewrite,
             } => {
-                let rep = assetfs::ops::gc::run(
+                let rep = assetfs::ops::run(
                     &self.catalog,
                     &self.gc_opts(*grace_min, *keep_last, *rewrite),
                 )
@@ -256,7 +256,7 @@ impl World {
                 for d in &rep.deleted_versions {
                     let rf = r(d);
                     let a = ASSETS.iter().position(|x| r(x).asset == rf.asset).unwrap();
-                    let assetfs::format::names::Selector::Version(v) = rf.selector else {
+                    let assetfs::format::Selector::Version(v) = rf.selector else {
                         unreachable!()
                     };
                     assert!(
@@ -302,7 +302,7 @@ impl World {
                     SEEN.resumed.fetch_add(1, Ordering::SeqCst);
                     SEEN.resumed_rescued
                         .fetch_add(out.rescued_chunks, Ordering::SeqCst);
-                    if self.stalled_for * MIN > assetfs::format::session::EXPIRY.as_millis() as i64
+                    if self.stalled_for * MIN > assetfs::format::sessions::EXPIRY.as_millis() as i64
                     {
                         SEEN.expired_then_resumed.fetch_add(1, Ordering::SeqCst);
                     }
@@ -333,7 +333,7 @@ impl World {
         for ((a, v), files) in &self.live {
             let out = tempfile::tempdir().unwrap();
             let reference = format!("{}@{v}", ASSETS[*a]);
-            assetfs::ops::get::get(&self.catalog, &r(&reference), out.path(), false)
+            assetfs::ops::get(&self.catalog, &r(&reference), out.path(), false)
                 .await
                 .unwrap_or_else(|e| panic!("get {reference}: {e}"));
             for (name, data) in files {

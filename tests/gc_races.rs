@@ -11,14 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::ids::{to_hex, PackId};
+use assetfs::catalog::Catalog;
 use assetfs::format::keys;
-use assetfs::format::names::Reference;
-use assetfs::ops::gc::{GcOptions, GcReport};
-use assetfs::ops::push::{commit_tree, push, PushError, PushOptions, TreeItem};
-use assetfs::store::client::Store;
-use assetfs::store::doubles::{GatedStore, Gates, SimClock, SimClockStore};
+use assetfs::format::Reference;
+use assetfs::format::{to_hex, PackId};
+use assetfs::ops::{commit_tree, push, PushError, PushOptions, TreeItem};
+use assetfs::ops::{GcOptions, GcReport};
+use assetfs::store::Store;
+use assetfs::store::{GatedStore, Gates, SimClock, SimClockStore};
 use tempfile::TempDir;
 
 struct Backend {
@@ -46,7 +46,7 @@ fn cloud(var: &str) -> Backend {
     let base = std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run the suite with scripts/test.sh, which starts moto, Azurite and fake-gcs-server")
     });
-    let url = format!("{base}/{}", assetfs::format::ids::random_id());
+    let url = format!("{base}/{}", assetfs::format::random_id());
     Backend {
         store: Store::open(&url).unwrap(),
         _dir: None,
@@ -92,12 +92,12 @@ fn gc_opts(grace: Duration, cache: &Path) -> GcOptions {
         by: "gc-test".into(),
         cache_dir: cache.to_path_buf(),
         progress: false,
-        rewrite_below: assetfs::ops::gc::DEFAULT_REWRITE_BELOW,
+        rewrite_below: assetfs::ops::DEFAULT_REWRITE_BELOW,
     }
 }
 
 async fn gc(catalog: &Catalog, grace: Duration, cache: &Path) -> GcReport {
-    assetfs::ops::gc::run(catalog, &gc_opts(grace, cache))
+    assetfs::ops::run(catalog, &gc_opts(grace, cache))
         .await
         .unwrap()
 }
@@ -123,7 +123,7 @@ async fn exists(store: &Store, p: &PackId) -> bool {
 async fn assert_reads_back(catalog: &Catalog, reference: &str, src: &Path) {
     let out = TempDir::new().unwrap();
     let dst = out.path().join("got");
-    assetfs::ops::get::get(catalog, &r(reference), &dst, false)
+    assetfs::ops::get(catalog, &r(reference), &dst, false)
         .await
         .unwrap_or_else(|e| panic!("get {reference}: {e}"));
     for e in walkdir::WalkDir::new(src).min_depth(1) {
@@ -338,7 +338,7 @@ async fn unchanged_files_of_a_deleted_base(b: Backend) {
                 .map(|c| {
                     (
                         c.hash,
-                        assetfs::format::manifest::ChunkLocation {
+                        assetfs::format::ChunkLocation {
                             pack: m.packs[c.pack as usize],
                             offset: c.offset,
                             len: c.len,
@@ -454,7 +454,7 @@ async fn mostly_dead_pack_is_rewritten(b: Backend) {
         .unwrap();
     let mut opts = gc_opts(Duration::ZERO, &cache);
     opts.rewrite_below = 0.5;
-    let rep = assetfs::ops::gc::run(&catalog, &opts).await.unwrap();
+    let rep = assetfs::ops::run(&catalog, &opts).await.unwrap();
     assert_eq!(rep.rewritten.packs, 1, "{rep:?}");
     assert_eq!(rep.rewritten.bytes_copied, x.len() as u64);
     assert!(rep.store.dead_bytes >= y.len() as u64, "{rep:?}");
@@ -469,7 +469,7 @@ async fn mostly_dead_pack_is_rewritten(b: Backend) {
     // models/b@1 still names the old pack; get and verify go through the record.
     assert!(!packs_of(&catalog, "models/b@1").await.is_disjoint(&old));
     assert_reads_back(&catalog, "models/b@1", &t2).await;
-    let v = assetfs::ops::verify::verify_version(&catalog, &r("models/b").asset, 1)
+    let v = assetfs::ops::verify_version(&catalog, &r("models/b").asset, 1)
         .await
         .unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
@@ -533,7 +533,7 @@ async fn stalled_rewrite_forwards_nothing_gc_condemned(b: Backend) {
         tokio::spawn(async move {
             let mut opts = gc_opts(hour, &cache);
             opts.rewrite_below = 0.5;
-            assetfs::ops::gc::run(&catalog, &opts).await
+            assetfs::ops::run(&catalog, &opts).await
         })
     };
     upload.reached().await;
@@ -554,7 +554,7 @@ async fn stalled_rewrite_forwards_nothing_gc_condemned(b: Backend) {
     clock.advance_ms(20 * 60 * 1000);
     let mut opts = gc_opts(Duration::ZERO, &tmp.path().join("gc2-cache"));
     opts.rewrite_below = 0.0;
-    let rep2 = assetfs::ops::gc::run(&catalog, &opts).await.unwrap();
+    let rep2 = assetfs::ops::run(&catalog, &opts).await.unwrap();
     assert_eq!(rep2.marked.as_ref().unwrap().packs, 1, "the copy: {rep2:?}");
 
     beat.release();
@@ -567,7 +567,7 @@ async fn stalled_rewrite_forwards_nothing_gc_condemned(b: Backend) {
         clock.advance_ms(2 * hour.as_millis() as i64);
         let mut opts = gc_opts(Duration::ZERO, &tmp.path().join("gc3-cache"));
         opts.rewrite_below = 0.0;
-        assetfs::ops::gc::run(&catalog, &opts).await.unwrap();
+        assetfs::ops::run(&catalog, &opts).await.unwrap();
     }
     for k in &copies {
         assert!(store.head(k).await.unwrap().is_none(), "copy left: {k}");
@@ -603,8 +603,8 @@ suite!(
 /// so, naming the unchanged files whose bytes are gone, and claims nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_whose_base_was_collected_says_so() {
-    use assetfs::catalog::staging::{Staging, ROOT};
-    use assetfs::ops::commit::{commit, ensure_init, CommitError};
+    use assetfs::catalog::{Staging, ROOT};
+    use assetfs::ops::{commit, ensure_init, CommitError};
     let b = file();
     let catalog = Catalog::new(b.store.clone());
     let tmp = TempDir::new().unwrap();

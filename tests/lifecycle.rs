@@ -18,7 +18,7 @@ fn store_keys(url: &str) -> BTreeMap<String, u64> {
         .enable_all()
         .build()
         .unwrap();
-    let store = assetfs::store::client::Store::open(url).unwrap();
+    let store = assetfs::store::Store::open(url).unwrap();
     rt.block_on(store.list(""))
         .unwrap()
         .into_iter()

@@ -23,16 +23,13 @@ fn by_url<'a>(list: &'a [Value], url: &str) -> &'a Value {
 /// Makes a staging area of `asset` in the store `url` through the same
 /// library code the mount uses, and changes something in it if `change`.
 fn stage(env: &Env, url: &str, asset: &str, change: bool) {
-    let asset = assetfs::format::names::Reference::parse(asset)
-        .unwrap()
-        .asset;
-    let store = assetfs::store::client::Store::open(url).unwrap();
-    let dir = assetfs::catalog::staging::locate(&env.path("xdg-data"), &store, &asset);
-    let st = assetfs::catalog::staging::Staging::open(&dir).unwrap();
+    let asset = assetfs::format::Reference::parse(asset).unwrap().asset;
+    let store = assetfs::store::Store::open(url).unwrap();
+    let dir = assetfs::catalog::locate(&env.path("xdg-data"), &store, &asset);
+    let st = assetfs::catalog::Staging::open(&dir).unwrap();
     st.init(None).unwrap();
     if change {
-        st.create(assetfs::catalog::staging::ROOT, "new.bin", 0o644)
-            .unwrap();
+        st.create(assetfs::catalog::ROOT, "new.bin", 0o644).unwrap();
     }
 }
 
@@ -49,8 +46,8 @@ fn cache_clear_empties_the_caches_and_refuses_while_in_use() {
 
     // A mount holds the chunk cache open (DiskCache::open, as the daemon does).
     {
-        let _mounted = assetfs::catalog::disk_cache::DiskCache::open(&env.cache_dir(), 1 << 30)
-            .expect("open cache");
+        let _mounted =
+            assetfs::catalog::DiskCache::open(&env.cache_dir(), 1 << 30).expect("open cache");
         let line = env.fail(&["cache", "clear"], &["in use", "unmount"]);
         assert!(line.contains(s(&env.cache_dir())), "{line}");
         // Nothing was removed; prune still works while mounted.

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::names::Reference;
-use assetfs::ops::get::get;
-use assetfs::ops::push::{push, PushOptions};
-use assetfs::store::client::Store;
+use assetfs::catalog::Catalog;
+use assetfs::format::Reference;
+use assetfs::ops::get;
+use assetfs::ops::{push, PushOptions};
+use assetfs::store::Store;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use assetfs::catalog::staging::{Staging, StagingError, ROOT};
-use assetfs::format::manifest::EntryKind;
-use assetfs::store::errno::ToErrno;
+use assetfs::catalog::{Staging, StagingError, ROOT};
+use assetfs::format::EntryKind;
+use assetfs::store::ToErrno;
 use proptest::prelude::*;
 
 const PATHS: &[&str] = &["a", "b", "d", "d/a", "d/b", "d/e", "d/e/a", "e", "e/a"];

@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use assetfs::catalog::versions::{Catalog, CatalogError};
+use assetfs::catalog::{Catalog, CatalogError};
 use assetfs::format::keys;
-use assetfs::format::manifest::{ChunkLocation, ManifestBuilder};
-use assetfs::format::names::Reference;
-use assetfs::ops::get::{get, GetError};
-use assetfs::ops::push::{push, PushError, PushOptions};
-use assetfs::store::client::{Store, StoreError};
-use assetfs::store::doubles::FaultyStore;
+use assetfs::format::Reference;
+use assetfs::format::{ChunkLocation, ManifestBuilder};
+use assetfs::ops::{get, GetError};
+use assetfs::ops::{push, PushError, PushOptions};
+use assetfs::store::FaultyStore;
+use assetfs::store::{Store, StoreError};
 use bytes::Bytes;
 use tempfile::TempDir;
 
@@ -47,7 +47,7 @@ fn cloud(var: &str) -> Backend {
             "{var} is not set: run the suite with scripts/test.sh, which starts moto, Azurite and fake-gcs-server"
         )
     });
-    let url = format!("{base}/{}", assetfs::format::ids::random_id());
+    let url = format!("{base}/{}", assetfs::format::random_id());
     Backend {
         store: Store::open(&url).unwrap(),
         _dir: None,
@@ -322,15 +322,12 @@ async fn hostile_manifest_refused(b: Backend) {
     let tmp = TempDir::new().unwrap();
     let mut builder = ManifestBuilder::default();
     let data = Bytes::from_static(b"pwned");
-    let pack = assetfs::format::ids::new_pack_id();
+    let pack = assetfs::format::new_pack_id();
     b.store
-        .put(
-            &keys::pack(&assetfs::format::ids::to_hex(&pack)),
-            data.clone(),
-        )
+        .put(&keys::pack(&assetfs::format::to_hex(&pack)), data.clone())
         .await
         .unwrap();
-    let hash = assetfs::format::ids::hash_bytes(&data);
+    let hash = assetfs::format::hash_bytes(&data);
     let loc = ChunkLocation {
         pack,
         offset: 0,

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::versions::{Catalog, CatalogError, VersionRecord};
-use crate::format::ids::to_hex;
-use crate::format::manifest::Manifest;
-use crate::format::names::{AssetId, AssetName, Kind};
+use crate::format::to_hex;
+use crate::format::Manifest;
+use crate::format::{AssetId, AssetName, Kind};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AssetState {
@@ -59,7 +59,7 @@ impl CatalogCache {
         }
         // Atomic but not fsynced: it sits on the path of a lookup, and every
         // saved file is checked when read back (hash, parse, version).
-        if let Err(e) = crate::store::fsutil::write_replace(path, data, false) {
+        if let Err(e) = crate::store::write_replace(path, data, false) {
             tracing::warn!("cannot cache {}: {e}", path.display());
         }
     }

@@ -47,9 +47,7 @@ use crate::catalog::disk_cache_file::{
     self, check_blocks, check_footer, pread_vec, record_size, trailer_len, Bad, Footer, BLOCK,
     FOOTER,
 };
-use crate::format::ids::{to_hex, DigestMap, Hash, PackId};
-
-pub use crate::catalog::disk_cache_file::BLOCK_LOG2;
+use crate::format::{to_hex, DigestMap, Hash, PackId};
 
 /// Touches are batched: `last_used` is written for this many chunks at once.
 const TOUCH_BATCH: usize = 256;
@@ -208,7 +206,7 @@ impl DiskCache {
             source,
         };
         // Owner-only: cached bytes must not be readable by other local users.
-        crate::store::fsutil::private_dir(dir).map_err(io)?;
+        crate::store::private_dir(dir).map_err(io)?;
         let segdir = dir.join("segments");
         std::fs::create_dir_all(&segdir).map_err(io)?;
         let lock = crate::catalog::node_dirs::use_dir(dir).map_err(|e| CacheError::Io {
@@ -1001,15 +999,16 @@ impl DiskCache {
     }
 }
 
-/// Record size of a chunk of `len` bytes kept in the cache (data included).
-pub fn file_size(len: usize) -> usize {
-    record_size(len, false)
-}
-
 impl Drop for DiskCache {
     fn drop(&mut self) {
         self.flush_counters();
     }
+}
+
+/// Record size of a chunk of `len` bytes kept in the cache (data included).
+#[cfg(test)]
+fn file_size(len: usize) -> usize {
+    record_size(len, false)
 }
 
 #[cfg(test)]

@@ -18,9 +18,8 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 
-use crate::format::ids::{Hash, PackId};
+use crate::format::{Hash, PackId};
 
 /// Checksum granularity: the smallest unit a read checks.
 pub const BLOCK_LOG2: u32 = 12;
@@ -261,11 +260,6 @@ pub fn try_lock(f: &File) -> io::Result<bool> {
             _ => return Err(e),
         }
     }
-}
-
-/// `read_exact_at` for callers that have a buffer already.
-pub fn pread_into(f: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
-    f.read_exact_at(buf, off)
 }
 
 #[cfg(test)]

@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::format::ids::{to_hex, PackId};
 use crate::format::keys;
-use crate::store::client::{ObjectInfo, Store, StoreError};
+use crate::format::{to_hex, PackId};
+use crate::store::{ObjectInfo, Store, StoreError};
 
 pub const FORMAT: u32 = 1;
 
@@ -145,7 +145,7 @@ pub async fn read<T: for<'de> Deserialize<'de>>(
                 if let Some(d) = p.parent() {
                     let _ = std::fs::create_dir_all(d);
                 }
-                let _ = crate::store::fsutil::write_atomic(p, &b);
+                let _ = crate::store::write_atomic(p, &b);
             }
             b
         }
@@ -204,7 +204,7 @@ pub struct Guard {
     store: Store,
     cache_dir: Option<PathBuf>,
     /// The chunk index generation the writer deduplicates against.
-    gen: Option<crate::format::chunk_index::GenInfo>,
+    gen: Option<crate::format::index::GenInfo>,
     /// Runs already done when the writer started.
     done_at_load: HashSet<u64>,
     runs: BTreeMap<u64, Forbidden>,
@@ -248,7 +248,7 @@ pub struct GuardStart {
 
 impl GuardStart {
     pub async fn list(store: &Store, cache_dir: Option<PathBuf>) -> Result<GuardStart, StoreError> {
-        let at_ms = crate::format::session::boottime_ms();
+        let at_ms = crate::format::sessions::boottime_ms();
         Ok(GuardStart {
             store: store.clone(),
             cache_dir,
@@ -261,7 +261,7 @@ impl GuardStart {
     /// runs not done yet, and runs that generation does not account for.
     pub async fn with_gen(
         self,
-        gen: Option<crate::format::chunk_index::GenInfo>,
+        gen: Option<crate::format::index::GenInfo>,
     ) -> Result<Guard, StoreError> {
         let mut g = Guard {
             store: self.store,
@@ -342,7 +342,7 @@ impl Guard {
     /// the session keeps whatever the version claimed meanwhile uses.
     pub async fn check(
         &mut self,
-        session: &crate::format::session::SessionId,
+        session: &crate::format::sessions::SessionId,
         referenced: &HashSet<PackId>,
         manifest: &str,
         vouched: impl Fn(&PackId) -> bool,
@@ -373,7 +373,7 @@ impl Guard {
                 v.manifest_condemned = true;
             }
         }
-        let stale = crate::format::session::boottime_ms().saturating_sub(self.loaded_ms)
+        let stale = crate::format::sessions::boottime_ms().saturating_sub(self.loaded_ms)
             > TRUST_RECORDS.as_millis() as u64;
         let mut unvouched: Vec<PackId> = referenced
             .iter()
@@ -385,7 +385,7 @@ impl Guard {
         // generation's pack list vouches for those live when it was made;
         // anything condemned since is in the records read above.
         if let (false, Some(g), true) = (stale, &self.gen, unvouched.len() > 16) {
-            let in_gen = crate::format::chunk_index::gen_packs(&self.store, g.gen).await?;
+            let in_gen = crate::format::index::gen_packs(&self.store, g.gen).await?;
             unvouched.retain(|p| !in_gen.contains(p));
         }
         use futures::StreamExt;

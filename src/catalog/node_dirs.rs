@@ -63,7 +63,7 @@ pub fn note_use(dir: &Path, url: &str) {
     })
     .expect("serialises");
     // Owner-only, like the state it describes (staging, caches).
-    let _ = crate::store::fsutil::private_dir(dir);
+    let _ = crate::store::private_dir(dir);
     if std::fs::read(&p).ok().as_deref() == Some(&body[..]) {
         // Refresh the use time without rewriting.
         if let Ok(f) = File::options().append(true).open(&p) {
@@ -71,7 +71,7 @@ pub fn note_use(dir: &Path, url: &str) {
         }
         return;
     }
-    let _ = crate::store::fsutil::write_replace(&p, &body, false);
+    let _ = crate::store::write_replace(&p, &body, false);
 }
 
 pub fn read_url(dir: &Path) -> Option<(String, SystemTime)> {
@@ -87,7 +87,7 @@ pub struct Lock(#[allow(dead_code)] File);
 
 fn flock(path: &Path, op: libc::c_int) -> Result<Option<Lock>> {
     if let Some(parent) = path.parent() {
-        crate::store::fsutil::private_dir(parent).map_err(io(parent))?;
+        crate::store::private_dir(parent).map_err(io(parent))?;
     }
     let f = File::options()
         .read(true)

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::catalog::versions::{AssetKeys, Catalog, Result, VersionRecord};
-use crate::format::names::AssetId;
+use crate::format::AssetId;
 
 /// Sections with a defined shape, kept in this order in the sidecar.
 const SECTIONS: &[&str] = &["lineage", "context", "metrics", "tests", "user"];

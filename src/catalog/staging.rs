@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::catalog::versions::{Catalog, CatalogError, VersionRecord};
-use crate::format::manifest::{EntryKind, Manifest};
-use crate::format::names::AssetId;
-use crate::format::tree::TreeItem;
+use crate::format::AssetId;
+use crate::format::TreeItem;
+use crate::format::{EntryKind, Manifest};
 
 pub const ROOT: u64 = 1;
 
@@ -52,7 +52,7 @@ pub enum StagingError {
     Db(#[from] rusqlite::Error),
 }
 
-impl crate::store::errno::ToErrno for StagingError {
+impl crate::store::ToErrno for StagingError {
     fn errno(&self) -> libc::c_int {
         match self {
             StagingError::NotFound => libc::ENOENT,
@@ -97,7 +97,7 @@ pub enum StartError {
     NoVersions(AssetId),
 }
 
-impl crate::store::errno::ToErrno for StartError {
+impl crate::store::ToErrno for StartError {
     fn errno(&self) -> libc::c_int {
         match self {
             StartError::Staging(e) => e.errno(),
@@ -223,9 +223,10 @@ impl Staging {
     pub fn open(dir: &Path) -> Result<Staging> {
         // Owner-only: staged bytes must not be readable by other local users
         // (the mount's permissions decide who reads them through the mount).
-        crate::store::fsutil::private_dir(&dir.join("data"))?;
-        crate::store::fsutil::private_dir(dir)?;
-        let lock = crate::catalog::node_dirs::use_dir(dir).map_err(|e| StagingError::Io(e.source))?;
+        crate::store::private_dir(&dir.join("data"))?;
+        crate::store::private_dir(dir)?;
+        let lock =
+            crate::catalog::node_dirs::use_dir(dir).map_err(|e| StagingError::Io(e.source))?;
         let db = Connection::open(dir.join("staging.sqlite"))?;
         db.busy_timeout(std::time::Duration::from_secs(10))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -525,7 +526,7 @@ impl Staging {
             db.last_insert_rowid() as u64
         };
         if kind == EntryKind::File {
-            crate::store::fsutil::create_private(&self.data_path(id))?;
+            crate::store::create_private(&self.data_path(id))?;
         }
         self.get(id)
     }
@@ -721,7 +722,7 @@ impl Staging {
         }
         self.note_change()?;
         let tmp = self.dir.join("data").join(format!("{id}.copyup"));
-        let mut f = crate::store::fsutil::create_private(&tmp)?;
+        let mut f = crate::store::create_private(&tmp)?;
         fill(&mut f)?;
         f.sync_all()?;
         drop(f);
@@ -937,7 +938,7 @@ impl Staging {
                         .map(|c| {
                             (
                                 c.hash,
-                                crate::format::manifest::ChunkLocation {
+                                crate::format::ChunkLocation {
                                     pack: m.packs[c.pack as usize],
                                     offset: c.offset,
                                     len: c.len,
@@ -1009,11 +1010,7 @@ impl Staging {
 /// Where the staging area of an asset lives: under the data dir, keyed by
 /// store so two stores never share a working copy. Records the store as
 /// used (see [`crate::catalog::node_dirs`]).
-pub fn staging_dir(
-    data_home: &Path,
-    store_url: &str,
-    asset: &crate::format::names::AssetId,
-) -> PathBuf {
+pub fn staging_dir(data_home: &Path, store_url: &str, asset: &crate::format::AssetId) -> PathBuf {
     let root = crate::catalog::node_dirs::staging_root(data_home, store_url);
     crate::catalog::node_dirs::note_use(&root, store_url);
     root.join(asset.kind.as_str()).join(asset.name.as_str())
@@ -1044,20 +1041,20 @@ pub fn has_uncommitted(dir: &Path) -> bool {
 }
 
 /// The staging area of `asset` for `store` under `data_home`, keyed by the
-/// store's identity ([`crate::store::client::Store::id`]), so that `/data/s` and
+/// store's identity ([`crate::store::Store::id`]), so that `/data/s` and
 /// `file:///data/s/` find the same area. An area made before identities
 /// (keyed by the URL as spelled) is moved into place.
 pub fn locate(
     data_home: &Path,
-    store: &crate::store::client::Store,
-    asset: &crate::format::names::AssetId,
+    store: &crate::store::Store,
+    asset: &crate::format::AssetId,
 ) -> PathBuf {
     let dir = staging_dir(data_home, &store.id(), asset);
     if !dir.exists() {
         let legacy = staging_dir(data_home, store.url(), asset);
         if legacy != dir && legacy.exists() {
             if let Some(p) = dir.parent() {
-                let _ = crate::store::fsutil::private_dir(p);
+                let _ = crate::store::private_dir(p);
             }
             let _ = std::fs::rename(&legacy, &dir);
         }
@@ -1077,11 +1074,11 @@ pub fn label_path(data_home: &Path, store_id: &str) -> PathBuf {
 }
 
 /// Writes the label of a store's staging areas if missing (best effort).
-pub fn write_label(data_home: &Path, store: &crate::store::client::Store) {
+pub fn write_label(data_home: &Path, store: &crate::store::Store) {
     let p = label_path(data_home, &store.id());
     if !p.exists() {
         if let Some(d) = p.parent() {
-            let _ = crate::store::fsutil::private_dir(d);
+            let _ = crate::store::private_dir(d);
         }
         let _ = std::fs::write(&p, format!("{}\n", store.url()));
     }

@@ -29,8 +29,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::format::hash_pipeline::Stamp;
-use crate::format::ids::Hash;
+use crate::format::Hash;
+use crate::format::Stamp;
 
 /// Stamps this close to the read are too fresh to trust.
 pub const RACY_SLACK: Duration = Duration::from_secs(2);
@@ -74,7 +74,7 @@ impl StatCache {
             path: path.clone(),
             source,
         };
-        let _ = crate::store::fsutil::private_dir(cache_dir);
+        let _ = crate::store::private_dir(cache_dir);
         let db = Connection::open(&path).map_err(err)?;
         db.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         db.pragma_update(None, "journal_mode", "WAL").map_err(err)?;

@@ -14,13 +14,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::format::ids::to_hex;
 use crate::format::keys;
-use crate::format::manifest::{Manifest, ManifestError};
-use crate::format::names::{
-    validate_alias, AssetId, AssetName, Kind, NameError, Reference, Selector,
-};
-use crate::store::client::{Store, StoreError};
+use crate::format::to_hex;
+use crate::format::{validate_alias, AssetId, AssetName, Kind, NameError, Reference, Selector};
+use crate::format::{Manifest, ManifestError};
+use crate::store::{Store, StoreError};
 
 pub const RECORD_FORMAT: u32 = 1;
 const MAX_CLAIM_ATTEMPTS: usize = 10_000;
@@ -74,7 +72,7 @@ pub enum CatalogError {
 
 /// A version, alias or asset that does not exist (or was deleted) is ENOENT;
 /// anything else the catalog fails at is an I/O error.
-impl crate::store::errno::ToErrno for CatalogError {
+impl crate::store::ToErrno for CatalogError {
     fn errno(&self) -> libc::c_int {
         match self {
             CatalogError::NoSuchVersion { .. }
@@ -563,7 +561,7 @@ impl Catalog {
         self.check_live(asset, &k, version).await?;
         let rec = AliasRecord {
             version,
-            created: crate::format::time::now_rfc3339(),
+            created: crate::format::now_rfc3339(),
             deleted: false,
         };
         self.append_alias(asset, alias, &k, &rec).await
@@ -584,7 +582,7 @@ impl Catalog {
             })?;
         let rec = AliasRecord {
             version: 0,
-            created: crate::format::time::now_rfc3339(),
+            created: crate::format::now_rfc3339(),
             deleted: true,
         };
         self.append_alias(asset, alias, &k, &rec).await?;
@@ -606,7 +604,7 @@ impl Catalog {
         let rec = DeletionRecord {
             format: RECORD_FORMAT,
             version,
-            deleted: crate::format::time::now_rfc3339(),
+            deleted: crate::format::now_rfc3339(),
             by: by.to_string(),
             message: message.to_string(),
         };

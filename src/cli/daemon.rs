@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use assetfs::mount::lifecycle::{self, MountConfig};
+use assetfs::mount::{self, MountConfig};
 
 use crate::cli::args::values::{parse_gid, parse_mode, parse_size, parse_uid};
 use crate::cli::args::MountArgs;
@@ -40,8 +40,8 @@ fn parse_duration(what: &str, s: &str) -> Result<Duration> {
 
 /// `--uid/--gid/--file-mode/--dir-mode`, defaulting to the mounting user
 /// and the stored modes.
-fn ownership(args: &MountArgs) -> Result<assetfs::mount::vfs::ownership::Ownership> {
-    let mut o = assetfs::mount::vfs::ownership::Ownership::current();
+fn ownership(args: &MountArgs) -> Result<assetfs::mount::ownership::Ownership> {
+    let mut o = assetfs::mount::ownership::Ownership::current();
     if let Some(u) = &args.uid {
         o.uid = parse_uid(u).map_err(|e| anyhow!("--uid: {e}"))?;
     }
@@ -90,7 +90,7 @@ fn mount_inner(
         only: args
             .only
             .as_deref()
-            .map(assetfs::format::names::Reference::parse)
+            .map(assetfs::format::Reference::parse)
             .transpose()
             .map_err(|e| anyhow!("--only: {e}"))?,
         refresh: parse_duration("--refresh", &args.refresh)?,
@@ -98,7 +98,7 @@ fn mount_inner(
         manifest_cache: parse_size(&args.manifest_cache).map_err(anyhow::Error::msg)?,
     };
     if let Some(r) = &cfg.only {
-        if r.selector == assetfs::format::names::Selector::Staging {
+        if r.selector == assetfs::format::Selector::Staging {
             bail!("--only {r}: a mount shows versions, aliases or latest, not a staging area");
         }
     }
@@ -106,11 +106,11 @@ fn mount_inner(
         Ok(s) => s.clone(),
         Err(e) => bail!("{}", one_line(e)),
     };
-    let mnt = lifecycle::check_mountpoint(&cfg.mountpoint)?;
-    lifecycle::check_unprivileged(&cfg)?;
+    let mnt = mount::check_mountpoint(&cfg.mountpoint)?;
+    mount::check_unprivileged(&cfg)?;
     // Not an assetfs store: refuse. An unreachable one is left to `prepare`,
     // which serves what this node has cached.
-    use assetfs::store::client::StoreError;
+    use assetfs::store::StoreError;
     if let Ok(Err(e)) =
         rt.block_on(async { tokio::time::timeout(cfg.timeout, store.check_marker()).await })
     {
@@ -127,21 +127,20 @@ fn mount_inner(
     if !args.foreground && !is_child {
         return daemonize(&mnt, &log);
     }
-    assetfs::store::fsutil::private_dir(log.parent().expect("log has a parent"))
+    assetfs::store::private_dir(log.parent().expect("log has a parent"))
         .with_context(|| format!("cannot create {}", log.display()))?;
-    let file = assetfs::store::fsutil::append_private(&log)
+    let file = assetfs::store::append_private(&log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
     init_logging(ctx.verbose, Some(file));
     tracing::info!(mountpoint = %mnt.display(), store = store.url(), "mounting");
-    let info = lifecycle::ServeInfo {
+    let info = mount::ServeInfo {
         store_url: store.url().to_string(),
         log: log.clone(),
-        staging_home: (!cfg.read_only && cfg.only.is_none())
-            .then(assetfs::store::client::data_home),
+        staging_home: (!cfg.read_only && cfg.only.is_none()).then(assetfs::store::data_home),
         only: cfg.only.as_ref().map(|r| r.to_string()),
     };
-    let (vfs, status) = rt.block_on(lifecycle::prepare(store, &cfg))?;
-    lifecycle::serve(rt, vfs, &mnt, &cfg, &info, || {
+    let (vfs, status) = rt.block_on(mount::prepare(store, &cfg))?;
+    mount::serve(rt, vfs, &mnt, &cfg, &info, || {
         if is_child {
             println!("ready: {status}");
             let _ = std::io::stdout().flush();
@@ -166,8 +165,8 @@ fn detach_stdout() {
 }
 
 fn daemonize(mnt: &Path, log: &Path) -> Result<ExitCode> {
-    assetfs::store::fsutil::private_dir(log.parent().expect("log has a parent"))?;
-    let errlog = assetfs::store::fsutil::append_private(log)
+    assetfs::store::private_dir(log.parent().expect("log has a parent"))?;
+    let errlog = assetfs::store::append_private(log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
     let exe = std::env::current_exe().context("cannot find the assetfs binary")?;
     let mut child = Command::new(exe)

@@ -27,7 +27,7 @@ pub fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(args);
     output::progress::Terminal::install();
-    assetfs::store::client::on_skipped_check(|warning| eprintln!("{warning}"));
+    assetfs::store::on_skipped_check(|warning| eprintln!("{warning}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::names::Reference;
-use assetfs::ops::stored_tests::{MountedVersion, VersionMounter};
+use assetfs::catalog::Catalog;
+use assetfs::format::Reference;
+use assetfs::ops::{MountedVersion, VersionMounter};
 
 pub struct FuseMounter;
 
@@ -17,7 +17,7 @@ impl VersionMounter for FuseMounter {
         at: &Reference,
         tmp: &Path,
     ) -> Result<MountedVersion, Box<dyn std::error::Error + Send + Sync>> {
-        let m = assetfs::mount::temporary::temporary_mount(catalog, at, tmp).await?;
+        let m = assetfs::mount::temporary_mount(catalog, at, tmp).await?;
         Ok(MountedVersion {
             dir: m.dir,
             guard: Box::new(m.session),

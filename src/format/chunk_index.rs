@@ -11,7 +11,7 @@
 //!   it looks up (or all of them, in parallel, for a large push), and keeps
 //!   them in the node cache: a generation never changes.
 //!
-//! Lookups skip packs gc has condemned (see [`crate::catalog::gc_records`]); the
+//! Lookups skip packs gc has condemned (see [`crate::catalog::gc_runs`]); the
 //! index also remembers which packs it vouched for, so the claim-time check
 //! knows which references need an existence check.
 
@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use crate::format::ids::{to_hex, Hash, PackId};
-use crate::format::keys;
+use crate::format::key_layout as keys;
 use crate::format::manifest::ChunkLocation;
-use crate::store::client::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Entries per shard a generation aims for.
 pub const SHARD_TARGET: usize = 4096;
@@ -60,7 +60,7 @@ pub struct GenInfo {
     pub created: String,
     /// The gc runs whose condemned (or deleted) packs this generation
     /// leaves out: every run whose records existed when it was written. A
-    /// writer reads the records of every other run (see [`crate::catalog::gc_records`]).
+    /// writer reads the records of every other run (see [`crate::catalog::gc_runs`]).
     #[serde(default)]
     pub runs: Vec<u64>,
 }
@@ -181,7 +181,7 @@ async fn cached_get(store: &Store, key: &str, local: Option<PathBuf>) -> Result<
             let _ = std::fs::create_dir_all(d);
         }
         // Best effort: a missing cache entry only costs a re-fetch.
-        let _ = crate::store::fsutil::write_atomic(&p, &bytes);
+        let _ = crate::store::write_atomic(&p, &bytes);
     }
     Ok(bytes)
 }

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use crate::format::ids::{to_hex, Hash, PackId};
 use crate::format::manifest::{ChunkLocation, ChunkRef, Manifest};
 use crate::format::pack_forward;
-use crate::store::client::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Largest span of one ranged request batch.
 const BATCH_SPAN: u64 = 64 << 20;
@@ -42,7 +42,7 @@ pub enum ChunkError {
 }
 
 /// Every failure to produce verified bytes is an I/O error: never wrong data.
-impl crate::store::errno::ToErrno for ChunkError {
+impl crate::store::ToErrno for ChunkError {
     fn errno(&self) -> libc::c_int {
         libc::EIO
     }
@@ -63,7 +63,7 @@ pub enum FetchError {
     Chunk(#[from] ChunkError),
 }
 
-impl crate::store::errno::ToErrno for FetchError {
+impl crate::store::ToErrno for FetchError {
     fn errno(&self) -> libc::c_int {
         libc::EIO
     }
@@ -218,7 +218,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::keys;
+    use crate::format::key_layout;
 
     #[tokio::test]
     async fn located_chunks_are_verified_and_ranges_arrive_whole() {

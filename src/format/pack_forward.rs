@@ -21,8 +21,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::format::ids::{to_hex, Hash, PackId};
-use crate::format::keys;
-use crate::store::client::{Store, StoreError};
+use crate::format::key_layout as keys;
+use crate::store::{Store, StoreError};
 
 /// Longest chain of rewrites followed (a pack rewritten, its copy rewritten...).
 const MAX_HOPS: usize = 16;

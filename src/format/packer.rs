@@ -19,10 +19,10 @@ pub use crate::format::chunk_index::ChunkIndex;
 use crate::format::chunk_index::IndexEntry;
 use crate::format::fetch::{fetch_located, FetchError};
 use crate::format::ids::{to_hex, Hash, PackId};
-use crate::format::keys;
+use crate::format::key_layout as keys;
 use crate::format::manifest::ChunkLocation;
 use crate::format::session::{pack_id_in, SessionId};
-use crate::store::client::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 pub const PACK_TARGET: usize = 16 << 20;
 const UPLOADS_IN_FLIGHT: usize = 4;

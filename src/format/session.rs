@@ -20,8 +20,8 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use crate::format::ids::{to_hex, PackId};
-use crate::format::keys;
-use crate::store::client::{Store, StoreError};
+use crate::format::key_layout as keys;
+use crate::store::{Store, StoreError};
 
 /// How often a running writer rewrites its session object.
 pub const HEARTBEAT: Duration = Duration::from_secs(60);

@@ -20,7 +20,7 @@ use tokio::runtime::Handle;
 use tracing::{debug_span, Instrument};
 
 use crate::mount::vfs::{Attr, DirCache, FileKind, PageCache, Vfs, VfsError};
-use crate::store::errno::ToErrno;
+use crate::store::ToErrno;
 
 /// Largest READ and WRITE request asked for. The kernel caps requests at
 /// `fs.fuse.max_pages_limit` pages (256, i.e. 1 MiB, by default).
@@ -115,10 +115,6 @@ pub struct AssetFs {
 }
 
 impl AssetFs {
-    pub fn new(vfs: Arc<Vfs>, rt: Handle) -> AssetFs {
-        Self::with_protocol(vfs, rt, Protocol::default())
-    }
-
     pub fn with_protocol(vfs: Arc<Vfs>, rt: Handle, protocol: Protocol) -> AssetFs {
         AssetFs {
             vfs,

@@ -14,15 +14,15 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use rand::SeedableRng;
 
-use crate::catalog::versions::Catalog;
-use crate::format::names::Reference;
+use crate::catalog::Catalog;
+use crate::format::Reference;
 use crate::mount::lifecycle::{self, MountConfig};
 use crate::mount::read_path_tests::random_bytes;
 use crate::mount::reader::ReadConfig;
 use crate::mount::vfs::Vfs;
-use crate::ops::push::{push, PushOptions};
-use crate::store::client::Store;
-use crate::store::doubles::{FaultyStore, SlowStore};
+use crate::ops::{push, PushOptions};
+use crate::store::Store;
+use crate::store::{FaultyStore, SlowStore};
 
 const MIB: usize = 1 << 20;
 

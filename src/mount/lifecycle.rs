@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::disk_cache::{CacheError, DiskCache};
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::names::Kind;
+use crate::catalog::CatalogCache;
+use crate::catalog::{CacheError, DiskCache};
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::Kind;
 use crate::mount::fuse_session::{mount, MountSpec};
 use crate::mount::reader::ChunkSource;
 use crate::mount::vfs::{Vfs, VfsConfig, VfsError};
-use crate::store::client::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -80,6 +80,7 @@ pub use crate::mount::mount_config::MountConfig;
 pub use crate::mount::registry::unescape_mountinfo;
 use crate::mount::registry::{self, MountRecord};
 
+#[cfg(test)]
 pub fn is_mounted(p: &Path) -> bool {
     let p = resolve(p);
     registry::mount_at(&p).is_some()
@@ -201,7 +202,7 @@ pub async fn prepare(store: Store, cfg: &MountConfig) -> Result<(Arc<Vfs>, Strin
     let vfs_cfg = VfsConfig {
         refresh: cfg.refresh,
         // A one-asset mount is a read-only view: no @staging.
-        staging_home: (!cfg.read_only && cfg.only.is_none()).then(crate::store::client::data_home),
+        staging_home: (!cfg.read_only && cfg.only.is_none()).then(crate::store::data_home),
         owner: cfg.owner,
         only: cfg.only.clone(),
         manifest_cache: cfg.manifest_cache,

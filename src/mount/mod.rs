@@ -1,13 +1,21 @@
-pub mod fuse;
-pub mod fuse_session;
+mod fuse;
+mod fuse_session;
 #[cfg(test)]
 mod fuse_tests;
-pub mod lifecycle;
-pub mod mount_config;
+mod lifecycle;
+mod mount_config;
 #[cfg(test)]
 mod read_path_tests;
-pub mod readahead;
-pub mod reader;
-pub mod registry;
-pub mod temporary;
-pub mod vfs;
+mod readahead;
+mod reader;
+mod registry;
+mod temporary;
+mod vfs;
+
+pub use lifecycle::{
+    check_mountpoint, check_unprivileged, prepare, serve, unescape_mountinfo, unmount, MountConfig,
+    ServeInfo,
+};
+pub use registry::{mount_at, node_mounts, process_start, record_for, report, staging_hints};
+pub use temporary::temporary_mount;
+pub use vfs::{ownership, FileKind};

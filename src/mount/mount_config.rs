@@ -16,7 +16,7 @@ pub struct MountConfig {
     /// Owner and permission bits of everything shown.
     pub owner: crate::mount::vfs::ownership::Ownership,
     /// `--only`: the version, alias or asset shown at the root.
-    pub only: Option<crate::format::names::Reference>,
+    pub only: Option<crate::format::Reference>,
     pub refresh: Duration,
     pub timeout: Duration,
     /// Bound on decoded manifests kept in memory (bytes).

@@ -13,16 +13,16 @@ use object_store::ObjectStore;
 use proptest::prelude::*;
 use rand::{Rng, RngCore, SeedableRng};
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::disk_cache::DiskCache;
-use crate::catalog::versions::Catalog;
-use crate::format::manifest::Manifest;
-use crate::format::names::Reference;
+use crate::catalog::Catalog;
+use crate::catalog::CatalogCache;
+use crate::catalog::DiskCache;
+use crate::format::Manifest;
+use crate::format::Reference;
 use crate::mount::reader::{ChunkSource, ReadConfig};
 use crate::mount::vfs::{Vfs, VfsConfig, ROOT};
-use crate::ops::push::{push, PushOptions};
-use crate::store::client::Store;
-use crate::store::doubles::SlowStore;
+use crate::ops::{push, PushOptions};
+use crate::store::SlowStore;
+use crate::store::Store;
 
 const MIB: usize = 1 << 20;
 

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::format::ids::PackId;
-use crate::format::manifest::{ChunkRef, Entry, Manifest};
+use crate::format::PackId;
+use crate::format::{ChunkRef, Entry, Manifest};
 use crate::mount::reader::{concat, ChunkMap, ChunkSource, Pending, ReadError, SmallReads};
 
 /// How far behind or ahead of the furthest read a read still counts as
@@ -74,11 +74,6 @@ impl ReadAhead {
         self.queue.clear();
         self.head = at;
         self.window = 0;
-    }
-
-    /// Current window in bytes (0 when the reader is not sequential).
-    pub fn window(&self) -> u64 {
-        self.window
     }
 
     /// Records a read of `[offset, offset + len)` and returns, for each chunk

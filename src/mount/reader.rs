@@ -32,11 +32,11 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
 
-use crate::catalog::disk_cache::{Admit, DiskCache, Origin};
-use crate::format::fetch::{open_range, verify_chunk, ChunkError, FetchError};
-use crate::format::ids::{to_hex, DigestMap, Hash, PackId};
-use crate::format::manifest::{ChunkRef, Entry, Manifest};
-use crate::store::client::{Store, StoreError};
+use crate::catalog::{Admit, DiskCache, Origin};
+use crate::format::{open_range, verify_chunk, ChunkError, FetchError};
+use crate::format::{to_hex, DigestMap, Hash, PackId};
+use crate::format::{ChunkRef, Entry, Manifest};
+use crate::store::{Store, StoreError};
 
 /// Why a chunk could not be read. Cloned to every reader waiting for the
 /// same fetch (single flight), so causes are shared, not copied.
@@ -78,7 +78,7 @@ impl From<FetchError> for ReadError {
 }
 
 /// Every failure to produce verified bytes is EIO: never wrong data.
-impl crate::store::errno::ToErrno for ReadError {
+impl crate::store::ToErrno for ReadError {
     fn errno(&self) -> libc::c_int {
         libc::EIO
     }
@@ -738,9 +738,8 @@ impl ChunkSource {
         let t = self.timeout;
         // Mapped, not copied: the pack's pages are hashed and replied from
         // in place (a copy into a buffer cost ~15% of a cold read's CPU).
-        let read = tokio::task::spawn_blocking(move || {
-            crate::catalog::disk_cache_file::map_range(&file, start, total)
-        });
+        let read =
+            tokio::task::spawn_blocking(move || crate::catalog::map_range(&file, start, total));
         let whole = tokio::time::timeout(t, read)
             .await
             .map_err(|_| ReadError::Timeout(t))?
@@ -953,14 +952,6 @@ impl ChunkMap {
 
     pub fn size(&self) -> u64 {
         self.size
-    }
-
-    pub fn len(&self) -> usize {
-        self.starts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
     }
 }
 

@@ -203,7 +203,7 @@ impl MountRecord {
             .mode(0o755)
             .create(&dir)?;
         let p = self.path();
-        crate::store::fsutil::write_atomic(
+        crate::store::write_atomic(
             &p,
             &serde_json::to_vec_pretty(self).expect("record serialises"),
         )?;
@@ -388,21 +388,19 @@ pub struct StagedArea {
 /// Staging areas under `staging_home` for the store at `store_url` that
 /// differ from their base (base manifests come from the mount's cache).
 async fn staged_areas(staging_home: &Path, store_url: &str, cache_dir: &Path) -> Vec<StagedArea> {
-    use crate::format::names::{AssetId, AssetName, Kind};
+    use crate::format::{AssetId, AssetName, Kind};
     let mut out = vec![];
-    let Ok(store) = crate::store::client::Store::open(store_url) else {
+    let Ok(store) = crate::store::Store::open(store_url) else {
         return out;
     };
-    let meta = crate::catalog::catalog_cache::CatalogCache::new(
-        crate::catalog::versions::Catalog::new(store.clone()),
-        cache_dir,
-    );
+    let meta =
+        crate::catalog::CatalogCache::new(crate::catalog::Catalog::new(store.clone()), cache_dir);
     for kind in Kind::ALL {
         let probe = AssetId {
             kind,
             name: AssetName::parse("x").expect("valid name"),
         };
-        let dir = crate::catalog::staging::staging_dir(staging_home, &store.id(), &probe);
+        let dir = crate::catalog::staging_dir(staging_home, &store.id(), &probe);
         let Some(kind_dir) = dir.parent() else {
             continue;
         };
@@ -415,8 +413,7 @@ async fn staged_areas(staging_home: &Path, store_url: &str, cache_dir: &Path) ->
             .collect();
         names.sort();
         for name in names {
-            let Ok(st) = crate::catalog::staging::Staging::open(&kind_dir.join(name.as_str()))
-            else {
+            let Ok(st) = crate::catalog::Staging::open(&kind_dir.join(name.as_str())) else {
                 continue;
             };
             let Ok(Some((base, hash))) = st.base() else {
@@ -476,8 +473,8 @@ pub async fn report(m: &NodeMount) -> MountReport {
     if let Some(r) = r {
         // Only an existing, readable cache: never create one here.
         if r.cache_dir.join("cache.sqlite").is_file() {
-            if let Ok(s) = crate::catalog::disk_cache::DiskCache::open(&r.cache_dir, u64::MAX)
-                .and_then(|d| d.stats())
+            if let Ok(s) =
+                crate::catalog::DiskCache::open(&r.cache_dir, u64::MAX).and_then(|d| d.stats())
             {
                 rep.cache_hit_rate = Some(s.hit_rate());
             }
@@ -495,11 +492,11 @@ pub async fn report(m: &NodeMount) -> MountReport {
 /// that keep their staging areas under another user's data directory.
 pub fn staging_hints(
     data_home: &Path,
-    store: &crate::store::client::Store,
-    asset: &crate::format::names::AssetId,
+    store: &crate::store::Store,
+    asset: &crate::format::AssetId,
 ) -> Vec<String> {
     let mut hints = vec![];
-    let here = crate::catalog::staging::staging_dir(data_home, &store.id(), asset);
+    let here = crate::catalog::staging_dir(data_home, &store.id(), asset);
     let root = data_home.join("assetfs").join("staging");
     if let Ok(rd) = std::fs::read_dir(&root) {
         for e in rd.flatten() {
@@ -527,7 +524,7 @@ pub fn staging_hints(
         if home == data_home {
             continue;
         }
-        let same = crate::store::client::Store::open(&r.store).is_ok_and(|s| s.id() == store.id());
+        let same = crate::store::Store::open(&r.store).is_ok_and(|s| s.id() == store.id());
         if same {
             hints.push(format!(
                 "the mount at {} (pid {}, uid {}) keeps its staging areas under {}: run this as that user, or with XDG_DATA_HOME={}",

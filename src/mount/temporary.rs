@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::catalog::versions::Catalog;
-use crate::format::names::Reference;
+use crate::catalog::Catalog;
+use crate::format::Reference;
 use crate::mount::fuse_session::{mount, MountSpec};
 use crate::mount::lifecycle::{prepare, MountError};
 use crate::mount::mount_config::MountConfig;

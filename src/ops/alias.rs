@@ -1,9 +1,9 @@
 //! Moving and removing aliases. Each first proves the store honours
 //! create-if-absent writes, as every write of the catalog does.
 
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::names::AssetId;
-use crate::store::client::StoreError;
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::AssetId;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AliasError {
@@ -13,7 +13,7 @@ pub enum AliasError {
     Catalog(#[from] CatalogError),
 }
 
-impl crate::store::errno::ToErrno for AliasError {
+impl crate::store::ToErrno for AliasError {
     fn errno(&self) -> libc::c_int {
         match self {
             AliasError::Store(e) => e.errno(),

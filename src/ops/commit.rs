@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::staging::{Change, Staging, StagingError, StartError};
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::manifest::Manifest;
-use crate::format::names::{AssetId, Reference};
+use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Change, Staging, StagingError, StartError};
+use crate::format::Manifest;
+use crate::format::{AssetId, Reference};
 use crate::ops::push::{commit_tree, PushError, PushOptions, PushOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +58,11 @@ impl From<StartError> for CommitError {
 /// for. Nothing is created. `reset` of an area just reset needs no base.
 pub fn open_staging(
     data_home: &Path,
-    store: &crate::store::client::Store,
+    store: &crate::store::Store,
     asset: &AssetId,
     need_base: bool,
 ) -> Result<Staging, CommitError> {
-    let dir = crate::catalog::staging::locate(data_home, store, asset);
+    let dir = crate::catalog::locate(data_home, store, asset);
     let missing = || CommitError::NoStaging {
         asset: asset.clone(),
         store: store.url().to_string(),
@@ -89,7 +89,7 @@ pub async fn ensure_init(
         return match hash {
             Some(h) => match catalog.manifest(&h).await {
                 Ok(m) => Ok(Some(Arc::new(m))),
-                Err(CatalogError::Store(crate::store::client::StoreError::NotFound { .. })) => {
+                Err(CatalogError::Store(crate::store::StoreError::NotFound { .. })) => {
                     base_gone(catalog, staging, asset, v).await
                 }
                 Err(e) => Err(e.into()),

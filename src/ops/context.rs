@@ -28,15 +28,15 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Number, Value};
 
-use crate::catalog::versions::Catalog;
-use crate::format::fetch::{fetch_located, FetchError};
-use crate::format::ids::{to_hex, Hash};
-use crate::format::manifest::ChunkLocation;
-use crate::format::names::{AssetId, Kind};
-use crate::format::tree::TreeItem;
+use crate::catalog::Catalog;
+use crate::format::ChunkLocation;
+use crate::format::TreeItem;
+use crate::format::{fetch_located, FetchError};
+use crate::format::{to_hex, Hash};
+use crate::format::{AssetId, Kind};
 use crate::ops::metadata::MetaInput;
 use crate::ops::stored_tests::SpecError;
-use crate::store::client::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
@@ -411,7 +411,7 @@ async fn schema_of_tree(
             TreeItem::Stored { hash, chunks, .. } => {
                 let same = base_manifest
                     .as_ref()
-                    .and_then(|m: &crate::format::manifest::Manifest| m.get(path))
+                    .and_then(|m: &crate::format::Manifest| m.get(path))
                     .is_some_and(|e| e.hash == *hash);
                 match base_files.get(path.as_str()) {
                     Some(v) if same => Source::Reused(v.clone()),
@@ -526,9 +526,9 @@ mod tests {
     }
 
     async fn check(meta: &mut MetaInput, kind: Kind, dir: &Path) -> Result<(), ContextError> {
-        let catalog = Catalog::new(crate::store::client::Store::open("memory://").unwrap());
+        let catalog = Catalog::new(crate::store::Store::open("memory://").unwrap());
         let items = crate::ops::push::scan_dir(dir).unwrap();
-        let asset = crate::format::names::Reference::parse(&format!("{kind}/x"))
+        let asset = crate::format::Reference::parse(&format!("{kind}/x"))
             .unwrap()
             .asset;
         check_tree(meta, &catalog, &asset, &items, None).await

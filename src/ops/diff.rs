@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::manifest::{Entry, EntryKind, Manifest};
-use crate::format::names::Reference;
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::Reference;
+use crate::format::{Entry, EntryKind, Manifest};
 
 /// Sidecar fields that differ between any two versions by construction.
 const IGNORED: &[&str] = &["version", "ref", "manifest", "parent", "created", "aliases"];
@@ -198,7 +198,7 @@ fn tidy(d: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::manifest::{ChunkLocation, ManifestBuilder};
+    use crate::format::{ChunkLocation, ManifestBuilder};
     use serde_json::json;
 
     fn m(files: &[(&str, u8, u32)]) -> Manifest {

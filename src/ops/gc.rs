@@ -1,7 +1,7 @@
 //! `gc`: deletes versions that retention rules let go, then reclaims packs
 //! and manifests no live version uses, while other nodes push, commit and
 //! mount. The protocol, and why it is safe, is in docs/storage-format.md
-//! ("Deleting and gc"); the records it writes are in [`crate::catalog::gc_records`].
+//! ("Deleting and gc"); the records it writes are in [`crate::catalog::gc_runs`].
 //!
 //! One run, in phases (logged as `gc phase: NAME`):
 //! 1. `scan`: the store clock, gc's own records.
@@ -28,22 +28,21 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::gc_records::{self as rec, Done, Mark, RunKeys, Sweep, Wait};
-use crate::catalog::versions::{AssetKeys, Catalog, CatalogError};
-use crate::format::chunk_index;
-use crate::format::ids::{to_hex, Hash, PackId};
+use crate::catalog::gc_runs::{self as rec, Done, Mark, RunKeys, Sweep, Wait};
+use crate::catalog::CatalogCache;
+use crate::catalog::{AssetKeys, Catalog, CatalogError};
+use crate::format::forwards;
+use crate::format::index;
 use crate::format::keys;
-use crate::format::names::AssetId;
-use crate::format::pack_forward;
-use crate::format::session::{self, Session, SessionId};
+use crate::format::sessions::{self, Session, SessionId};
+use crate::format::AssetId;
+use crate::format::{to_hex, Hash, PackId};
 use crate::ops::progress::Progress;
-use crate::store::client::{ObjectInfo, Store, StoreError};
+use crate::store::{ObjectInfo, Store, StoreError};
 
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Records of finished runs are kept at least this long, and the newest
 /// [`RECORD_KEEP_RUNS`] of them always (writers rely on them; see
-/// [`crate::catalog::gc_records::TRUST_RECORDS`]).
+/// [`crate::catalog::gc_runs::TRUST_RECORDS`]).
 pub const RECORD_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 const RECORD_KEEP_RUNS: usize = 8;
 /// Leftover self-check probes older than this are removed.
@@ -209,20 +208,20 @@ fn live_writers(listed: &[ObjectInfo], now_ms: i64) -> HashSet<SessionId> {
 fn live_sessions_of(listed: &[ObjectInfo], now_ms: i64, with_gc: bool) -> HashSet<SessionId> {
     listed
         .iter()
-        .filter(|o| now_ms - o.modified_ms < session::EXPIRY.as_millis() as i64)
-        .filter_map(|o| session::parse_session_name(last_segment(&o.key)))
+        .filter(|o| now_ms - o.modified_ms < sessions::EXPIRY.as_millis() as i64)
+        .filter_map(|o| sessions::parse_session_name(last_segment(&o.key)))
         .filter(|(_, gc)| with_gc || !gc)
         .map(|(id, _)| id)
         .collect()
 }
 
-/// Forward records of packs gc rewrote (see [`crate::format::pack_forward`]),
+/// Forward records of packs gc rewrote (see [`crate::format::forwards`]),
 /// loaded as live references need them.
 struct ForwardMap {
     store: Store,
     /// Packs with forward records, and the records' keys and times.
     known: HashMap<PackId, Vec<ObjectInfo>>,
-    loaded: HashMap<PackId, pack_forward::Forwards>,
+    loaded: HashMap<PackId, forwards::Forwards>,
 }
 
 impl ForwardMap {
@@ -254,7 +253,7 @@ impl ForwardMap {
                 break;
             }
             if let std::collections::hash_map::Entry::Vacant(e) = self.loaded.entry(p) {
-                e.insert(pack_forward::load(&self.store, &p).await?);
+                e.insert(forwards::load(&self.store, &p).await?);
             }
             match self.loaded[&p].get(&off) {
                 Some(m) if m.len == len => {
@@ -311,7 +310,7 @@ impl LiveSet {
     }
 
     /// A chunk the rewrite moved from `old` to `m.to`.
-    fn moved(&mut self, old: PackId, m: &pack_forward::Moved) {
+    fn moved(&mut self, old: PackId, m: &forwards::Moved) {
         let o = self.ix(old);
         if self.seen.remove(&(o, m.offset)) {
             self.live_bytes[o as usize] -= m.len as u64;
@@ -690,12 +689,12 @@ impl Gc<'_> {
         // its pack: a delta lists only its session's packs; one from before
         // sessions existed is read.
         let doomed: HashSet<PackId> = sweep.packs.iter().filter_map(|p| parse_hex16(p)).collect();
-        let doomed_sessions: HashSet<SessionId> = doomed.iter().map(session::session_of).collect();
+        let doomed_sessions: HashSet<SessionId> = doomed.iter().map(sessions::session_of).collect();
         let mut deltas = vec![];
         for (k, _) in store.list(keys::INDEXES).await? {
-            let hit = match chunk_index::delta_session(last_segment(&k)) {
+            let hit = match index::delta_session(last_segment(&k)) {
                 Some(s) => doomed_sessions.contains(&s),
-                None => chunk_index::read_delta(&store, &k, cache)
+                None => index::read_delta(&store, &k, cache)
                     .await?
                     .iter()
                     .any(|e| doomed.contains(&e.pack)),
@@ -720,7 +719,7 @@ impl Gc<'_> {
         bar.finish();
         let done = Done {
             format: rec::FORMAT,
-            finished: crate::format::time::now_rfc3339(),
+            finished: crate::format::now_rfc3339(),
         };
         rec::create(&store, seq, "done", &done).await?;
         tracing::info!(target: "assetfs::gc", seq, packs = report.packs, bytes = report.bytes, "swept");
@@ -775,7 +774,7 @@ impl Gc<'_> {
                 continue;
             }
             st.dead_in_unused_packs += o.size;
-            if now - o.modified_ms >= grace_ms && !alive.contains(&session::session_of(&p)) {
+            if now - o.modified_ms >= grace_ms && !alive.contains(&sessions::session_of(&p)) {
                 condemned.push((p, o.size));
             } else {
                 st.young_unused_packs += 1;
@@ -808,7 +807,7 @@ impl Gc<'_> {
         let absorbable: Vec<String> = deltas
             .iter()
             .filter(|o| {
-                chunk_index::delta_session(last_segment(&o.key)).is_none_or(|s| !alive.contains(&s))
+                index::delta_session(last_segment(&o.key)).is_none_or(|s| !alive.contains(&s))
             })
             .map(|o| o.key.clone())
             .collect();
@@ -836,7 +835,7 @@ impl Gc<'_> {
                 .unwrap_or_default(),
             pid: std::process::id(),
             by: self.opts.by.clone(),
-            created: crate::format::time::now_rfc3339(),
+            created: crate::format::now_rfc3339(),
             packs: condemned.iter().map(|(p, _)| to_hex(p)).collect(),
             pack_sizes: condemned.iter().map(|(_, b)| *b).collect(),
             manifests: dead_manifests,
@@ -907,7 +906,7 @@ impl Gc<'_> {
             if used == 0
                 || (used as f64) >= below * o.size as f64
                 || now - o.modified_ms < grace_ms
-                || alive.contains(&session::session_of(&p))
+                || alive.contains(&sessions::session_of(&p))
             {
                 continue;
             }
@@ -1001,11 +1000,10 @@ impl Gc<'_> {
             .filter(|c| !excluded.contains(&c.1))
             .collect();
         drop(live);
-        let shards = 1u64 << chunk_index::bits_for(chunks.len());
+        let shards = 1u64 << index::bits_for(chunks.len());
         let bar = self.bar(shards, "gc: chunk index");
         let accounted: Vec<u64> = runs.keys().copied().collect();
-        let info =
-            chunk_index::write_gen(&self.store, seq, accounted, chunks, || bar.inc(1)).await?;
+        let info = index::write_gen(&self.store, seq, accounted, chunks, || bar.inc(1)).await?;
         bar.finish();
         delete_all(&self.store, absorbable.clone(), &Progress::hidden()).await?;
         self.report.index = Some(IndexReport {
@@ -1025,7 +1023,7 @@ impl Gc<'_> {
             .list_info(keys::SESSIONS)
             .await?
             .into_iter()
-            .filter(|o| now - o.modified_ms > 2 * session::EXPIRY.as_millis() as i64)
+            .filter(|o| now - o.modified_ms > 2 * sessions::EXPIRY.as_millis() as i64)
             .map(|o| o.key)
             .collect();
         self.report.cleaned.sessions = expired.len() as u64;
@@ -1043,7 +1041,7 @@ impl Gc<'_> {
 
         // Index generations: keep the newest complete one and the one before
         // (pushes that opened it a moment ago); unfinished ones once old.
-        let latest_info = chunk_index::latest_gen(&store).await?;
+        let latest_info = index::latest_gen(&store).await?;
         let latest = latest_info.as_ref().map(|g| g.gen);
         let accounted: HashSet<u64> = latest_info
             .iter()
@@ -1066,7 +1064,7 @@ impl Gc<'_> {
         for (g, (done, newest, objs)) in gens {
             let old_complete = done && g < keep_from;
             let stale_partial =
-                !done && now - newest > session::EXPIRY.as_millis() as i64 && Some(g) != latest;
+                !done && now - newest > sessions::EXPIRY.as_millis() as i64 && Some(g) != latest;
             if old_complete || stale_partial {
                 self.report.cleaned.index_gens += 1;
                 // The marker first: without it the rest is ignored.
@@ -1113,7 +1111,7 @@ impl Gc<'_> {
         let orphans: Vec<String> = all
             .iter()
             .filter(|o| seq_of(&o.key).is_some_and(|s| !runs.contains_key(&s)))
-            .filter(|o| now - o.modified_ms > session::EXPIRY.as_millis() as i64)
+            .filter(|o| now - o.modified_ms > sessions::EXPIRY.as_millis() as i64)
             .map(|o| o.key.clone())
             .collect();
         delete_all(&store, orphans, &Progress::hidden()).await?;

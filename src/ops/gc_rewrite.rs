@@ -1,17 +1,17 @@
 //! Rewriting packs that are mostly dead: gc copies their live chunks into
 //! new packs (named in its own writer session, so no other gc condemns them
 //! mid-way), then writes a forward record per old pack (see
-//! [`crate::format::pack_forward`]). The old packs become unused and go the way of
+//! [`crate::format::forwards`]). The old packs become unused and go the way of
 //! every unused pack: condemned by a mark, deleted by a sweep after the grace
 //! period. A crash before a pack's forward record leaves only new packs no
 //! one uses (collected later); after it, the rewrite of that pack is done.
 //!
 //! Writing a record is to gc what claiming a version is to a writer: it
 //! makes new packs live. So it is guarded the same way (see
-//! [`crate::catalog::gc_records::Guard`]): gc beats its session, checks that no gc
+//! [`crate::catalog::gc_runs::Guard`]): gc beats its session, checks that no gc
 //! run condemned or deleted a new pack meanwhile (possible only if this gc
 //! stalled past the session's expiry), and writes records only within
-//! [`crate::format::session::CLAIM_WINDOW`] of that heartbeat. A record whose new
+//! [`crate::format::sessions::CLAIM_WINDOW`] of that heartbeat. A record whose new
 //! packs were condemned is not written; the old pack stays as it is.
 
 use std::collections::HashSet;
@@ -20,14 +20,14 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::catalog::gc_records::GuardStart;
-use crate::format::ids::{hash_bytes, to_hex, Hash, PackId};
+use crate::catalog::gc_runs::GuardStart;
+use crate::format::forwards::{self, Moved};
 use crate::format::keys;
-use crate::format::pack_forward::{self, Moved};
-use crate::format::packer::PACK_TARGET;
-use crate::format::session::{boottime_ms, pack_id_in, Session, CLAIM_WINDOW};
+use crate::format::sessions::{boottime_ms, pack_id_in, Session, CLAIM_WINDOW};
+use crate::format::PACK_TARGET;
+use crate::format::{hash_bytes, to_hex, Hash, PackId};
 use crate::ops::progress::Progress;
-use crate::store::client::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// A pack to rewrite and its live chunks (offset, length, hash).
 pub struct Victim {
@@ -78,7 +78,7 @@ pub async fn rewrite(
                 .iter()
                 .map(|(off, len, _)| *off as u64..*off as u64 + *len as u64)
                 .collect();
-            let data = pack_forward::read_ranges(store, &v.pack, &ranges).await;
+            let data = forwards::read_ranges(store, &v.pack, &ranges).await;
             (v, data)
         })
         .buffered(4);
@@ -164,7 +164,7 @@ pub async fn rewrite(
             tracing::warn!(pack = %to_hex(&old), "not forwarding a pack: gc condemned its copy while this gc stalled");
             continue;
         }
-        if pack_forward::write(store, &old, record, &ms).await? && written.insert(old) {
+        if forwards::write(store, &old, record, &ms).await? && written.insert(old) {
             stats.packs += 1;
             done.push((old, ms));
         }

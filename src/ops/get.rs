@@ -12,12 +12,12 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::fetch::{fetch_chunks, ChunkError};
-use crate::format::manifest::{EntryKind, Manifest};
-use crate::format::names::Reference;
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::Reference;
+use crate::format::{fetch_chunks, ChunkError};
+use crate::format::{EntryKind, Manifest};
 use crate::ops::progress::Progress;
-use crate::store::client::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GetError {

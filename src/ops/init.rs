@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::store::client::{Store, StoreError, MARKER_FORMAT};
+use crate::store::{Store, StoreError, MARKER_FORMAT};
 
 /// A store ready for assetfs. Serialises to `init --json` (field order is
 /// the output's).

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::manifest::Manifest;
-use crate::format::names::{AssetId, AssetName, Kind, NameError, Reference};
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::Manifest;
+use crate::format::{AssetId, AssetName, Kind, NameError, Reference};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -23,7 +23,7 @@ pub enum InspectError {
 
 /// An asset whose versions were all deleted is gone (ENOENT), like one that
 /// never had any; the rest is the catalog's.
-impl crate::store::errno::ToErrno for InspectError {
+impl crate::store::ToErrno for InspectError {
     fn errno(&self) -> libc::c_int {
         match self {
             InspectError::Catalog(e) => e.errno(),

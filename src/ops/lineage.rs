@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::versions::CatalogError;
-use crate::format::names::{AssetId, Kind, Reference, Selector};
+use crate::catalog::CatalogCache;
+use crate::catalog::CatalogError;
+use crate::format::{AssetId, Kind, Reference, Selector};
 
 /// Concurrent record reads.
 const PARALLEL: usize = 16;

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::format::names::AssetId;
+use crate::format::AssetId;
 
 /// Fields assetfs computes itself; user input may not set them.
 pub const RESERVED: &[&str] = &[
@@ -37,7 +37,7 @@ pub enum MetaError {
     Secret(#[from] crate::ops::secrets::SecretError),
 }
 
-pub use crate::format::time::now_rfc3339;
+pub use crate::format::now_rfc3339;
 
 /// The author: `ASSETFS_AUTHOR`, else `git config user.name`, else `$USER`.
 pub fn default_author() -> String {
@@ -249,7 +249,7 @@ fn check_shape(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::names::Reference;
+    use crate::format::Reference;
 
     #[test]
     fn kv_and_reserved() {

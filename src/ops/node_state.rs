@@ -24,10 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-pub use crate::catalog::node_dirs::{
-    note_use, staging_root, store_cache_dir, store_tag, use_dir, DirError, Lock, LOCK_FILE,
-};
-use crate::catalog::node_dirs::{read_url, take_dir};
+use crate::catalog::{read_url, staging_root, store_tag, take_dir, DirError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeStateError {
@@ -156,7 +153,7 @@ pub fn list(cache_dir: &Path, data_home: &Path) -> Vec<StoreState> {
                 s.staging.push(StagingArea {
                     asset,
                     bytes: dir_bytes(&area),
-                    uncommitted: crate::catalog::staging::has_uncommitted(&area),
+                    uncommitted: crate::catalog::has_uncommitted(&area),
                     in_use,
                     path: area,
                 });
@@ -193,9 +190,9 @@ pub fn clear_all(cache_dir: &Path) -> Result<Cleared> {
         "cache.sqlite",
         "cache.sqlite-wal",
         "cache.sqlite-shm",
-        crate::catalog::stat_cache::FILE_NAME,
-        &format!("{}-wal", crate::catalog::stat_cache::FILE_NAME),
-        &format!("{}-shm", crate::catalog::stat_cache::FILE_NAME),
+        crate::catalog::FILE_NAME,
+        &format!("{}-wal", crate::catalog::FILE_NAME),
+        &format!("{}-shm", crate::catalog::FILE_NAME),
     ] {
         let p = cache_dir.join(name);
         match std::fs::symlink_metadata(&p) {

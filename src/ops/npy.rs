@@ -48,10 +48,6 @@ impl Header {
         self.shape.iter().product()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The NumPy name of the dtype (`float64`, `int32`, `bool`), or the
     /// descr as written when it is not a plain numeric type.
     pub fn dtype_name(&self) -> String {

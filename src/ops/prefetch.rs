@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::disk_cache::{CacheError, DiskCache};
-use crate::catalog::versions::CatalogError;
-use crate::format::fetch::{fetch_chunks, ChunkError};
-use crate::format::names::Reference;
+use crate::catalog::CatalogCache;
+use crate::catalog::CatalogError;
+use crate::catalog::{CacheError, DiskCache};
+use crate::format::Reference;
+use crate::format::{fetch_chunks, ChunkError};
 use crate::ops::progress::Progress;
-use crate::store::client::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrefetchError {
@@ -64,7 +64,7 @@ pub async fn prefetch(
     let bar = Progress::bytes(total, "prefetch", progress);
     fetch_chunks(catalog.store(), &m, todo, |c, data| {
         let data = data.map_err(PrefetchError::Chunk)?;
-        let at = crate::catalog::disk_cache::Origin {
+        let at = crate::catalog::Origin {
             pack: m.packs[c.pack as usize],
             offset: c.offset,
         };

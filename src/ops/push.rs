@@ -11,20 +11,20 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::catalog::gc_records::GuardStart;
-use crate::catalog::stat_cache::{Known, StatCache};
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::hash_pipeline::{hash_files, Event, Job, Stamp};
-use crate::format::ids::Hash;
-use crate::format::ids::{to_hex, PackId};
-use crate::format::manifest::{ChunkLocation, ManifestBuilder};
-use crate::format::names::{validate_alias, AssetId, NameError, Reference, Selector};
-use crate::format::packer::{ChunkIndex, PackStats, Packer};
-use crate::format::session::Session;
-pub use crate::format::tree::TreeItem;
+use crate::catalog::gc_runs::GuardStart;
+use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Known, StatCache};
+use crate::format::sessions::Session;
+use crate::format::Hash;
+pub use crate::format::TreeItem;
+use crate::format::{hash_files, Event, Job, Stamp};
+use crate::format::{to_hex, PackId};
+use crate::format::{validate_alias, AssetId, NameError, Reference, Selector};
+use crate::format::{ChunkIndex, PackStats, Packer};
+use crate::format::{ChunkLocation, ManifestBuilder};
 use crate::ops::metadata::{MetaError, MetaInput};
 use crate::ops::progress::Progress;
-use crate::store::client::StoreError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -339,9 +339,7 @@ fn expected_chunks(items: &[TreeItem]) -> u64 {
     items
         .iter()
         .map(|i| match i {
-            TreeItem::Local { size, .. } => {
-                (size / crate::format::chunker::AVG_CHUNK as u64).max(1)
-            }
+            TreeItem::Local { size, .. } => (size / crate::format::AVG_CHUNK as u64).max(1),
             _ => 0,
         })
         .sum()
@@ -446,7 +444,7 @@ fn build_tree(
         })
         .sum();
     let bar = Progress::bytes(local, "push", progress);
-    let read_at = crate::catalog::stat_cache::read_clock();
+    let read_at = crate::catalog::read_clock();
     // What the stat cache resolves, by item index; the rest is read.
     let plan = plan_reads(&items, packer, stat_cache.as_deref())?;
     let mut builder = ManifestBuilder::default();

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::versions::{CatalogError, DeletionRecord};
-use crate::format::names::{AssetId, Reference, Selector};
+use crate::catalog::CatalogCache;
+use crate::catalog::{CatalogError, DeletionRecord};
+use crate::format::{AssetId, Reference, Selector};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveError {

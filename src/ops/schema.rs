@@ -39,6 +39,7 @@ pub fn format_of(path: &str) -> Option<&'static str> {
     }
 }
 
+#[cfg(test)]
 /// Summaries of every supported file under `dir` (symlinks not followed),
 /// as the `schema` sidecar section.
 pub fn summarise_dir(dir: &Path) -> Value {

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::names::Reference;
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::Reference;
 use crate::ops::get::GetError;
 
 pub const DEFAULT_TOLERANCE: f64 = 1e-6;

@@ -2,9 +2,9 @@
 
 use std::collections::HashSet;
 
-use crate::catalog::versions::{Catalog, CatalogError};
-use crate::format::fetch::fetch_chunks;
-use crate::format::names::AssetId;
+use crate::catalog::{Catalog, CatalogError};
+use crate::format::fetch_chunks;
+use crate::format::AssetId;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VerifyReport {

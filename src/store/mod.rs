@@ -1,7 +1,16 @@
-pub mod aws_profile;
-pub mod client;
+mod aws_profile;
+mod client;
 #[cfg(any(test, feature = "test-doubles"))]
-pub mod doubles;
-pub mod errno;
-pub mod fsutil;
-pub mod hints;
+mod doubles;
+mod errno;
+mod fsutil;
+mod hints;
+
+pub use client::{
+    data_home, default_cache_dir, default_store_dir, on_skipped_check, ObjectInfo, Store,
+    StoreError, StoreOptions, MARKER_FORMAT, PROBES,
+};
+#[cfg(any(test, feature = "test-doubles"))]
+pub use doubles::{FaultyStore, GateHandle, GatedStore, Gates, SimClock, SimClockStore, SlowStore};
+pub use errno::ToErrno;
+pub use fsutil::{append_private, create_private, private_dir, write_atomic, write_replace};

@@ -2,15 +2,15 @@
 
 use std::collections::{hash_map, HashMap, HashSet};
 
-use assetfs::format::ids::{to_hex, PackId};
-use assetfs::format::pack_forward::{self, Forwards};
-use assetfs::store::client::Store;
+use assetfs::format::forwards::{self, Forwards};
+use assetfs::format::{to_hex, PackId};
+use assetfs::store::Store;
 
 /// What the live versions of a store use, following forward records of
 /// rewritten packs the way readers do: pack ids and manifest hashes (hex),
 /// and the rewritten packs whose forward records they go through.
 pub async fn live_objects(store: &Store) -> (HashSet<String>, HashSet<String>, HashSet<String>) {
-    let catalog = assetfs::catalog::versions::Catalog::new(store.clone());
+    let catalog = assetfs::catalog::Catalog::new(store.clone());
     let (mut packs, mut manifests, mut via) = (HashSet::new(), HashSet::new(), HashSet::new());
     let mut forwards: HashMap<PackId, Forwards> = HashMap::new();
     for (asset, k) in catalog.all_asset_keys().await.unwrap() {
@@ -22,7 +22,7 @@ pub async fn live_objects(store: &Store) -> (HashSet<String>, HashSet<String>, H
                 let (mut p, mut off) = (m.packs[c.pack as usize], c.offset);
                 for _ in 0..16 {
                     if let hash_map::Entry::Vacant(e) = forwards.entry(p) {
-                        e.insert(pack_forward::load(store, &p).await.unwrap());
+                        e.insert(forwards::load(store, &p).await.unwrap());
                     }
                     match forwards[&p].get(&off) {
                         Some(mv) if mv.len == c.len => {

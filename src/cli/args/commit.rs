@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use assetfs::ops::context::ContextOptions;
+use assetfs::ops::ContextOptions;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct CommitArgs {

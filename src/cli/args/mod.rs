@@ -228,6 +228,6 @@ pub struct GcArgs {
     #[arg(long)]
     pub author: Option<String>,
     /// Rewrite packs less than this fraction of which live versions use (0 turns rewriting off)
-    #[arg(long, value_name = "FRACTION", default_value_t = assetfs::ops::gc::DEFAULT_REWRITE_BELOW)]
+    #[arg(long, value_name = "FRACTION", default_value_t = assetfs::ops::DEFAULT_REWRITE_BELOW)]
     pub rewrite_below: f64,
 }

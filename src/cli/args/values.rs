@@ -98,8 +98,8 @@ pub fn parse_duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use assetfs::mount::vfs::ownership::Ownership;
-    use assetfs::mount::vfs::FileKind;
+    use assetfs::mount::ownership::Ownership;
+    use assetfs::mount::FileKind;
 
     #[test]
     fn sizes() {

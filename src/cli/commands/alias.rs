@@ -3,8 +3,8 @@
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::names::Selector;
+use assetfs::catalog::Catalog;
+use assetfs::format::Selector;
 
 use crate::cli::args::AliasArgs;
 use crate::cli::commands::env::parse_ref;
@@ -44,7 +44,7 @@ async fn delete(
             r.asset
         ),
     };
-    let was = assetfs::ops::alias::delete_alias(catalog, &r.asset, &alias).await?;
+    let was = assetfs::ops::delete_alias(catalog, &r.asset, &alias).await?;
     if as_json {
         print_json(
             &json!({"alias": format!("{}@{alias}", r.asset), "deleted": true, "was": r.asset.at(was).to_string()}),
@@ -72,7 +72,7 @@ async fn set(
     if require_tests {
         require_passing_tests(catalog, &r.asset.at(v), alias, timeout, as_json).await?;
     }
-    assetfs::ops::alias::set_alias(catalog, &r.asset, alias, v).await?;
+    assetfs::ops::set_alias(catalog, &r.asset, alias, v).await?;
     if as_json {
         print_json(
             &json!({"alias": format!("{}@{alias}", r.asset), "ref": r.asset.at(v).to_string()}),

@@ -4,9 +4,9 @@
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use assetfs::catalog::disk_cache::DiskCache;
-use assetfs::catalog::versions::Catalog;
-use assetfs::store::client::{self, Store};
+use assetfs::catalog::Catalog;
+use assetfs::catalog::DiskCache;
+use assetfs::store::{self, Store};
 
 use crate::cli::args::values::parse_size;
 use crate::cli::args::{CacheCmd, Cli};
@@ -26,8 +26,8 @@ pub async fn cache(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
             staging,
             force,
         } => {
-            use assetfs::ops::node_state::{clear_all, clear_stores, Select};
-            let data_home = client::data_home();
+            use assetfs::ops::{clear_all, clear_stores, Select};
+            let data_home = store::data_home();
             let out = if let Some(s) = only {
                 // Its identity too, when the URL opens (a removed local store may not).
                 let mut names = vec![s.clone()];
@@ -96,11 +96,8 @@ pub async fn cache(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
             // Like a mount: a local store's chunks are checked in place, not copied.
             let disk = open_disk()?.with_local_packs(store.local_packs());
             let r = parse_ref(reference)?;
-            let meta = assetfs::catalog::catalog_cache::CatalogCache::new(
-                Catalog::new(store.clone()),
-                &dir,
-            );
-            let out = assetfs::ops::prefetch::prefetch(&meta, &disk, &r, !cli.json).await?;
+            let meta = assetfs::catalog::CatalogCache::new(Catalog::new(store.clone()), &dir);
+            let out = assetfs::ops::prefetch(&meta, &disk, &r, !cli.json).await?;
             if cli.json {
                 print_json(&out);
             } else {
@@ -130,7 +127,7 @@ pub async fn cache(cli: &Cli, store: &Store, cmd: &CacheCmd) -> Result<()> {
 }
 
 fn cache_list(cli: &Cli, dir: &std::path::Path) -> Result<()> {
-    let stores = assetfs::ops::node_state::list(dir, &client::data_home());
+    let stores = assetfs::ops::list(dir, &store::data_home());
     if cli.json {
         print_json(&stores);
         return Ok(());

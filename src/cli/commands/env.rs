@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use assetfs::format::names::Reference;
-use assetfs::store::client::{self, Store};
+use assetfs::format::Reference;
+use assetfs::store::{self, Store};
 
 use crate::cli::args::Cli;
 
@@ -28,12 +28,12 @@ pub fn cli_context(cli: &Cli) -> CliContext {
 pub fn store_url(cli: &Cli) -> String {
     match &cli.store {
         Some(u) => u.clone(),
-        None => format!("file://{}", client::default_store_dir().display()),
+        None => format!("file://{}", store::default_store_dir().display()),
     }
 }
 
-pub fn store_options(cli: &Cli) -> client::StoreOptions {
-    client::StoreOptions {
+pub fn store_options(cli: &Cli) -> store::StoreOptions {
+    store::StoreOptions {
         endpoint: cli.endpoint_url.clone(),
         region: cli.region.clone(),
     }
@@ -46,7 +46,7 @@ pub fn open_store(cli: &Cli) -> Result<Store> {
 pub fn cache_dir(cli: &Cli) -> PathBuf {
     cli.cache_dir
         .clone()
-        .unwrap_or_else(client::default_cache_dir)
+        .unwrap_or_else(store::default_cache_dir)
 }
 
 pub fn parse_ref(s: &str) -> Result<Reference> {

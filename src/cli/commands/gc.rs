@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::ops::gc::{GcOptions, GcReport};
+use assetfs::catalog::Catalog;
+use assetfs::ops::{GcOptions, GcReport};
 
 use crate::cli::args::values::parse_duration;
 use crate::cli::args::GcArgs;
@@ -31,11 +31,11 @@ pub async fn gc(catalog: &Catalog, cache_dir: &Path, a: &GcArgs, as_json: bool) 
         by: a
             .author
             .clone()
-            .unwrap_or_else(assetfs::ops::metadata::default_author),
+            .unwrap_or_else(assetfs::ops::default_author),
         cache_dir: cache_dir.to_path_buf(),
         progress: !as_json,
     };
-    let rep = assetfs::ops::gc::run(catalog, &opts).await?;
+    let rep = assetfs::ops::run(catalog, &opts).await?;
     if as_json {
         print_json(&rep);
     } else {

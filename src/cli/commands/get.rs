@@ -5,14 +5,14 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use assetfs::catalog::versions::Catalog;
+use assetfs::catalog::Catalog;
 
 use crate::cli::commands::env::parse_ref;
 use crate::cli::output::{human_bytes, print_json};
 
 pub async fn get(catalog: &Catalog, reference: &str, dir: &Path, as_json: bool) -> Result<()> {
     let r = parse_ref(reference)?;
-    let out = assetfs::ops::get::get(catalog, &r, dir, !as_json).await?;
+    let out = assetfs::ops::get(catalog, &r, dir, !as_json).await?;
     if as_json {
         print_json(&json!({
             "ref": out.reference,

@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 
-use assetfs::store::client::Store;
+use assetfs::store::Store;
 
 use crate::cli::output::print_json;
 
 pub async fn init(store: &Store, as_json: bool) -> Result<()> {
-    let ready = assetfs::ops::init::init_store(store).await?;
+    let ready = assetfs::ops::init_store(store).await?;
     if as_json {
         print_json(&ready);
     } else {

@@ -1,5 +1,5 @@
 //! ls, log, show, diff, lineage: reading the catalog (data from
-//! `assetfs::ops::inspect`, `diff`, `lineage`), formatted here.
+//! `src/ops/inspect.rs`, `diff.rs`, `lineage.rs`), formatted here.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,11 +7,10 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use assetfs::catalog::catalog_cache::CatalogCache;
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::manifest::EntryKind;
-use assetfs::format::names::{Kind, Selector};
-use assetfs::ops::inspect;
+use assetfs::catalog::Catalog;
+use assetfs::catalog::CatalogCache;
+use assetfs::format::EntryKind;
+use assetfs::format::{Kind, Selector};
 
 use crate::cli::commands::env::parse_ref;
 use crate::cli::output::log_table::log_table;
@@ -30,7 +29,7 @@ pub async fn ls(catalog: &Catalog, path: Option<&str>, as_json: bool) -> Result<
             };
         }
     };
-    let rows = inspect::asset_summaries(catalog, &kinds).await?;
+    let rows = assetfs::ops::asset_summaries(catalog, &kinds).await?;
     if as_json {
         print_json(&rows);
     } else {
@@ -50,10 +49,10 @@ pub async fn ls(catalog: &Catalog, path: Option<&str>, as_json: bool) -> Result<
 
 async fn ls_versions(
     catalog: &Catalog,
-    asset: &assetfs::format::names::AssetId,
+    asset: &assetfs::format::AssetId,
     as_json: bool,
 ) -> Result<()> {
-    let rows = inspect::version_sidecars(catalog, asset).await?;
+    let rows = assetfs::ops::version_sidecars(catalog, asset).await?;
     if as_json {
         print_json(&rows);
     } else {
@@ -71,12 +70,8 @@ async fn ls_versions(
     Ok(())
 }
 
-async fn ls_files(
-    catalog: &Catalog,
-    r: &assetfs::format::names::Reference,
-    as_json: bool,
-) -> Result<()> {
-    let m = inspect::version_manifest(catalog, r).await?;
+async fn ls_files(catalog: &Catalog, r: &assetfs::format::Reference, as_json: bool) -> Result<()> {
+    let m = assetfs::ops::version_manifest(catalog, r).await?;
     if as_json {
         let rows: Vec<Value> = m
             .entries()
@@ -86,7 +81,7 @@ async fn ls_files(
                     "type": format!("{:?}", e.kind).to_lowercase(),
                     "mode": format!("{:o}", e.mode),
                     "size": e.size,
-                    "blake3": (e.kind == EntryKind::File).then(|| assetfs::format::ids::to_hex(&e.hash)),
+                    "blake3": (e.kind == EntryKind::File).then(|| assetfs::format::to_hex(&e.hash)),
                     "target": e.target,
                 })
             })
@@ -116,7 +111,7 @@ pub async fn log(catalog: &Catalog, reference: &str, all: bool, as_json: bool) -
             r.asset
         );
     }
-    let rows = inspect::log_rows(catalog, &r.asset, all).await?;
+    let rows = assetfs::ops::log_rows(catalog, &r.asset, all).await?;
     if as_json {
         print_json(&rows);
         return Ok(());
@@ -133,7 +128,7 @@ pub async fn show(catalog: &Catalog, reference: &str) -> Result<()> {
 }
 
 pub async fn diff(catalog: &Catalog, from: &str, to: &str, as_json: bool) -> Result<()> {
-    let d = assetfs::ops::diff::diff(catalog, &parse_ref(from)?, &parse_ref(to)?).await?;
+    let d = assetfs::ops::diff(catalog, &parse_ref(from)?, &parse_ref(to)?).await?;
     if as_json {
         print_json(&d);
         return Ok(());
@@ -167,9 +162,9 @@ pub async fn lineage(
     let r = parse_ref(reference)?;
     let meta = CatalogCache::new(catalog.clone(), cache_dir);
     let tree = if used_by {
-        assetfs::ops::lineage::used_by_tree(&meta, &r, depth).await?
+        assetfs::ops::used_by_tree(&meta, &r, depth).await?
     } else {
-        assetfs::ops::lineage::inputs_tree(&meta, &r, depth).await?
+        assetfs::ops::inputs_tree(&meta, &r, depth).await?
     };
     if as_json {
         print_json(&tree.to_json());

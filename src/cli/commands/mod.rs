@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::store::client::Store;
+use assetfs::catalog::Catalog;
+use assetfs::store::Store;
 
 use self::env::{cache_dir, open_store, store_options, store_url};
 use crate::cli::args::{CacheCmd, Cli, Command};

@@ -9,7 +9,7 @@ use crate::cli::args::Cli;
 use crate::cli::output::print_json;
 
 pub fn unmount(mountpoint: &Path, as_json: bool) -> Result<()> {
-    assetfs::mount::lifecycle::unmount(mountpoint)?;
+    assetfs::mount::unmount(mountpoint)?;
     if !as_json {
         println!("unmounted {}", mountpoint.display());
     }
@@ -19,8 +19,8 @@ pub fn unmount(mountpoint: &Path, as_json: bool) -> Result<()> {
 /// `assetfs mounts`: every assetfs mount of this node.
 pub async fn mounts(as_json: bool) -> Result<()> {
     let mut reports = vec![];
-    for m in assetfs::mount::registry::node_mounts() {
-        reports.push(assetfs::mount::registry::report(&m).await);
+    for m in assetfs::mount::node_mounts() {
+        reports.push(assetfs::mount::report(&m).await);
     }
     if as_json {
         print_json(&reports);

@@ -5,10 +5,10 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use assetfs::catalog::catalog_cache::CatalogCache;
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::names::Selector;
-use assetfs::ops::remove::{remove_version, RemoveError, RemoveOptions};
+use assetfs::catalog::Catalog;
+use assetfs::catalog::CatalogCache;
+use assetfs::format::Selector;
+use assetfs::ops::{remove_version, RemoveError, RemoveOptions};
 
 use crate::cli::args::RmArgs;
 use crate::cli::commands::env::{confirm, parse_ref};
@@ -22,7 +22,7 @@ pub async fn rm(catalog: &Catalog, cache_dir: &Path, a: &RmArgs, as_json: bool) 
     // Unknown or already deleted: say so before asking anything.
     catalog.ensure_live(&r.asset, v).await?;
     if !a.yes {
-        let d = assetfs::ops::inspect::describe_version(catalog, &r.asset, v).await?;
+        let d = assetfs::ops::describe_version(catalog, &r.asset, v).await?;
         let question = format!(
             "delete {r} ({} files, {}, created {} by {})?",
             d.file_count,
@@ -41,7 +41,7 @@ pub async fn rm(catalog: &Catalog, cache_dir: &Path, a: &RmArgs, as_json: bool) 
         by: a
             .author
             .clone()
-            .unwrap_or_else(assetfs::ops::metadata::default_author),
+            .unwrap_or_else(assetfs::ops::default_author),
         message: a.message.clone(),
     };
     let d = remove_version(&meta, &r, &opts).await?;

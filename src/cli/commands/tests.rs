@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::names::Reference;
-use assetfs::ops::stored_tests::{test_version, TestReport};
+use assetfs::catalog::Catalog;
+use assetfs::format::Reference;
+use assetfs::ops::{test_version, TestReport};
 
 use crate::cli::args::values::parse_timeout;
 use crate::cli::commands::env::parse_ref;

@@ -1,12 +1,12 @@
 //! `verify`: re-fetch and re-hash the chunks of versions (targets from
-//! `assetfs::ops::inspect::verify_targets`).
+//! `assetfs::ops::verify_targets`).
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use assetfs::catalog::versions::Catalog;
-use assetfs::ops::inspect::{verify_targets, VerifyScope};
+use assetfs::catalog::Catalog;
+use assetfs::ops::{verify_targets, VerifyScope};
 
 use crate::cli::commands::env::parse_ref;
 use crate::cli::output::{human_bytes, print_json};
@@ -28,7 +28,7 @@ pub async fn verify(catalog: &Catalog, reference: Option<&str>, as_json: bool) -
     let mut reports = vec![];
     let mut bad = 0;
     for (asset, v) in targets {
-        let rep = assetfs::ops::verify::verify_version(catalog, &asset, v).await?;
+        let rep = assetfs::ops::verify_version(catalog, &asset, v).await?;
         if !rep.problems.is_empty() {
             bad += 1;
         }

@@ -3,13 +3,13 @@
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use assetfs::catalog::staging::Staging;
-use assetfs::catalog::versions::Catalog;
-use assetfs::format::names::Reference;
-use assetfs::ops::commit::CommitError;
-use assetfs::ops::metadata::MetaInput;
-use assetfs::ops::push::{PushOptions, PushOutcome};
-use assetfs::store::client::{self, Store};
+use assetfs::catalog::Catalog;
+use assetfs::catalog::Staging;
+use assetfs::format::Reference;
+use assetfs::ops::CommitError;
+use assetfs::ops::MetaInput;
+use assetfs::ops::{PushOptions, PushOutcome};
+use assetfs::store::{self, Store};
 
 use crate::cli::args::{Cli, CommitArgs};
 use crate::cli::commands::env::{cache_dir, confirm, parse_ref};
@@ -24,7 +24,7 @@ pub async fn push(
 ) -> Result<()> {
     let target = parse_ref(reference)?;
     let opts = push_options(cli, commit)?;
-    let out = assetfs::ops::push::push(catalog, &target, dir, opts).await?;
+    let out = assetfs::ops::push(catalog, &target, dir, opts).await?;
     print_outcome(&out, cli.json);
     Ok(())
 }
@@ -39,7 +39,7 @@ pub async fn commit(
     let r = parse_ref(reference)?;
     let staging = open_staging(catalog.store(), &r, true)?;
     let opts = push_options(cli, commit)?;
-    let out = assetfs::ops::commit::commit(catalog, &staging, &r, opts, wait).await?;
+    let out = assetfs::ops::commit(catalog, &staging, &r, opts, wait).await?;
     print_outcome(&out, cli.json);
     Ok(())
 }
@@ -47,7 +47,7 @@ pub async fn commit(
 pub async fn status(catalog: &Catalog, reference: &str, as_json: bool) -> Result<()> {
     let r = parse_ref(reference)?;
     let staging = open_staging(catalog.store(), &r, true)?;
-    let (base, changes) = assetfs::ops::commit::status(catalog, &staging, &r.asset).await?;
+    let (base, changes) = assetfs::ops::status(catalog, &staging, &r.asset).await?;
     if as_json {
         print_json(&json!({"asset": r.asset.to_string(), "base": base, "changes": changes}));
     } else {
@@ -67,9 +67,9 @@ pub async fn status(catalog: &Catalog, reference: &str, as_json: bool) -> Result
 
 pub fn reset(store: &Store, reference: &str, yes: bool, as_json: bool) -> Result<()> {
     let r = parse_ref(reference)?;
-    let home = client::data_home();
+    let home = store::data_home();
     // Nothing staged: nothing to discard, which is what was asked.
-    let staging = match assetfs::ops::commit::open_staging(&home, store, &r.asset, false) {
+    let staging = match assetfs::ops::open_staging(&home, store, &r.asset, false) {
         Err(CommitError::NoStaging { .. }) => {
             if !as_json {
                 println!(
@@ -118,7 +118,7 @@ fn meta_input(c: &CommitArgs) -> Result<MetaInput> {
     for kv in &c.meta {
         m.add_kv(kv)?;
     }
-    assetfs::ops::context::ContextOptions::from(c.context.clone()).apply(&mut m)?;
+    assetfs::ops::ContextOptions::from(c.context.clone()).apply(&mut m)?;
     Ok(m)
 }
 
@@ -155,11 +155,11 @@ fn print_outcome(out: &PushOutcome, as_json: bool) {
 /// The staging area of `r`'s asset; when there is none, where one might be
 /// (a mount of this node) is part of the error.
 fn open_staging(store: &Store, r: &Reference, need_base: bool) -> Result<Staging> {
-    let home = client::data_home();
-    match assetfs::ops::commit::open_staging(&home, store, &r.asset, need_base) {
+    let home = store::data_home();
+    match assetfs::ops::open_staging(&home, store, &r.asset, need_base) {
         Ok(s) => Ok(s),
         Err(e @ CommitError::NoStaging { .. }) => {
-            let hints = assetfs::mount::registry::staging_hints(&home, store, &r.asset);
+            let hints = assetfs::mount::staging_hints(&home, store, &r.asset);
             bail!("{e}; {}", hints.join("; "))
         }
         Err(e) => Err(e.into()),

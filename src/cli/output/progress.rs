@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use assetfs::ops::progress::{Bar, Drawer, Unit};
+use assetfs::ops::{Bar, Drawer, Unit};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 const DELAY: Duration = Duration::from_secs(1);
@@ -17,7 +17,7 @@ pub struct Terminal;
 impl Terminal {
     /// Makes every operation of this process draw its progress here.
     pub fn install() {
-        assetfs::ops::progress::set_drawer(Box::new(Terminal));
+        assetfs::ops::set_drawer(Box::new(Terminal));
     }
 }
 

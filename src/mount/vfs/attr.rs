@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::format::manifest::{Entry, EntryKind};
+use crate::format::{Entry, EntryKind};
 
 /// Immutable things may be cached by the kernel (practically) forever.
 pub const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);

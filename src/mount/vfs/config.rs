@@ -18,7 +18,7 @@ pub struct VfsConfig {
     pub owner: Ownership,
     /// `--only`: show this version (or the version this alias or `latest`
     /// points at, followed at each refresh) at the root instead of the catalog.
-    pub only: Option<crate::format::names::Reference>,
+    pub only: Option<crate::format::Reference>,
     /// Bound on the memory of decoded manifests kept for reuse (bytes).
     pub manifest_cache: u64,
 }

@@ -1,8 +1,8 @@
 //! Errors of the mount's filesystem logic, each with its errno.
 
-use crate::catalog::versions::CatalogError;
+use crate::catalog::CatalogError;
 use crate::mount::reader::ReadError;
-use crate::store::errno::ToErrno;
+use crate::store::ToErrno;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VfsError {
@@ -27,7 +27,7 @@ pub enum VfsError {
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
     #[error("staging: {0}")]
-    Staging(#[from] crate::catalog::staging::StagingError),
+    Staging(#[from] crate::catalog::StagingError),
     #[error("invalid: {0}")]
     Invalid(String),
     #[error("not permitted: {0}")]

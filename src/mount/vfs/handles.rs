@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::format::manifest::Manifest;
+use crate::format::Manifest;
 use crate::mount::readahead::ReadAhead;
 use crate::mount::reader::ChunkMap;
 use crate::mount::vfs::error::{Result, VfsError};

@@ -5,7 +5,7 @@
 //! version needs no per-file inode table; staging inodes have bit 63 set,
 //! bits 40..63 the staging slot and bits 0..40 the node id.
 
-use crate::format::names::Kind;
+use crate::format::Kind;
 
 pub const ROOT: u64 = 1;
 pub const MISC_BASE: u64 = 16;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::catalog::catalog_cache::{CatalogCache, Listing};
-use crate::catalog::versions::CatalogError;
-use crate::format::names::{AssetId, Kind, Reference, Selector};
+use crate::catalog::CatalogError;
+use crate::catalog::{CatalogCache, Listing};
+use crate::format::{AssetId, Kind, Reference, Selector};
 use crate::mount::vfs::error::{Result, VfsError};
 
 struct CachedListing {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
-use crate::format::names::AssetId;
+use crate::format::AssetId;
 use crate::mount::vfs::inodes::misc_ino;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -50,18 +50,17 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::catalog::catalog_cache::{CatalogCache, Listing};
-use crate::format::manifest::{EntryKind, Manifest};
-use crate::format::names::{parse_version, validate_alias, AssetId, AssetName, Kind};
+use crate::catalog::{CatalogCache, Listing};
+use crate::format::{parse_version, validate_alias, AssetId, AssetName, Kind};
+use crate::format::{EntryKind, Manifest};
 use crate::mount::readahead::{read_range, ReadAhead};
 use crate::mount::reader::{ChunkMap, ChunkSource};
 
-pub use attr::{Attr, DirEntry, FileKind, FOREVER, XATTR_BLAKE3};
+pub use attr::{Attr, DirEntry, FileKind, XATTR_BLAKE3};
 pub use config::{VfsConfig, DEFAULT_MANIFEST_CACHE};
 pub use error::{Result, VfsError};
 pub use inodes::ROOT;
 pub use ownership::Ownership;
-pub use plus::PLUS_FIRST_BATCH;
 pub use policy::{DirCache, PageCache};
 
 use handles::{Handles, OpenFile};
@@ -270,7 +269,7 @@ impl Vfs {
         };
         if sel == "staging" && !sidecar {
             let slot = self.staging.area(&self.meta, &asset, false).await?;
-            return staging_view::attr(&self.cx(), &slot, crate::catalog::staging::ROOT);
+            return staging_view::attr(&self.cx(), &slot, crate::catalog::ROOT);
         }
         if let Ok(v) = parse_version(sel) {
             if !self.listings.version_exists(&asset, v).await? {
@@ -589,7 +588,7 @@ impl Vfs {
                 if e.kind != EntryKind::File {
                     return Err(VfsError::NoAttr);
                 }
-                Ok(crate::format::ids::to_hex(&e.hash).into_bytes())
+                Ok(crate::format::to_hex(&e.hash).into_bytes())
             }
             _ => Err(VfsError::NoAttr),
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::format::names::{AssetId, Reference, Selector};
+use crate::format::{AssetId, Reference, Selector};
 use crate::mount::vfs::attr::Attr;
 use crate::mount::vfs::error::Result;
 use crate::mount::vfs::listings::Listings;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::sidecar::{aliases_at, sidecar, sidecar_bytes};
-use crate::format::names::AssetId;
+use crate::catalog::CatalogCache;
+use crate::catalog::{aliases_at, sidecar, sidecar_bytes};
+use crate::format::AssetId;
 use crate::mount::vfs::error::Result;
 use crate::mount::vfs::listings::Listings;
 

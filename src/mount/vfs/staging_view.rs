@@ -1,6 +1,6 @@
 //! The writable `<name>@staging/` directories of a mount: their slots,
 //! copy-up of base files on first write, and the write-type operations.
-//! The tree itself lives in [`crate::catalog::staging::Staging`]; this module
+//! The tree itself lives in [`crate::catalog::Staging`]; this module
 //! maps kernel-style requests onto it. What it needs of the rest of the
 //! mount comes in a [`Ctx`].
 //!
@@ -15,12 +15,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::catalog::staging::{
+use crate::catalog::CatalogCache;
+use crate::catalog::{
     locate, staging_dir, write_label, Content, Staging, StagingError, StartError, ROOT,
 };
-use crate::format::manifest::{EntryKind, Manifest};
-use crate::format::names::{AssetId, AssetName, Kind};
+use crate::format::{AssetId, AssetName, Kind};
+use crate::format::{EntryKind, Manifest};
 use crate::mount::readahead::read_range;
 use crate::mount::reader::{ChunkMap, ChunkSource};
 use crate::mount::vfs::attr::Attr;
@@ -245,7 +245,7 @@ pub fn attr(cx: &Ctx<'_>, slot: &StagingSlot, id: u64) -> Result<Attr> {
     Ok(node_attr(cx, slot, &slot.st()?.get(id)?))
 }
 
-fn node_attr(cx: &Ctx<'_>, slot: &StagingSlot, n: &crate::catalog::staging::Node) -> Attr {
+fn node_attr(cx: &Ctx<'_>, slot: &StagingSlot, n: &crate::catalog::Node) -> Attr {
     cx.owner.present(Attr::new(
         staging_ino(slot.slot, n.id),
         n.kind.into(),
@@ -288,8 +288,7 @@ async fn copy_up(cx: &Ctx<'_>, slot: &StagingSlot, id: u64, content: bool) -> Re
     let Content::Base(i) = n.content else {
         return Ok(());
     };
-    let mut f =
-        crate::store::fsutil::create_private(&st.copy_path(id)).map_err(StagingError::from)?;
+    let mut f = crate::store::create_private(&st.copy_path(id)).map_err(StagingError::from)?;
     if content {
         let m = base_manifest(cx, slot)
             .await?
@@ -373,7 +372,7 @@ pub async fn read(cx: &Ctx<'_>, h: &StagingHandle, offset: u64, size: u32) -> Re
 /// Writes through an open handle: a `pwrite` into the page cache.
 pub fn write(h: &StagingHandle, offset: u64, data: &[u8]) -> Result<u32> {
     match (&h.file, h.writable) {
-        (Some(f), true) => Ok(crate::catalog::staging::write_at(f, offset, data)? as u32),
+        (Some(f), true) => Ok(crate::catalog::write_at(f, offset, data)? as u32),
         _ => Err(VfsError::BadHandle),
     }
 }

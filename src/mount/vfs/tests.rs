@@ -1,12 +1,13 @@
 //! `Vfs` without a mount: browsing, reading, refusals, the manifest cache.
 
+use super::attr::FOREVER;
 use super::*;
-use crate::catalog::disk_cache::DiskCache;
-use crate::catalog::versions::Catalog;
-use crate::format::names::Reference;
-use crate::ops::push::{push, PushOptions};
-use crate::store::client::Store;
-use crate::store::errno::ToErrno;
+use crate::catalog::Catalog;
+use crate::catalog::DiskCache;
+use crate::format::Reference;
+use crate::ops::{push, PushOptions};
+use crate::store::Store;
+use crate::store::ToErrno;
 
 async fn fixture(tmp: &std::path::Path) -> (Vfs, Vec<u8>) {
     fixture_owned(tmp, Ownership::current()).await
@@ -230,8 +231,7 @@ async fn refusals_decided_without_a_mount() {
 async fn manifests_evicted_under_a_small_bound_stay_usable() {
     use std::sync::atomic::Ordering;
     let tmp = tempfile::TempDir::new().unwrap();
-    let faulty =
-        crate::store::doubles::FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let faulty = crate::store::FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
     let faults = faulty.faults.clone();
     let store = Store::from_object_store(Arc::new(faulty), "memory://evict");
     let catalog = Catalog::new(store.clone());

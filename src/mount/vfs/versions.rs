@@ -8,9 +8,9 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::OnceCell;
 
-use crate::catalog::catalog_cache::CatalogCache;
-use crate::format::manifest::{EntryKind, Manifest};
-use crate::format::names::AssetId;
+use crate::catalog::CatalogCache;
+use crate::format::AssetId;
+use crate::format::{EntryKind, Manifest};
 use crate::mount::vfs::attr::Attr;
 use crate::mount::vfs::error::{Result, VfsError};
 use crate::mount::vfs::inodes::{entry_ino, version_ino};

@@ -12,8 +12,7 @@ mod layer;
 mod sim_clock;
 mod slow;
 
-pub use faulty::{Faults, Faulty, FaultyStore};
-pub use gated::{GateHandle, Gated, GatedStore, Gates};
-pub use layer::{Double, Layer};
-pub use sim_clock::{SimClock, SimClockStore, SimClocked};
-pub use slow::{Slow, SlowStore, Traffic};
+pub use faulty::FaultyStore;
+pub use gated::{GateHandle, GatedStore, Gates};
+pub use sim_clock::{SimClock, SimClockStore};
+pub use slow::SlowStore;

@@ -34,7 +34,7 @@ pub fn session(id: &str) -> String {
     format!("sessions/{id}")
 }
 pub const SESSIONS: &str = "sessions";
-/// gc's records of run `seq` (see [`crate::catalog::gc_records`]): `mark`, `wait`,
+/// gc's records of run `seq` (see [`crate::catalog::gc_runs`]): `mark`, `wait`,
 /// `sweep`, `done`.
 pub fn gc_record(seq: u64, what: &str) -> String {
     format!("gc/{seq:020}/{what}")
@@ -61,7 +61,7 @@ pub const MANIFESTS: &str = "manifests";
 pub const PACKS: &str = "packs";
 pub const REFS: &str = "refs";
 /// The conditional-write self-check's probes (the store layer names them).
-pub const PROBES: &str = crate::store::client::PROBES;
+pub const PROBES: &str = crate::store::PROBES;
 /// Everything the catalog keeps about one asset (versions, deletions, aliases).
 pub fn asset_dir(a: &AssetId) -> String {
     format!("refs/{}/{}", a.kind, a.name)
