@@ -218,7 +218,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::key_layout;
+    use crate::format::key_layout as keys;
 
     #[tokio::test]
     async fn located_chunks_are_verified_and_ranges_arrive_whole() {
