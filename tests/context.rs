@@ -1,4 +1,4 @@
-//! Version context (DESIGN.md section 3, issue 5): every context field through
+//! Version context (docs/usage.md, "Context, metrics and tests"): every context field through
 //! push, show, log, diff and get; lineage queries over a generated graph;
 //! stored input/output tests and `alias --require-tests`; secrets refused;
 //! schema summaries on the shared commit path; and the example in

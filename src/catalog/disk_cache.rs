@@ -12,7 +12,7 @@
 //! record's space by punching a hole, and a segment with no live record is
 //! deleted.
 //!
-//! Checking cost is proportional to what is read (DESIGN.md section 6): a
+//! Checking cost is proportional to what is read (docs/mount.md, "Caching"): a
 //! chunk is verified against its BLAKE3 name before it is admitted, and its
 //! record carries a CRC32C of every 4 KiB block plus a footer naming the
 //! chunk and its length (format in [`crate::catalog::disk_cache_file`]). A read of any

@@ -166,7 +166,7 @@ fn empty_hash() -> Hash {
 /// entry. Entries are read through [`Entry`] views.
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
-    /// Version metadata (DESIGN.md section 3) as JSON text, kept verbatim so
+    /// Version metadata (docs/usage.md, "Sidecar JSON") as JSON text, kept verbatim so
     /// unknown fields survive.
     pub meta_json: String,
     pub packs: Vec<PackId>,

@@ -1,4 +1,4 @@
-//! Asset names, versions, aliases and references (DESIGN.md section 1).
+//! Asset names, versions, aliases and references (docs/usage.md, "Names and references").
 //!
 //! Every parser here returns an error that names the rule the input broke,
 //! because these strings come straight from users and from the object store.

@@ -1,6 +1,6 @@
-//! Refusing secrets in version metadata (DESIGN.md section 3: "Secrets never
-//! belong here"). Metadata is copied into every sidecar, cache and mount, so
-//! a credential that gets in is effectively published.
+//! Refusing secrets in version metadata (docs/usage.md, "Context, metrics and
+//! tests", lists what is refused). Metadata is copied into every sidecar,
+//! cache and mount, so a credential that gets in is effectively published.
 //!
 //! Refused, anywhere in the metadata tree:
 //! - a key whose name mentions `secret`, `password`, `passwd`, or `token`;
