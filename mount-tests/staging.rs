@@ -109,20 +109,7 @@ fn snapshot(root: &Path) -> Snap {
 
 /// Describes how two snapshots differ, entry by entry.
 fn snap_diff(got: &Snap, want: &Snap) -> String {
-    let mut out = vec![];
-    for (k, w) in want {
-        match got.get(k) {
-            None => out.push(format!("missing {k}: want {w:?}")),
-            Some(g) if g != w => out.push(format!("{k}: got {g:?}, want {w:?}")),
-            _ => {}
-        }
-    }
-    for (k, g) in got {
-        if !want.contains_key(k) {
-            out.push(format!("extra {k}: {g:?}"));
-        }
-    }
-    out.join("\n")
+    common::trees::map_diff(want, got)
 }
 
 fn assert_snap(what: &str, got: &Snap, want: &Snap) {

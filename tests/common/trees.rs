@@ -133,11 +133,12 @@ pub fn blake3_hex(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
 }
 
-/// Asserts two snapshots are equal, listing what differs.
-pub fn assert_same_tree(want: &BTreeMap<String, Node>, got: &BTreeMap<String, Node>, what: &str) {
-    if want == got {
-        return;
-    }
+/// What differs between two maps, one line per key: missing, differing or
+/// extra entries (for assertion messages).
+pub fn map_diff<V: PartialEq + std::fmt::Debug>(
+    want: &BTreeMap<String, V>,
+    got: &BTreeMap<String, V>,
+) -> String {
     let mut diffs = vec![];
     for (k, v) in want {
         match got.get(k) {
@@ -151,7 +152,14 @@ pub fn assert_same_tree(want: &BTreeMap<String, Node>, got: &BTreeMap<String, No
             diffs.push(format!("extra    {k}: {v:?}"));
         }
     }
-    panic!("{what}: trees differ:\n{}", diffs.join("\n"));
+    diffs.join("\n")
+}
+
+/// Asserts two snapshots are equal, listing what differs.
+pub fn assert_same_tree(want: &BTreeMap<String, Node>, got: &BTreeMap<String, Node>, what: &str) {
+    if want != got {
+        panic!("{what}: trees differ:\n{}", map_diff(want, got));
+    }
 }
 
 /// Regular files of a snapshot: path -> (size, blake3).
