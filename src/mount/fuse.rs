@@ -329,18 +329,21 @@ impl Filesystem for AssetFs {
     ) {
         let span = debug_span!("fuse", op = "read", ino = ino.0, fh = fh.0, offset, size);
         let vfs = self.vfs.clone();
-        self.rt.spawn(
-            async move {
-                match vfs.read(fh.0, offset, size).await {
-                    Ok(b) => reply.data(&b),
-                    Err(e) => {
-                        tracing::warn!(fh = fh.0, offset, size, "read failed: {e}");
-                        reply.error(err(&e))
-                    }
+        let task = async move {
+            match vfs.read(fh.0, offset, size).await {
+                Ok(b) => reply.data(&b),
+                Err(e) => {
+                    tracing::warn!(fh = fh.0, offset, size, "read failed: {e}");
+                    reply.error(err(&e))
                 }
             }
-            .instrument(span),
-        );
+        }
+        .instrument(span);
+        if self.vfs.read_may_block(fh.0) {
+            self.rt.spawn(task);
+        } else {
+            self.run_inline(task);
+        }
     }
 
     fn release(

@@ -114,6 +114,9 @@ static NEXT_BUF: AtomicU64 = AtomicU64::new(1);
 /// Requests smaller than this get a buffer of their own.
 const POOLED_MIN: usize = 1 << 20;
 
+/// Reads of a cached chunk up to this size are done on the calling thread.
+const INLINE_DISK_READ: usize = 64 << 10;
+
 /// Request buffers kept for reuse. A buffer is given back when its request
 /// is done and taken again once every chunk sliced from it has been
 /// dropped, so its pages stay mapped: allocating a fresh multi-MiB buffer
@@ -534,10 +537,18 @@ impl ChunkSource {
                 offset: c.offset,
             };
             let rr = range.clone();
-            let got = tokio::task::spawn_blocking(move || disk.read(&c.hash, c.len, rr, at))
-                .await
-                .ok()
-                .flatten();
+            // A small read of a cached chunk is one short pread: done here,
+            // it needs no other thread (the caller may be a FUSE session
+            // thread answering a cache hit inline). Larger ones go to the
+            // blocking pool.
+            let got = if range.len() <= INLINE_DISK_READ {
+                disk.read(&c.hash, c.len, rr, at)
+            } else {
+                tokio::task::spawn_blocking(move || disk.read(&c.hash, c.len, rr, at))
+                    .await
+                    .ok()
+                    .flatten()
+            };
             if let Some(b) = got {
                 return Ok(Chunk::own(b));
             }

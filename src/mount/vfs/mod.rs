@@ -511,6 +511,18 @@ impl Vfs {
         is_staging(ino)
     }
 
+    /// Whether a read of handle `fh` may wait for the disk beyond a small
+    /// read of the chunk cache (a staging file reads its data file). Other
+    /// reads are tried on the session thread first: a cache hit is then
+    /// answered without handing the request to another thread, which is
+    /// most of what a small random read costs.
+    pub fn read_may_block(&self, fh: u64) -> bool {
+        !matches!(
+            self.handles.get(fh).as_deref(),
+            Ok(OpenFile::Version { .. } | OpenFile::Bytes(_))
+        )
+    }
+
     /// How the kernel may cache the pages of `ino` once opened.
     pub fn page_cache(&self, ino: u64) -> PageCache {
         if self.is_immutable(ino) {
