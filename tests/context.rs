@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use assetfs::catalog::Catalog;
 use assetfs::format::Reference;
-use assetfs::ops::{commit_tree, push, PushOptions, TreeItem};
+use assetfs::format::TreeItem;
+use assetfs::ops::{commit_tree, push, PushOptions};
 use assetfs::store::Store;
 use common::*;
 

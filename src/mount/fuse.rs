@@ -339,7 +339,7 @@ impl Filesystem for AssetFs {
             }
         }
         .instrument(span);
-        if self.vfs.read_may_block(fh.0) {
+        if self.vfs.read_may_block(ino.0) {
             self.rt.spawn(task);
         } else {
             self.run_inline(task);

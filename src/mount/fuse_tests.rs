@@ -16,7 +16,8 @@ use rand::SeedableRng;
 
 use crate::catalog::Catalog;
 use crate::format::Reference;
-use crate::mount::lifecycle::{self, MountConfig};
+use crate::mount::lifecycle;
+use crate::mount::mount_config::MountConfig;
 use crate::mount::read_path_tests::random_bytes;
 use crate::mount::reader::ReadConfig;
 use crate::mount::vfs::Vfs;

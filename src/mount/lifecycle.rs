@@ -75,9 +75,8 @@ pub enum ListingFailure {
     Timeout(Duration),
 }
 
-pub use crate::mount::mount_config::MountConfig;
+use crate::mount::mount_config::MountConfig;
 
-pub use crate::mount::registry::unescape_mountinfo;
 use crate::mount::registry::{self, MountRecord};
 
 #[cfg(test)]

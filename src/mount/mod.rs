@@ -12,10 +12,10 @@ mod registry;
 mod temporary;
 mod vfs;
 
-pub use lifecycle::{
-    check_mountpoint, check_unprivileged, prepare, serve, unescape_mountinfo, unmount, MountConfig,
-    ServeInfo,
+pub use lifecycle::{check_mountpoint, check_unprivileged, prepare, serve, unmount, ServeInfo};
+pub use mount_config::MountConfig;
+pub use registry::{
+    mount_at, node_mounts, process_start, record_for, report, staging_hints, unescape_mountinfo,
 };
-pub use registry::{mount_at, node_mounts, process_start, record_for, report, staging_hints};
 pub use temporary::temporary_mount;
 pub use vfs::{ownership, FileKind};

@@ -90,7 +90,7 @@ pub enum ContextError {
     #[error(transparent)]
     Tests(#[from] SpecError),
     #[error("temporary file for a schema summary: {0}")]
-    Temp(std::io::Error),
+    Temp(#[source] std::io::Error),
     #[error("chunk {0} read for a schema summary is corrupt")]
     Chunk(String),
     #[error(transparent)]

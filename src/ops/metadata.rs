@@ -37,7 +37,7 @@ pub enum MetaError {
     Secret(#[from] crate::ops::secrets::SecretError),
 }
 
-pub use crate::format::now_rfc3339;
+use crate::format::now_rfc3339;
 
 /// The author: `ASSETFS_AUTHOR`, else `git config user.name`, else `$USER`.
 pub fn default_author() -> String {

@@ -37,7 +37,7 @@ pub use node_state::{clear_all, clear_stores, list, Select};
 pub use npy::write_f64;
 pub use prefetch::prefetch;
 pub use progress::{set_drawer, Bar, Drawer, Unit};
-pub use push::{commit_tree, push, PushError, PushOptions, PushOutcome, TreeItem};
+pub use push::{commit_tree, push, PushError, PushOptions, PushOutcome};
 pub use remove::{remove_version, RemoveError, RemoveOptions};
 pub use stored_tests::{test_version, MountedVersion, TestReport, VersionMounter};
 pub use verify::verify_version;

@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::catalog::{Known, StatCache};
 use crate::format::sessions::Session;
 use crate::format::Hash;
-pub use crate::format::TreeItem;
+use crate::format::TreeItem;
 use crate::format::{hash_files, Event, Job, Stamp};
 use crate::format::{to_hex, PackId};
 use crate::format::{validate_alias, AssetId, NameError, Reference, Selector};

@@ -511,16 +511,13 @@ impl Vfs {
         is_staging(ino)
     }
 
-    /// Whether a read of handle `fh` may wait for the disk beyond a small
-    /// read of the chunk cache (a staging file reads its data file). Other
-    /// reads are tried on the session thread first: a cache hit is then
-    /// answered without handing the request to another thread, which is
-    /// most of what a small random read costs.
-    pub fn read_may_block(&self, fh: u64) -> bool {
-        !matches!(
-            self.handles.get(fh).as_deref(),
-            Ok(OpenFile::Version { .. } | OpenFile::Bytes(_))
-        )
+    /// Whether reading `ino` may wait for the disk beyond a small read of
+    /// the chunk cache (a staging file reads its data file). Other reads are
+    /// tried on the session thread first: a cache hit is then answered
+    /// without handing the request to another thread, which is most of what
+    /// a small random read costs.
+    pub fn read_may_block(&self, ino: u64) -> bool {
+        is_staging(ino)
     }
 
     /// How the kernel may cache the pages of `ino` once opened.
