@@ -595,14 +595,19 @@ part3() {
   rm -rf "$W/cache-dl"
   local a w l mr ms mm
   a=$(median "${cold[@]}"); w=$(median "${warm[@]}"); l=$(median "${loc[@]}")
-  mr=$(median "${rc[@]}"); ms=$(median "${sf[@]}"); mm=$(median "${mp[@]}")
+  mr=$(median "${rc[@]}"); ms=""; mm=""
+  if [ "$DL_SLOW_RUNS" -gt 0 ]; then ms=$(median "${sf[@]}"); mm=$(median "${mp[@]}"); fi
   local desc="$n files of $kib KiB read whole by $DL_THREADS threads in random order"
   local ratio; ratio=$(calc '%.2f' "$a / $mr")
   row " 3a " " DataLoader pass, cold: $desc (Garage S3, fresh mount, empty cache) " " **$a files/s** (runs: $(runs_list "${cold[@]}")); daemon $(calc '%.2f' "$(median "${cold_cpu[@]}")") CPU-s " \
     " rclone (--vfs-cache-mode off) on the same files as plain objects: $mr files/s (runs: $(runs_list "${rc[@]}")) " " **${ratio}x** " " $(goal '>=' 3 "$ratio") " " $(mib_of_kb "$(max "${cold_rss[@]}")") MiB "
-  ratio=$(calc '%.2f' "$a / $ms")
-  row " 3b " " (same) " " $a files/s " " s3fs (defaults): $ms files/s (runs: $(runs_list "${sf[@]}"); the first $slow files of each run's order) " " **${ratio}x** " " $(goal '>=' 3 "$ratio") " " - "
-  row " 3c " " (context, same) " " $a files/s " " mountpoint-s3 (no cache): $mm files/s (runs: $(runs_list "${mp[@]}"); the first $slow files of each run's order) " " $(calc '%.2f' "$a / $mm")x " " - " " - "
+  if [ "$DL_SLOW_RUNS" -gt 0 ]; then
+    ratio=$(calc '%.2f' "$a / $ms")
+    row " 3b " " (same) " " $a files/s " " s3fs (defaults): $ms files/s (runs: $(runs_list "${sf[@]}"); the first $slow files of each run's order) " " **${ratio}x** " " $(goal '>=' 3 "$ratio") " " - "
+    row " 3c " " (context, same) " " $a files/s " " mountpoint-s3 (no cache): $mm files/s (runs: $(runs_list "${mp[@]}"); the first $slow files of each run's order) " " $(calc '%.2f' "$a / $mm")x " " - " " - "
+  else
+    row " 3b " " (same) " " $a files/s " " s3fs and mountpoint-s3 not run (BENCH_MOUNT_DL_SLOW_RUNS=0) " " - " " **not measured** " " - "
+  fi
   ratio=$(calc '%.2f' "$w / $l")
   row " 3d " " DataLoader pass, second pass: disk cache warm, page cache dropped, fresh mount " " **$w files/s** (runs: $(runs_list "${warm[@]}")); daemon $(calc '%.2f' "$(median "${warm_cpu[@]}")") CPU-s " \
     " the same pass over the local files, page cache dropped: $l files/s (runs: $(runs_list "${loc[@]}")) " " **${ratio}x** " " $(goal '>=' 0.9 "$ratio") " " $(mib_of_kb "$(max "${warm_rss[@]}")") MiB "

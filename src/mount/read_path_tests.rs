@@ -189,6 +189,65 @@ async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
     );
 }
 
+/// Eight sequential readers at once share the readahead budget: each keeps
+/// a window of large requests instead of grabbing whatever budget trickles
+/// back (which made eight readers fetch 1.4 MiB per request on average
+/// against 8 MiB for one reader, and Garage read 1.7x the bytes in blocks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_readers_share_the_budget_in_large_requests() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("f{i}.bin"), random_bytes(&mut rng, 16 * MIB)))
+        .collect();
+    let f = fixture(files.clone()).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    // A budget of 8 MiB per reader: a 4 MiB window after the 4 MiB kept
+    // behind each reader, so 2 MiB top-ups of one request each.
+    let cfg = ReadConfig {
+        request_bytes: 2 << 20,
+        max_window: 16 << 20,
+        budget: 64 << 20,
+        ..ReadConfig::default()
+    };
+    let r = Arc::new(reader(&f, tmp.path(), cfg, 400 << 20));
+    r.slow.traffic.reset();
+    let barrier = Arc::new(tokio::sync::Barrier::new(files.len()));
+    let tasks: Vec<_> = files
+        .iter()
+        .map(|(name, data)| {
+            let (r, name, data, barrier) = (r.clone(), name.clone(), data.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let got = r.read_all(&name, 128 << 10).await;
+                assert!(got == data, "{name}: bytes differ");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let t = &r.slow.traffic;
+    let ranges = t.ranges_under("packs/");
+    let total: u64 = ranges.iter().map(|(_, r)| r.end - r.start).sum();
+    let max = t.max_in_flight.load(Ordering::SeqCst);
+    eprintln!(
+        "{} pack GETs, {} KiB on average, max in flight {max}",
+        ranges.len(),
+        (total / ranges.len() as u64) >> 10
+    );
+    assert_eq!(t.overlap_under("packs/"), 0, "a byte was fetched twice");
+    assert_eq!(total, 8 * 16 * MIB as u64, "every byte fetched once");
+    assert!(max >= 8, "only {max} requests in flight at most");
+    // 128 MiB in requests of about 2 MiB, plus the first top-ups of each
+    // reader (1 MiB window) and pack ends. Taking budget as it trickled
+    // back made 168 requests here.
+    assert!(
+        ranges.len() <= 64 + 8 * 4,
+        "{} requests for 128 MiB: the budget is taken in small pieces",
+        ranges.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_across_pack_boundaries() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);

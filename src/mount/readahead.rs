@@ -18,6 +18,11 @@
 //! the chunks it touches, and from the disk cache only the 4 KiB blocks it
 //! touches. Readahead bytes are bounded per file (`max_window`) and across
 //! files (`budget`, a semaphore in bytes held until the reader passes them).
+//! Many sequential readers share the budget fairly: each window is capped
+//! at the budget's share per stream, and a top-up beyond what the read
+//! itself needs takes budget only in request-sized grants. Taking whatever
+//! trickled back made eight readers fetch in 1.4 MiB requests on average
+//! instead of 8 MiB, at 0.44x the raw GETs' throughput.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -27,7 +32,9 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::format::PackId;
 use crate::format::{ChunkRef, Entry, Manifest};
-use crate::mount::reader::{concat, ChunkMap, ChunkSource, Pending, ReadError, SmallReads};
+use crate::mount::reader::{
+    concat, ChunkMap, ChunkSource, Pending, ReadError, SmallReads, StreamGuard,
+};
 
 /// How far behind or ahead of the furthest read a read still counts as
 /// sequential: the kernel keeps the READs of up to two readahead windows
@@ -39,7 +46,7 @@ const SPREAD: u64 = 8 << 20;
 const LARGE: u64 = 32 << 10;
 /// Planned chunks are let go of this far behind the furthest read (a late
 /// READ of one after that reads it from the disk cache).
-const KEEP: u64 = 4 << 20;
+pub(crate) const KEEP: u64 = 4 << 20;
 
 struct Slot {
     pending: Pending,
@@ -61,6 +68,9 @@ pub struct ReadAhead {
     reads: u64,
     /// Where recent reads ended.
     recent_ends: VecDeque<u64>,
+    /// Counts this file among the sequential streams sharing the budget
+    /// while it has a window.
+    stream: Option<StreamGuard>,
     /// Top-ups so far (for tests).
     pub top_ups: u64,
 }
@@ -74,6 +84,7 @@ impl ReadAhead {
         self.queue.clear();
         self.head = at;
         self.window = 0;
+        self.stream = None;
     }
 
     /// Records a read of `[offset, offset + len)` and returns, for each chunk
@@ -127,6 +138,7 @@ impl ReadAhead {
             self.last_end = end;
             if starts_stream {
                 self.window = cfg.initial_window;
+                self.stream = Some(source.join_stream());
             }
         }
         // Let go of chunks well behind the reader.
@@ -174,6 +186,8 @@ impl ReadAhead {
         } = along;
         let chunks = m.chunks_of(e);
         let cfg = source.config();
+        let cap = source.fair_window();
+        self.window = self.window.min(cap);
         let target = self.last_end + self.window;
         let mut stop = map.first_at_or_after(target).max(must).min(chunks.len());
         // Finish the pack run the window ends in, if that is close.
@@ -189,18 +203,44 @@ impl ReadAhead {
         if stop <= from {
             return;
         }
-        let mut planned = vec![];
-        let mut permits = vec![];
-        for (i, &c) in chunks.iter().enumerate().take(stop).skip(from) {
-            let permit = source.budget().clone().try_acquire_many_owned(c.len);
-            match permit {
-                Ok(p) => permits.push(Some(p)),
-                // Out of budget: plan no further than the read itself needs.
-                Err(_) if i < must => permits.push(None),
-                Err(_) => break,
+        // The chunks the read itself needs are planned whatever the budget
+        // says; beyond them, one grant of at least a request's worth (or
+        // of all that is wanted), else nothing until more is free.
+        let must = must.clamp(from, stop);
+        let mut permits: Vec<Option<OwnedSemaphorePermit>> = (from..must)
+            .map(|i| {
+                let len = chunks[i].len as usize;
+                source
+                    .budget()
+                    .clone()
+                    .try_acquire_many_owned(len as u32)
+                    .ok()
+            })
+            .collect();
+        let wanted: u64 = chunks[must..stop].iter().map(|c| c.len as u64).sum();
+        let free = source.budget().available_permits() as u64;
+        let grant = wanted.min(free);
+        let mut end = must;
+        if grant > 0 && grant >= wanted.min(cfg.request_bytes) {
+            let mut bytes = 0u64;
+            while end < stop && (end == must || bytes + chunks[end].len as u64 <= grant) {
+                bytes += chunks[end].len as u64;
+                end += 1;
             }
-            planned.push((m.packs[c.pack as usize], c));
+            match source.budget().clone().try_acquire_many_owned(bytes as u32) {
+                Ok(mut all) => {
+                    for c in &chunks[must..end] {
+                        permits.push(all.split(c.len as usize));
+                    }
+                }
+                // Taken by another reader meanwhile.
+                Err(_) => end = must,
+            }
         }
+        let planned: Vec<(PackId, ChunkRef)> = chunks[from..end]
+            .iter()
+            .map(|&c| (m.packs[c.pack as usize], c))
+            .collect();
         if planned.is_empty() {
             return;
         }
@@ -209,13 +249,16 @@ impl ReadAhead {
         // same blocks are one request.
         let mut all: Vec<(usize, (PackId, ChunkRef))> =
             planned.into_iter().chain(extra).enumerate().collect();
+        // The chunks the read needs now lead the plan (unless it is sorted).
+        let mut now = must - from;
         if all.len() > n {
             all.sort_by_key(|(_, (p, c))| (*p, c.offset));
+            now = 0;
         }
         let order: Vec<usize> = all.iter().map(|(i, _)| *i).collect();
         let plan: Vec<_> = all.into_iter().map(|(_, x)| x).collect();
         let mut got: Vec<Option<Pending>> = vec![None; plan.len()];
-        for (i, p) in order.into_iter().zip(source.plan(&plan)) {
+        for (i, p) in order.into_iter().zip(source.plan(&plan, now)) {
             got[i] = Some(p);
         }
         let mut got = got.into_iter().map(|p| p.expect("planned"));
@@ -238,7 +281,12 @@ impl ReadAhead {
             });
         }
         self.top_ups += 1;
-        self.window = (self.window * 2).min(cfg.max_window);
+        self.window = (self.window * 2).min(cap);
+        // Planned to the end: no more top-ups, so no more share of the budget
+        // (a small file, or a large one kept open after it was read).
+        if self.frontier() >= chunks.len() {
+            self.stream = None;
+        }
     }
 }
 /// Chunks fetched along with a file's own, and the budget they hold until

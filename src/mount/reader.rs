@@ -108,6 +108,15 @@ impl Chunk {
     }
 }
 
+/// One sequential stream counted in [`ChunkSource::fair_window`].
+pub struct StreamGuard(Arc<AtomicUsize>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Ids of store response buffers (0 is "a buffer of its own").
 static NEXT_BUF: AtomicU64 = AtomicU64::new(1);
 
@@ -116,6 +125,11 @@ const POOLED_MIN: usize = 1 << 20;
 
 /// Reads of a cached chunk up to this size are done on the calling thread.
 const INLINE_DISK_READ: usize = 64 << 10;
+/// Whole cached chunks up to this size that a read needs at once are read on
+/// the calling thread too: a small file of a data-loader epoch is one such
+/// chunk, and handing its read to the blocking pool and back cost two thread
+/// switches per file.
+const INLINE_CHUNK_READ: u32 = 256 << 10;
 
 /// Request buffers kept for reuse. A buffer is given back when its request
 /// is done and taken again once every chunk sliced from it has been
@@ -289,6 +303,8 @@ pub struct ChunkSource {
     pack_indexes: Mutex<Vec<(std::sync::Weak<Manifest>, Arc<PackIndex>)>>,
     /// Disk-cache writes queued or running.
     pending_writes: Arc<AtomicUsize>,
+    /// Open files reading sequentially, sharing the readahead budget.
+    streams: Arc<AtomicUsize>,
     pool: BufPool,
     /// Small files read whole so far, by pack (see `readahead::neighbours`).
     small_reads: Mutex<lru::LruCache<PackId, u32>>,
@@ -318,6 +334,14 @@ fn local_pack_error(pack: &PackId, e: std::io::Error) -> ReadError {
     ReadError::LocalPack {
         pack: to_hex(pack),
         source: Arc::new(e),
+    }
+}
+
+/// Where a chunk lies in its pack (what the disk cache files it under).
+fn origin(pack: PackId, c: ChunkRef) -> Origin {
+    Origin {
+        pack,
+        offset: c.offset,
     }
 }
 
@@ -399,6 +423,7 @@ impl ChunkSource {
             writes: tx,
             pack_indexes: Mutex::default(),
             pending_writes,
+            streams: Arc::default(),
             pool: BufPool {
                 free: Mutex::default(),
                 keep: 4,
@@ -427,6 +452,24 @@ impl ChunkSource {
 
     pub(crate) fn budget(&self) -> &Arc<Semaphore> {
         &self.budget
+    }
+
+    /// Counts one more sequential stream until the guard is dropped.
+    pub(crate) fn join_stream(&self) -> StreamGuard {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.streams.clone())
+    }
+
+    /// The largest readahead window one stream may have now: its share of
+    /// the budget, less what a reader keeps just behind it, so that every
+    /// stream can have a window of requests in flight at once.
+    pub(crate) fn fair_window(&self) -> u64 {
+        let n = self.streams.load(Ordering::Relaxed).max(1) as u64;
+        let share = (self.cfg.budget / n).saturating_sub(crate::mount::readahead::KEEP);
+        share.clamp(
+            self.cfg.initial_window,
+            self.cfg.max_window.max(self.cfg.initial_window),
+        )
     }
 
     /// The part of the budget chunks fetched ahead of small-file reads
@@ -553,7 +596,7 @@ impl ChunkSource {
                 return Ok(Chunk::own(b));
             }
         }
-        let p = self.plan(&[(pack, c)]).pop().expect("one planned chunk");
+        let p = self.plan(&[(pack, c)], 1).pop().expect("one planned chunk");
         Ok(p.await?.slice(r))
     }
 
@@ -563,10 +606,12 @@ impl ChunkSource {
     /// from it in the background; the rest are fetched from the store in
     /// runs of adjacent chunks, each run in ranged GETs split at aligned
     /// offsets. Claiming happens under one lock, so two planners never
-    /// fetch the same chunk.
-    pub fn plan(self: &Arc<Self>, chunks: &[(PackId, ChunkRef)]) -> Vec<Pending> {
+    /// fetch the same chunk. Of the first `now` chunks (the ones the caller
+    /// waits for), small cached ones are read on the calling thread.
+    pub fn plan(self: &Arc<Self>, chunks: &[(PackId, ChunkRef)], now: usize) -> Vec<Pending> {
         let mut out = Vec::with_capacity(chunks.len());
         let mut fetch: Vec<Arc<Assembly>> = vec![];
+        let mut read_here = vec![];
         {
             let mut inflight = self.inflight.lock().expect("inflight");
             for &(pack, c) in chunks {
@@ -586,7 +631,11 @@ impl ChunkSource {
                 inflight.insert(c.hash, p.clone());
                 out.push(p);
                 if self.disk.contains(&c.hash) {
-                    self.spawn_disk_read(pack, c, tx);
+                    if out.len() <= now && c.len <= INLINE_CHUNK_READ {
+                        read_here.push((pack, c, tx));
+                    } else {
+                        self.spawn_disk_read(pack, c, tx);
+                    }
                 } else {
                     fetch.push(Arc::new(Assembly {
                         pack,
@@ -605,7 +654,40 @@ impl ChunkSource {
                 tokio::spawn(async move { me.fetch_range(range, asms).await });
             }
         }
+        for (pack, c, tx) in read_here {
+            let got = self.disk.get(&c.hash, c.len, origin(pack, c));
+            self.disk_read_done(pack, c, tx, got);
+        }
         out
+    }
+
+    /// Hands a chunk read from the disk cache to its readers; one that was
+    /// evicted or found corrupt (and dropped) is fetched from the store.
+    fn disk_read_done(
+        self: &Arc<Self>,
+        pack: PackId,
+        c: ChunkRef,
+        tx: futures::channel::oneshot::Sender<Result<Chunk, ReadError>>,
+        got: Option<Bytes>,
+    ) {
+        match got {
+            Some(b) => {
+                self.inflight.lock().expect("inflight").remove(&c.hash);
+                let _ = tx.send(Ok(Chunk::own(b)));
+            }
+            None => {
+                let asm = Arc::new(Assembly {
+                    pack,
+                    c,
+                    state: Mutex::new(AsmState {
+                        done: Some(tx),
+                        ..Default::default()
+                    }),
+                });
+                let range = c.offset as u64..c.offset as u64 + c.len as u64;
+                tokio::spawn(self.clone().fetch_range(range, vec![asm]));
+            }
+        }
     }
 
     fn spawn_disk_read(
@@ -619,34 +701,12 @@ impl ChunkSource {
             let got = {
                 let _permit = me.disk_reads.clone().acquire_owned().await;
                 let disk = me.disk.clone();
-                let at = Origin {
-                    pack,
-                    offset: c.offset,
-                };
-                tokio::task::spawn_blocking(move || disk.get(&c.hash, c.len, at))
+                tokio::task::spawn_blocking(move || disk.get(&c.hash, c.len, origin(pack, c)))
                     .await
                     .ok()
                     .flatten()
             };
-            match got {
-                Some(b) => {
-                    me.inflight.lock().expect("inflight").remove(&c.hash);
-                    let _ = tx.send(Ok(Chunk::own(b)));
-                }
-                None => {
-                    // Evicted or corrupt (and dropped): fetch it from the store.
-                    let asm = Arc::new(Assembly {
-                        pack,
-                        c,
-                        state: Mutex::new(AsmState {
-                            done: Some(tx),
-                            ..Default::default()
-                        }),
-                    });
-                    let range = c.offset as u64..c.offset as u64 + c.len as u64;
-                    me.fetch_range(range, vec![asm]).await;
-                }
-            }
+            me.disk_read_done(pack, c, tx, got);
         });
     }
 
