@@ -46,7 +46,7 @@ const SPREAD: u64 = 8 << 20;
 const LARGE: u64 = 32 << 10;
 /// Planned chunks are let go of this far behind the furthest read (a late
 /// READ of one after that reads it from the disk cache).
-pub(crate) const KEEP: u64 = 4 << 20;
+const KEEP: u64 = 4 << 20;
 
 struct Slot {
     pending: Pending,
@@ -186,7 +186,12 @@ impl ReadAhead {
         } = along;
         let chunks = m.chunks_of(e);
         let cfg = source.config();
-        let cap = source.fair_window();
+        // Every stream can have a window in flight at once: its share of
+        // the budget, less what it keeps just behind the reader.
+        let cap = source
+            .budget_share()
+            .saturating_sub(KEEP)
+            .clamp(cfg.initial_window, cfg.max_window.max(cfg.initial_window));
         self.window = self.window.min(cap);
         let target = self.last_end + self.window;
         let mut stop = map.first_at_or_after(target).max(must).min(chunks.len());

@@ -108,7 +108,7 @@ impl Chunk {
     }
 }
 
-/// One sequential stream counted in [`ChunkSource::fair_window`].
+/// One sequential stream counted in [`ChunkSource::budget_share`].
 pub struct StreamGuard(Arc<AtomicUsize>);
 
 impl Drop for StreamGuard {
@@ -460,16 +460,9 @@ impl ChunkSource {
         StreamGuard(self.streams.clone())
     }
 
-    /// The largest readahead window one stream may have now: its share of
-    /// the budget, less what a reader keeps just behind it, so that every
-    /// stream can have a window of requests in flight at once.
-    pub(crate) fn fair_window(&self) -> u64 {
-        let n = self.streams.load(Ordering::Relaxed).max(1) as u64;
-        let share = (self.cfg.budget / n).saturating_sub(crate::mount::readahead::KEEP);
-        share.clamp(
-            self.cfg.initial_window,
-            self.cfg.max_window.max(self.cfg.initial_window),
-        )
+    /// One sequential stream's share of the readahead budget right now.
+    pub(crate) fn budget_share(&self) -> u64 {
+        self.cfg.budget / self.streams.load(Ordering::Relaxed).max(1) as u64
     }
 
     /// The part of the budget chunks fetched ahead of small-file reads
