@@ -374,13 +374,14 @@ fn rescue_stored(
     Ok(n)
 }
 
-/// Walks `dir` into tree items (no file is read yet).
+/// Walks `dir` into tree items (no file is read yet). The walk only reads
+/// directories; the entries are then stat'ed on several threads.
 pub fn scan_dir(dir: &Path) -> Result<Vec<TreeItem>, PushError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PushError::Io { path, source }
     };
-    let mut items = vec![];
+    let mut found: Vec<(String, PathBuf)> = vec![];
     for e in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .sort_by_file_name()
@@ -401,26 +402,32 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<TreeItem>, PushError> {
             .to_str()
             .ok_or_else(|| PushError::NotUtf8(e.path().to_path_buf()))?
             .to_string();
-        let md = e.path().symlink_metadata().map_err(io(e.path()))?;
+        found.push((path, e.into_path()));
+    }
+    let files: Vec<PathBuf> = found.iter().map(|(_, f)| f.clone()).collect();
+    let stats = crate::store::lstat_all(&files);
+    let mut items = Vec::with_capacity(found.len());
+    for ((path, file), md) in found.into_iter().zip(stats) {
+        let md = md.map_err(io(&file))?;
         let mode = md.permissions().mode();
         if md.is_dir() {
             items.push(TreeItem::Dir { path, mode });
         } else if md.file_type().is_symlink() {
-            let target = std::fs::read_link(e.path()).map_err(io(e.path()))?;
+            let target = std::fs::read_link(&file).map_err(io(&file))?;
             let target = target
                 .to_str()
-                .ok_or_else(|| PushError::NotUtf8(e.path().to_path_buf()))?
+                .ok_or_else(|| PushError::NotUtf8(file.clone()))?
                 .to_string();
             items.push(TreeItem::Symlink { path, target });
         } else if md.is_file() {
             items.push(TreeItem::Local {
                 path,
                 mode,
-                file: e.into_path(),
+                file,
                 size: md.len(),
             });
         } else {
-            return Err(PushError::Unsupported(e.path().to_path_buf()));
+            return Err(PushError::Unsupported(file));
         }
     }
     Ok(items)

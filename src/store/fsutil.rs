@@ -1,7 +1,7 @@
 //! Small local-filesystem helpers.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes a file so that readers see either the old content or all of the
 /// new, and flushes it to disk before it becomes visible.
@@ -60,4 +60,77 @@ pub fn append_private(path: &Path) -> std::io::Result<std::fs::File> {
         .append(true)
         .mode(0o600)
         .open(path)
+}
+
+/// Threads [`lstat_all`] uses: stats of a cold tree wait on the disk, not
+/// the CPU, so more run at once than there are cores.
+const STAT_THREADS: usize = 16;
+
+/// `symlink_metadata` of every path, in order, on several threads. A tree
+/// of 100,000 small files on a cold cache spent a second in one thread
+/// waiting for inode reads one at a time.
+pub fn lstat_all(paths: &[PathBuf]) -> Vec<std::io::Result<std::fs::Metadata>> {
+    let per = paths.len().div_ceil(STAT_THREADS).max(256);
+    if paths.len() <= per {
+        return paths.iter().map(|p| p.symlink_metadata()).collect();
+    }
+    std::thread::scope(|s| {
+        let parts: Vec<_> = paths
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|p| p.symlink_metadata())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("stat thread"))
+            .collect()
+    })
+}
+
+/// Asks the kernel to start reading all of `f` into the page cache, without
+/// waiting: issued for many small files before reading them one by one, it
+/// keeps many disk reads in flight from one thread.
+pub fn will_need(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on an open descriptor; a failure only means
+    // no readahead.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Results come back in the order of the paths, errors included, however
+    /// the paths are split among threads.
+    #[test]
+    fn lstat_all_keeps_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = (0..5000)
+            .map(|i| {
+                let p = dir.path().join(format!("f{i}"));
+                if i % 1000 != 999 {
+                    std::fs::write(&p, vec![0u8; i % 7]).unwrap();
+                }
+                p
+            })
+            .collect();
+        let got = super::lstat_all(&paths);
+        assert_eq!(got.len(), paths.len());
+        for (i, r) in got.iter().enumerate() {
+            match r {
+                Ok(md) => assert_eq!(md.len(), (i % 7) as u64, "entry {i}"),
+                Err(e) => {
+                    assert_eq!(i % 1000, 999, "entry {i}: {e}");
+                    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+                }
+            }
+        }
+        assert_eq!(got.iter().filter(|r| r.is_err()).count(), 5);
+    }
 }

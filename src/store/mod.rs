@@ -13,4 +13,6 @@ pub use client::{
 #[cfg(any(test, feature = "test-doubles"))]
 pub use doubles::{FaultyStore, GateHandle, GatedStore, Gates, SimClock, SimClockStore, SlowStore};
 pub use errno::ToErrno;
-pub use fsutil::{append_private, create_private, private_dir, write_atomic, write_replace};
+pub use fsutil::{
+    append_private, create_private, lstat_all, private_dir, will_need, write_atomic, write_replace,
+};
