@@ -650,6 +650,24 @@ mod tests {
         assert!(shared + 3 >= a.len(), "{shared} of {} shared", a.len());
     }
 
+    /// Runs the pipeline until its read error: the error, and the jobs
+    /// finished before it.
+    fn first_read_error(jobs: Vec<Job>) -> (ReadError, Vec<usize>) {
+        let mut done = vec![];
+        let err = hash_files(
+            jobs,
+            |j, e| {
+                if let Event::Done { .. } = e {
+                    done.push(j);
+                }
+                Ok::<_, ReadError>(())
+            },
+            |e| e,
+        )
+        .unwrap_err();
+        (err, done)
+    }
+
     #[test]
     fn read_error_names_the_job_and_stops() {
         let dir = tempfile::tempdir().unwrap();
@@ -672,18 +690,7 @@ mod tests {
                 stamp: true,
             },
         ];
-        let mut done = vec![];
-        let err = hash_files(
-            jobs,
-            |j, e| {
-                if let Event::Done { .. } = e {
-                    done.push(j);
-                }
-                Ok::<_, ReadError>(())
-            },
-            |e| e,
-        )
-        .unwrap_err();
+        let (err, done) = first_read_error(jobs);
         assert_eq!(err.job, 1);
         assert_eq!(err.source.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(done, vec![0]);
@@ -707,18 +714,7 @@ mod tests {
                 stamp: false,
             });
         }
-        let mut done = vec![];
-        let err = hash_files(
-            jobs,
-            |j, e| {
-                if let Event::Done { .. } = e {
-                    done.push(j);
-                }
-                Ok::<_, ReadError>(())
-            },
-            |e| e,
-        )
-        .unwrap_err();
+        let (err, done) = first_read_error(jobs);
         assert_eq!(err.job, 70);
         assert_eq!(err.source.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(done, (0..70).collect::<Vec<_>>());

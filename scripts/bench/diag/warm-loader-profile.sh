@@ -4,17 +4,8 @@
 # the page cache dropped, then the same over the local files. PERF=1: `perf record -a -g` of the second
 # pass into /tmp/p3.data. Root; needs garage, perf, the repo's .venv (boto3 not needed).
 set -e
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-A=${ASSETFS_BIN:-$ROOT/target/release/assetfs}
-PY=$ROOT/.venv/bin/python
-T=$ROOT/scripts/bench/mount-tools.py
-W=$(mktemp -d /tmp/p3.XXXX)
-eval "$(${BENCH_GARAGE_UP:-/work/shared/bench/garage-up.sh} $W/garage 3990)"
-export HOME=$W/home XDG_DATA_HOME=$W/data XDG_CACHE_HOME=$W/cache ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1
+source "$(dirname "${BASH_SOURCE[0]}")/garage-env.sh"
 S=s3://bench/p3
-mkdir -p $HOME $W/mnt
-cleanup() { $A unmount $W/mnt >/dev/null 2>&1 || umount -l $W/mnt 2>/dev/null || true; kill $GARAGE_PID 2>/dev/null; sleep 1; rm -rf $W; }
-trap cleanup EXIT
 $PY $T files $W/src $((100*1024)) ${N:-5000} 200 > /dev/null
 $A --store $S init >/dev/null 2>&1 || true
 $A --store $S push features/dl $W/src -m p >/dev/null 2>&1

@@ -1,0 +1,13 @@
+# Sourced by the diagnostic scripts here: the binary ($A), the repo's Python ($PY) and bench tools ($T), a
+# work directory $W with a private HOME, Garage on loopback (port DIAG_GARAGE_PORT, default 3990), and a
+# cleanup on exit that unmounts $W/mnt, stops Garage and removes $W.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+A=${ASSETFS_BIN:-$ROOT/target/release/assetfs}
+PY=$ROOT/.venv/bin/python
+T=$ROOT/scripts/bench/mount-tools.py
+W=$(mktemp -d /tmp/assetfs-diag.XXXX)
+eval "$("${BENCH_GARAGE_UP:-/work/shared/bench/garage-up.sh}" "$W/garage" "${DIAG_GARAGE_PORT:-3990}")"
+export HOME=$W/home XDG_DATA_HOME=$W/data XDG_CACHE_HOME=$W/cache ASSETFS_UNSAFE_SKIP_CONDITIONAL_CHECK=1
+mkdir -p "$HOME" "$W/mnt" "$W/src"
+cleanup() { "$A" unmount "$W/mnt" >/dev/null 2>&1 || umount -l "$W/mnt" 2>/dev/null || true; kill "$GARAGE_PID" 2>/dev/null; sleep 1; rm -rf "$W"; }
+trap cleanup EXIT
