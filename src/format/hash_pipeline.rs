@@ -422,14 +422,14 @@ fn carry_over(
     Some(nb)
 }
 
-/// A hashing thread reads a batch's small files into its buffer (stopping
-/// at the first that fails) and cuts them into chunks.
 /// Files of a batch are opened, and their reads started, this many at a
 /// time before they are read in order: on a cold disk each thread then has
 /// that many reads in flight instead of one (pushing 100,000 tiny files
 /// waited on one disk read per file per thread).
 const OPEN_AHEAD: usize = 32;
 
+/// A hashing thread reads a batch's small files into its buffer (stopping
+/// at the first that fails) and cuts them into chunks.
 fn read_small(b: &mut Batch) {
     let unread = std::mem::take(&mut b.unread);
     for group in unread.chunks(OPEN_AHEAD) {

@@ -212,15 +212,9 @@ impl ReadAhead {
         // says; beyond them, one grant of at least a request's worth (or
         // of all that is wanted), else nothing until more is free.
         let must = must.clamp(from, stop);
-        let mut permits: Vec<Option<OwnedSemaphorePermit>> = (from..must)
-            .map(|i| {
-                let len = chunks[i].len as usize;
-                source
-                    .budget()
-                    .clone()
-                    .try_acquire_many_owned(len as u32)
-                    .ok()
-            })
+        let mut permits: Vec<Option<OwnedSemaphorePermit>> = chunks[from..must]
+            .iter()
+            .map(|c| source.budget().clone().try_acquire_many_owned(c.len).ok())
             .collect();
         let wanted: u64 = chunks[must..stop].iter().map(|c| c.len as u64).sum();
         let free = source.budget().available_permits() as u64;

@@ -568,10 +568,7 @@ impl ChunkSource {
         }
         if range.len() < c.len as usize && self.disk.contains(&c.hash) {
             let disk = self.disk.clone();
-            let at = Origin {
-                pack,
-                offset: c.offset,
-            };
+            let at = origin(pack, c);
             let rr = range.clone();
             // A small read of a cached chunk is one short pread: done here,
             // it needs no other thread (the caller may be a FUSE session
@@ -872,10 +869,7 @@ impl ChunkSource {
             let admit = Admit {
                 hash: a.c.hash,
                 data: chunk.bytes,
-                origin: Origin {
-                    pack: a.pack,
-                    offset: a.c.offset,
-                },
+                origin: origin(a.pack, a.c),
             };
             if self.writes.send(admit).await.is_err() {
                 self.writing.lock().expect("writing lock").remove(&a.c.hash);

@@ -381,7 +381,8 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<TreeItem>, PushError> {
         let path = path.to_path_buf();
         move |source| PushError::Io { path, source }
     };
-    let mut found: Vec<(String, PathBuf)> = vec![];
+    // Each entry's path in the version, and on disk.
+    let (mut paths, mut files): (Vec<String>, Vec<PathBuf>) = (vec![], vec![]);
     for e in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .sort_by_file_name()
@@ -402,12 +403,12 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<TreeItem>, PushError> {
             .to_str()
             .ok_or_else(|| PushError::NotUtf8(e.path().to_path_buf()))?
             .to_string();
-        found.push((path, e.into_path()));
+        paths.push(path);
+        files.push(e.into_path());
     }
-    let files: Vec<PathBuf> = found.iter().map(|(_, f)| f.clone()).collect();
     let stats = crate::store::lstat_all(&files);
-    let mut items = Vec::with_capacity(found.len());
-    for ((path, file), md) in found.into_iter().zip(stats) {
+    let mut items = Vec::with_capacity(paths.len());
+    for ((path, file), md) in paths.into_iter().zip(files).zip(stats) {
         let md = md.map_err(io(&file))?;
         let mode = md.permissions().mode();
         if md.is_dir() {
