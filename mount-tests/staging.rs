@@ -1579,6 +1579,70 @@ fn disk_full_under_staging_gives_enospc() {
     m.unmount();
 }
 
+/// A push into a local store on a full disk. Packs are written there in
+/// place, so the write that does not fit fails the push with one clear line;
+/// no version is claimed, what was stored before still verifies, the partial
+/// pack is removed (a full disk left full could not even run gc, which
+/// writes records), and a push that fits succeeds.
+#[test]
+fn push_into_a_full_local_store_fails_cleanly() {
+    let tdir = tempfile::Builder::new()
+        .prefix("assetfs-enospc-store-")
+        .tempdir()
+        .expect("tempdir");
+    let store_dir = tdir.path().join("store");
+    let _tmpfs = Tmpfs::mount(&store_dir, "8m");
+    let env = TestEnv::with_store(&format!("file://{}", s(&store_dir)), vec![]);
+    let mut r = StdRng::seed_from_u64(74);
+    let src = env.path("src");
+    random_file(&src, "small.bin", &mut r, MIB);
+    env.push("models/x", &src, &[]);
+    let big = env.path("big");
+    random_file(&big, "big.bin", &mut r, 16 * MIB);
+
+    let o = try_cmd(&env, &["push", "models/x", s(&big)]);
+    assert!(
+        !o.status.success(),
+        "{}",
+        describe("push of 16 MiB into 8 MiB", &o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("in the local store") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(!try_cmd(&env, &["show", "models/x@2"]).status.success());
+    env.ok(&["verify"]);
+    let out = env.path("got");
+    env.ok(&["get", "models/x@1", s(&out)]);
+    assert_snap(
+        "x@1 after the failed push",
+        &snapshot(&out),
+        &snapshot(&src),
+    );
+
+    let packs_bytes = || -> u64 {
+        walkdir::WalkDir::new(store_dir.join("packs"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.metadata().expect("stat pack").len())
+            .sum()
+    };
+    let left = packs_bytes();
+    assert!(
+        left < 2 * MIB as u64,
+        "{left} bytes of packs after the failed push"
+    );
+    env.ok(&["gc", "--grace", "0s"]);
+    env.ok(&["verify"]);
+    let fits = env.path("fits");
+    random_file(&fits, "mid.bin", &mut r, 4 * MIB);
+    env.push("models/x", &fits, &[]);
+    env.ok(&["verify"]);
+}
+
 // ---------------------------------------------------------------------------
 // 8. New assets, name rules, unsupported operations, O_TRUNC without fetching
 

@@ -6,7 +6,8 @@
 //! one chunk index delta ([`crate::format::chunk_index`]) after its packs, so a crash
 //! never leaves an index entry without its pack. Packs and the delta are
 //! named with the writer's session id ([`crate::format::session`]), which is how gc
-//! knows whose they are.
+//! knows whose they are. A local store's packs are written in place
+//! ([`crate::store::InPlace`]) instead of collected and uploaded.
 
 use std::sync::Arc;
 
@@ -22,10 +23,31 @@ use crate::format::ids::{to_hex, Hash, PackId};
 use crate::format::key_layout as keys;
 use crate::format::manifest::ChunkLocation;
 use crate::format::session::{pack_id_in, SessionId};
-use crate::store::{Store, StoreError};
+use crate::store::{InPlace, Store, StoreError};
 
 pub const PACK_TARGET: usize = 16 << 20;
 const UPLOADS_IN_FLIGHT: usize = 4;
+
+/// The pack being filled.
+enum Filling {
+    /// No chunk yet.
+    Empty,
+    /// Collected in memory, uploaded whole when sealed.
+    Memory(Vec<u8>),
+    /// A local store's pack, written straight into its file
+    /// ([`crate::store::InPlace`]): no copy into a buffer, no upload.
+    InPlace(InPlace),
+}
+
+impl Filling {
+    fn len(&self) -> usize {
+        match self {
+            Filling::Empty => 0,
+            Filling::Memory(v) => v.len(),
+            Filling::InPlace(f) => f.len() as usize,
+        }
+    }
+}
 
 /// Statistics of one push's uploads.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,7 +66,7 @@ pub struct Packer {
     index: ChunkIndex,
     session: SessionId,
     cur_id: PackId,
-    cur: Vec<u8>,
+    cur: Filling,
     new_entries: Vec<IndexEntry>,
     uploads: JoinSet<Result<(), StoreError>>,
     slots: Arc<Semaphore>,
@@ -60,7 +82,7 @@ impl Packer {
             index,
             session,
             cur_id: pack_id_in(&session),
-            cur: Vec::with_capacity(PACK_TARGET + crate::format::chunker::MAX_CHUNK as usize),
+            cur: Filling::Empty,
             new_entries: vec![],
             uploads: JoinSet::new(),
             slots: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
@@ -88,7 +110,7 @@ impl Packer {
             self.stats.chunks_reused += 1;
             return Ok(loc);
         }
-        if !self.cur.is_empty() && self.cur.len() + data.len() > PACK_TARGET {
+        if self.cur.len() > 0 && self.cur.len() + data.len() > PACK_TARGET {
             self.seal()?;
         }
         let loc = ChunkLocation {
@@ -96,7 +118,14 @@ impl Packer {
             offset: self.cur.len() as u32,
             len: data.len() as u32,
         };
-        self.cur.extend_from_slice(data);
+        if let Filling::Empty = self.cur {
+            self.cur = self.start_pack()?;
+        }
+        match &mut self.cur {
+            Filling::Memory(v) => v.extend_from_slice(data),
+            Filling::InPlace(f) => f.write(data)?,
+            Filling::Empty => unreachable!("a pack was just started"),
+        }
         self.index.insert_new(hash, loc);
         self.new_entries.push(IndexEntry {
             hash,
@@ -109,17 +138,33 @@ impl Packer {
         Ok(loc)
     }
 
+    /// The filling of a new pack: in place for a local store, else memory.
+    fn start_pack(&self) -> Result<Filling, StoreError> {
+        let key = keys::pack(&to_hex(&self.cur_id));
+        Ok(match self.store.create_in_place(&key) {
+            Some(f) => Filling::InPlace(f?),
+            None => Filling::Memory(Vec::with_capacity(
+                PACK_TARGET + crate::format::chunker::MAX_CHUNK as usize,
+            )),
+        })
+    }
+
     fn seal(&mut self) -> Result<(), StoreError> {
-        if self.cur.is_empty() {
+        let filling = std::mem::replace(&mut self.cur, Filling::Empty);
+        if let Filling::Empty = filling {
             return Ok(());
         }
-        let data = std::mem::replace(
-            &mut self.cur,
-            Vec::with_capacity(PACK_TARGET + crate::format::chunker::MAX_CHUNK as usize),
-        );
         let key = keys::pack(&to_hex(&self.cur_id));
         self.cur_id = pack_id_in(&self.session);
         self.stats.packs += 1;
+        let data = match filling {
+            Filling::Memory(data) => data,
+            Filling::InPlace(f) => {
+                f.finish()?;
+                return self.reap_finished();
+            }
+            Filling::Empty => unreachable!("returned above"),
+        };
         // Waiting for a slot bounds memory to UPLOADS_IN_FLIGHT packs.
         let permit = self
             .rt

@@ -14,6 +14,8 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 
+use crate::store::in_place::{InPlace, InPlaceError};
+
 /// Set to `1` to skip the create-if-absent self-check. Only for benchmarks
 /// against servers known to ignore conditional writes (Garage); versions
 /// written there can be silently overwritten by a concurrent writer.
@@ -72,6 +74,8 @@ pub enum StoreError {
         found: u64,
         supported: u64,
     },
+    #[error(transparent)]
+    LocalWrite(#[from] InPlaceError),
     #[error("cannot create local store directory {path}: {source}")]
     LocalDir {
         path: PathBuf,
@@ -100,6 +104,9 @@ pub struct Store {
     url: String,
     /// The canonical directory of a local store.
     local: Option<PathBuf>,
+    /// Whether new objects may be written straight into `local` (not
+    /// through a wrapper that tests use to inject faults).
+    in_place: bool,
 }
 
 /// Default local store: `$XDG_DATA_HOME/assetfs/store`.
@@ -343,6 +350,7 @@ impl Store {
             prefix: prefix.to_string(),
             url: url.to_string(),
             local: None,
+            in_place: false,
         })
     }
 
@@ -385,6 +393,7 @@ impl Store {
             prefix: String::new(),
             url: url.to_string(),
             local: dir.canonicalize().ok(),
+            in_place: true,
         })
     }
 
@@ -395,6 +404,7 @@ impl Store {
             prefix: String::new(),
             url: url.to_string(),
             local: None,
+            in_place: false,
         }
     }
 
@@ -406,7 +416,16 @@ impl Store {
             prefix: self.prefix.clone(),
             url: self.url.clone(),
             local: self.local.clone(),
+            in_place: false,
         }
+    }
+
+    /// For a plain local store, object `key` created empty and written in
+    /// place ([`InPlace`]); `None` for any other store. Only for keys that
+    /// are unique to their writer and referenced only once complete (packs).
+    pub fn create_in_place(&self, key: &str) -> Option<Result<InPlace>> {
+        let dir = self.local.as_ref().filter(|_| self.in_place)?;
+        Some(InPlace::create(dir.join(self.path(key).as_ref())).map_err(StoreError::from))
     }
 
     pub fn url(&self) -> &str {

@@ -5,6 +5,7 @@ mod doubles;
 mod errno;
 mod fsutil;
 mod hints;
+mod in_place;
 
 pub use client::{
     data_home, default_cache_dir, default_store_dir, on_skipped_check, ObjectInfo, Store,
@@ -16,3 +17,4 @@ pub use errno::ToErrno;
 pub use fsutil::{
     append_private, create_private, lstat_all, private_dir, will_need, write_atomic, write_replace,
 };
+pub use in_place::{InPlace, InPlaceError};
