@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{blake3_hex, env, listing, s, Listed, AUTHOR, BIN};
+use crate::common::{content_hash_hex, env, listing, s, Listed, AUTHOR, BIN};
 
 /// How long a mount may take to come up.
 pub const MOUNT_WAIT: Duration = Duration::from_secs(20);
@@ -728,7 +728,7 @@ pub fn assert_same_bytes(what: &str, got: &[u8], want: &[u8]) {
 
 /// Asserts that `mounted` shows exactly the tree at `src`: same entries,
 /// types, permissions, sizes, symlink targets, bytes of every file, and a
-/// `user.assetfs.blake3` xattr equal to each file's BLAKE3.
+/// `user.assetfs.blake3` xattr equal to each file's content hash.
 pub fn assert_tree_same(src: &Path, mounted: &Path) {
     let want = listing(src);
     let got = listing(mounted);
@@ -751,7 +751,7 @@ pub fn assert_tree_same(src: &Path, mounted: &Path) {
                 .unwrap_or_else(|e| panic!("getxattr {}: {e}", path.display()));
             assert_eq!(
                 String::from_utf8_lossy(&x),
-                blake3_hex(&wb),
+                content_hash_hex(&wb),
                 "user.assetfs.blake3 of {}",
                 path.display()
             );

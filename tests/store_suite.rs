@@ -333,7 +333,7 @@ async fn hostile_manifest_refused(b: Backend) {
         offset: 0,
         len: 5,
     };
-    builder.add_file("../escaped", 0o644, 5, hash, &[(hash, loc)]);
+    builder.add_file("../escaped", 0o644, 5, &[(hash, loc)]);
     let m = builder.finish("{}".into());
     let mhash = catalog.put_manifest(&m).await.unwrap();
     let asset = r("models/evil").asset;

@@ -73,13 +73,8 @@ pub struct Job {
 
 /// What the pipeline hands back, in job order.
 pub enum Event<'a> {
-    /// The next chunk of the current file; `whole_file` when it is the
-    /// file's only chunk (its hash is then the file's BLAKE3 too).
-    Chunk {
-        hash: Hash,
-        data: &'a [u8],
-        whole_file: bool,
-    },
+    /// The next chunk of the current file.
+    Chunk { hash: Hash, data: &'a [u8] },
     /// The current file is complete: its size as read, and its stamp after
     /// reading (`None` if it could not be taken).
     Done { size: u64, after: Option<Stamp> },
@@ -99,8 +94,6 @@ struct Piece {
     chunks: Vec<Range<usize>>,
     /// Set on the last piece of a file.
     done: Option<(u64, Option<Stamp>)>,
-    /// The file's first piece.
-    first: bool,
 }
 
 struct Batch {
@@ -198,7 +191,6 @@ fn deliver<E>(
             next += 1;
             let mut h = b.hashes.iter();
             for p in &b.pieces {
-                let whole_file = p.first && p.done.is_some() && p.chunks.len() == 1;
                 for r in &p.chunks {
                     let hash = *h.next().expect("one hash per chunk");
                     each(
@@ -206,7 +198,6 @@ fn deliver<E>(
                         Event::Chunk {
                             hash,
                             data: &b.buf[r.clone()],
-                            whole_file,
                         },
                     )?;
                 }
@@ -381,7 +372,6 @@ fn read_job(
                 job: i,
                 chunks,
                 done: Some((size, after)),
-                first: before == 0,
             });
             return Ok(Some(take(b)));
         }
@@ -391,7 +381,6 @@ fn read_job(
                 job: i,
                 chunks,
                 done: None,
-                first: before == 0,
             });
             before += (cut_to - start) as u64;
             let Some(nb) = carry_over(b, cut_to, seq, new_batch, send) else {
@@ -482,7 +471,6 @@ fn read_whole(b: &mut Batch, i: usize, job: &Job, mut f: File) -> std::io::Resul
         job: i,
         chunks,
         done: Some(((end - start) as u64, after)),
-        first: true,
     })
 }
 
@@ -568,7 +556,14 @@ mod tests {
                 };
                 let p = dir.path().join(format!("f{i}-{kind}"));
                 std::fs::write(&p, &data).unwrap();
-                want.push((stream_chunks(&data), data.len() as u64));
+                let stream = stream_chunks(&data);
+                // What tests and `content_hash` cut in one slice agrees too.
+                let sliced = crate::format::chunk_hashes(&data);
+                assert!(sliced
+                    .iter()
+                    .map(|&(h, l)| (l as usize, h))
+                    .eq(stream.iter().copied()));
+                want.push((stream, data.len() as u64));
                 jobs.push(Job {
                     path: p,
                     size: n as u64,
@@ -594,7 +589,7 @@ mod tests {
             jobs,
             |j, e| {
                 match e {
-                    Event::Chunk { hash, data, .. } => {
+                    Event::Chunk { hash, data } => {
                         assert_eq!(&hash, blake3::hash(data).as_bytes());
                         got[j].0.push((data.len(), hash));
                     }

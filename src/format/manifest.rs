@@ -3,8 +3,10 @@
 //!
 //! Encoding: `AFSM` magic, a little-endian u16 format version, then a zstd
 //! frame of a postcard body. Paths are front-coded (shared prefix length +
-//! suffix) and a single-chunk file omits its content hash (it equals the chunk
-//! hash), which keeps a 1,000,000-file manifest compact.
+//! suffix). A file's content hash is a function of its chunk list
+//! ([`file_hash`]), so format 2 stores none (format 1 stored the BLAKE3 of
+//! the bytes of each file of several chunks), which keeps a 1,000,000-file
+//! manifest compact and lets a push hash each byte once.
 //!
 //! Manifests read from a store are untrusted: [`Manifest::decode`] rejects
 //! anything a reader could be tricked by (`..`, absolute paths, NULs,
@@ -14,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::ids::{Hash, PackId};
 
-pub const FORMAT: u16 = 1;
+pub const FORMAT: u16 = 2;
+/// The format before file hashes were derived from chunk lists; still read.
+const FORMAT_BYTE_HASHES: u16 = 1;
 const MAGIC: &[u8; 4] = b"AFSM";
 /// Refuse to inflate more than this from one manifest (a zstd bomb guard).
 const MAX_DECODED: usize = 8 << 30;
@@ -78,12 +82,55 @@ pub struct Entry<'a> {
     /// Permission bits only (`0o7777` mask).
     pub mode: u32,
     pub size: u64,
-    /// BLAKE3 of the whole content (files only; zero otherwise).
+    /// The content hash (files only; zero otherwise): [`file_hash`] of the
+    /// chunk list, or, in a format-1 manifest, the BLAKE3 of the bytes. The
+    /// two agree for files of at most one chunk.
     pub hash: Hash,
     /// Range into [`Manifest::chunks`].
     pub first_chunk: u32,
     pub chunk_count: u32,
     pub target: Option<&'a str>,
+}
+
+/// `derive_key` context of [`file_hash`]; fixed forever.
+const FILE_HASH_CONTEXT: &str = "assetfs 2026-11-29 file hash: chunk hashes and lengths";
+
+/// A file's content hash from its chunks `(hash, length)` in file order. For
+/// a file of one chunk it is that chunk's name, the BLAKE3 of the bytes (and
+/// for an empty file the BLAKE3 of nothing); for more it is BLAKE3 in
+/// `derive_key` mode with [`FILE_HASH_CONTEXT`] over each chunk's 32-byte
+/// hash followed by its length as 4 little-endian bytes. Chunks are named
+/// by the BLAKE3 of their bytes and cut by content, so this is a function of
+/// the bytes, and computing it never reads them again.
+pub fn file_hash(mut chunks: impl ExactSizeIterator<Item = (Hash, u32)>) -> Hash {
+    match chunks.len() {
+        0 => empty_hash(),
+        1 => chunks.next().expect("one chunk").0,
+        _ => {
+            let mut h = blake3::Hasher::new_derive_key(FILE_HASH_CONTEXT);
+            for (hash, len) in chunks {
+                h.update(&hash);
+                h.update(&len.to_le_bytes());
+            }
+            *h.finalize().as_bytes()
+        }
+    }
+}
+
+/// Whether two file entries, of these manifests, hold the same bytes.
+pub fn same_content(am: &Manifest, a: &Entry<'_>, bm: &Manifest, b: &Entry<'_>) -> bool {
+    if a.size != b.size {
+        return false;
+    }
+    if am.hash_of_bytes(a) == bm.hash_of_bytes(b) {
+        return a.hash == b.hash;
+    }
+    // Format 1 against format 2 for a file of several chunks: the hashes are
+    // of different kinds, but chunking is deterministic.
+    let list = |m: &Manifest, e: &Entry<'_>| -> Vec<(Hash, u32)> {
+        m.chunks_of(e).iter().map(|c| (c.hash, c.len)).collect()
+    };
+    list(am, a) == list(bm, b)
 }
 
 impl Entry<'_> {
@@ -177,6 +224,9 @@ pub struct Manifest {
     text: String,
     /// File hashes not implied by the file's single chunk.
     hashes: Vec<Hash>,
+    /// Decoded from format 1: a file of several chunks carries the BLAKE3 of
+    /// its bytes, not [`file_hash`].
+    byte_hashes: bool,
 }
 
 impl PartialEq for Manifest {
@@ -208,12 +258,6 @@ impl Serialize for WireEntries<'_> {
         s.collect_seq(m.entries().map(|e| {
             let shared = common_prefix(prev, e.path);
             prev = e.path;
-            let chunks = &m.chunks[e.chunk_range()];
-            // A single-chunk file's hash is its chunk's hash: don't store it twice.
-            let hash = match e.kind {
-                EntryKind::File if !(chunks.len() == 1 && chunks[0].hash == e.hash) => Some(e.hash),
-                _ => None,
-            };
             WireEntry {
                 shared: shared as u32,
                 suffix: &e.path[shared..],
@@ -224,7 +268,8 @@ impl Serialize for WireEntries<'_> {
                 },
                 mode: e.mode,
                 size: e.size,
-                hash,
+                // Format 2: implied by the chunk list.
+                hash: None,
                 chunk_count: e.chunk_count,
                 target: e.target,
             }
@@ -232,7 +277,8 @@ impl Serialize for WireEntries<'_> {
     }
 }
 
-/// One entry on the wire (format 1): postcard, in this field order.
+/// One entry on the wire: postcard, in this field order. `hash` is only
+/// ever set in format 1, for a file of several chunks.
 #[derive(Serialize, Deserialize)]
 struct WireEntry<'a> {
     shared: u32,
@@ -282,15 +328,9 @@ impl ManifestBuilder {
         ));
     }
 
-    pub fn add_file(
-        &mut self,
-        path: &str,
-        mode: u32,
-        size: u64,
-        hash: Hash,
-        chunks: &[(Hash, ChunkLocation)],
-    ) {
-        let mut e = entry(path, EntryKind::File, mode, size, hash, None);
+    /// Adds a file; its content hash is [`file_hash`] of `chunks`.
+    pub fn add_file(&mut self, path: &str, mode: u32, size: u64, chunks: &[(Hash, ChunkLocation)]) {
+        let mut e = entry(path, EntryKind::File, mode, size, [0; 32], None);
         e.first_chunk = self.refs.len() as u32;
         e.chunk_count = chunks.len() as u32;
         for (h, loc) in chunks {
@@ -321,6 +361,9 @@ impl ManifestBuilder {
             let refs = &self.refs[e.first_chunk as usize..][..e.chunk_count as usize];
             e.first_chunk = m.chunks.len() as u32;
             m.chunks.extend_from_slice(refs);
+            if e.kind == EntryKind::File {
+                e.hash = file_hash(refs.iter().map(|c| (c.hash, c.len)));
+            }
             m.push(
                 &e.path,
                 e.kind,
@@ -576,14 +619,16 @@ impl Manifest {
             return Err(ManifestError::Magic);
         }
         let format = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_BYTE_HASHES {
             return Err(ManifestError::Format(format));
         }
+        let byte_hashes = format == FORMAT_BYTE_HASHES;
         use std::io::Read;
         let dec = zstd::stream::read::Decoder::new(&bytes[6..]).map_err(ManifestError::Inflate)?;
         let mut w = Window::new(dec.take(MAX_DECODED as u64));
         let mut m = Manifest {
             meta_json: w.string()?,
+            byte_hashes,
             ..Manifest::default()
         };
         let n = w.len()?;
@@ -616,10 +661,14 @@ impl Manifest {
                     return Err(corrupt("chunk list out of range"));
                 }
                 // A directory's or link's stray hash was always ignored.
-                let hash = if kind == EntryKind::File {
-                    e.hash
-                } else {
-                    None
+                let hash = match kind {
+                    EntryKind::File if byte_hashes => e.hash,
+                    EntryKind::File if e.hash.is_some() => {
+                        return Err(corrupt("a format-2 file entry with a stored hash"))
+                    }
+                    // Derived once the chunk list has been read.
+                    EntryKind::File if e.chunk_count > 1 => Some([0; 32]),
+                    _ => None,
                 };
                 m.push(
                     &path,
@@ -646,7 +695,28 @@ impl Manifest {
         m.chunks.shrink_to_fit();
         m.hashes.shrink_to_fit();
         m.validate()?;
+        if !byte_hashes {
+            m.derive_file_hashes();
+        }
         Ok(m)
+    }
+
+    /// Fills in the hash of every file of several chunks from its chunk list
+    /// (format 2 stores none); the chunk ranges are validated already.
+    fn derive_file_hashes(&mut self) {
+        for r in &self.recs {
+            if r.kind == EntryKind::File && r.extra < NO_EXTRA {
+                let s = r.first_chunk as usize;
+                let chunks = &self.chunks[s..s + r.chunk_count as usize];
+                self.hashes[r.extra as usize] = file_hash(chunks.iter().map(|c| (c.hash, c.len)));
+            }
+        }
+    }
+
+    /// Whether `e`'s hash is the BLAKE3 of its bytes (a file of at most one
+    /// chunk, or any file of a format-1 manifest) rather than [`file_hash`].
+    fn hash_of_bytes(&self, e: &Entry<'_>) -> bool {
+        e.chunk_count <= 1 || self.byte_hashes
     }
 
     /// Structural checks that make the manifest safe to materialise.
@@ -894,15 +964,9 @@ mod tests {
     fn sample() -> Manifest {
         let mut b = ManifestBuilder::default();
         b.add_dir("w", 0o755);
-        b.add_file("w/a.bin", 0o644, 3, [1; 32], &[([1; 32], loc(1))]);
-        b.add_file(
-            "w/b.bin",
-            0o600,
-            6,
-            [9; 32],
-            &[([2; 32], loc(1)), ([3; 32], loc(2))],
-        );
-        b.add_file("empty", 0o644, 0, *blake3::hash(b"").as_bytes(), &[]);
+        b.add_file("w/a.bin", 0o644, 3, &[([1; 32], loc(1))]);
+        b.add_file("w/b.bin", 0o600, 6, &[([2; 32], loc(1)), ([3; 32], loc(2))]);
+        b.add_file("empty", 0o644, 0, &[]);
         b.add_symlink("link", "w/a.bin");
         b.finish(r#"{"message":"hi","x-unknown":1}"#.into())
     }
@@ -988,14 +1052,7 @@ mod tests {
                 vec![(h, loc(1))]
             };
             let size = chunks.len() as u64 * 3;
-            let hash = if i % 7 == 0 { [5; 32] } else { h };
-            b.add_file(
-                &format!("d{:02}/f{i:06}.bin", i % 20),
-                0o644,
-                size,
-                hash,
-                &chunks,
-            );
+            b.add_file(&format!("d{:02}/f{i:06}.bin", i % 20), 0o644, size, &chunks);
         }
         // Metadata larger than the decoder's window.
         let meta = format!("{{\"notes\":\"{}\"}}", "n".repeat(700_000));
@@ -1008,7 +1065,11 @@ mod tests {
         assert!(per < 110.0, "{per:.0} bytes per file");
         let e = back.get("d03/f000003.bin").unwrap();
         assert_eq!(e.hash, *blake3::hash(&3u32.to_le_bytes()).as_bytes());
-        assert_eq!(back.get("d00/f000000.bin").unwrap().hash, [5; 32]);
+        let h0 = *blake3::hash(&0u32.to_le_bytes()).as_bytes();
+        assert_eq!(
+            back.get("d00/f000000.bin").unwrap().hash,
+            file_hash([(h0, 3), ([7; 32], 3)].into_iter())
+        );
     }
 
     fn owned(m: &Manifest) -> Vec<OwnedEntry> {
@@ -1084,6 +1145,81 @@ mod tests {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&FORMAT.to_le_bytes());
         bytes.extend(zstd::bulk::compress(&b, 3).unwrap());
+        assert!(Manifest::decode(&bytes).is_err());
+    }
+
+    /// The content hash of a file of several chunks, computed by hand from
+    /// the rule in `file_hash`'s doc: fixed forever, or every stored
+    /// version's `user.assetfs.blake3` would change.
+    #[test]
+    fn file_hash_follows_its_documented_rule() {
+        let chunks = [([2u8; 32], 65_536u32), ([3u8; 32], 70_000u32)];
+        let mut h = blake3::Hasher::new_derive_key(
+            "assetfs 2026-11-29 file hash: chunk hashes and lengths",
+        );
+        for (c, len) in chunks {
+            h.update(&c);
+            h.update(&len.to_le_bytes());
+        }
+        assert_eq!(file_hash(chunks.into_iter()), *h.finalize().as_bytes());
+        // One chunk: its name, the BLAKE3 of the bytes; none: BLAKE3 of nothing.
+        assert_eq!(file_hash([([4; 32], 9)].into_iter()), [4; 32]);
+        assert_eq!(file_hash([].into_iter()), *blake3::hash(b"").as_bytes());
+        // Lengths count: the same hashes cut differently are other bytes.
+        assert_ne!(
+            file_hash(chunks.into_iter()),
+            file_hash([([2; 32], 65_537), ([3; 32], 69_999)].into_iter())
+        );
+        let m = Manifest::decode(&sample().encode()).unwrap();
+        assert_eq!(
+            m.get("w/b.bin").unwrap().hash,
+            file_hash([([2; 32], 3), ([3; 32], 3)].into_iter())
+        );
+    }
+
+    /// A format-1 manifest (the BLAKE3 of the bytes stored for a file of
+    /// several chunks) still decodes with its hash as stored, and compares
+    /// equal in content to the same file in format 2; format 2 refuses a
+    /// stored hash.
+    #[test]
+    fn format_1_keeps_its_byte_hashes() {
+        let m = sample();
+        let mut old: OldWire = postcard::from_bytes(&body(&m.encode())).unwrap();
+        let b = old
+            .entries
+            .iter_mut()
+            .find(|e| e.suffix == "b.bin")
+            .unwrap();
+        b.hash = Some([9; 32]);
+        let mut bytes = old_encode(&old);
+        let v2 = Manifest::decode(&bytes);
+        assert!(matches!(v2, Err(ManifestError::Corrupt(_))), "{v2:?}");
+        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+        let v1 = Manifest::decode(&bytes).unwrap();
+        let (old_b, new_b) = (v1.get("w/b.bin").unwrap(), m.get("w/b.bin").unwrap());
+        assert_eq!(old_b.hash, [9; 32]);
+        assert!(same_content(&v1, &old_b, &m, &new_b));
+        assert!(same_content(&m, &new_b, &v1, &old_b));
+        // Other chunks are other bytes, whatever the hash kinds.
+        let mut b2 = ManifestBuilder::default();
+        b2.add_dir("w", 0o755);
+        b2.add_file("w/b.bin", 0o600, 6, &[([2; 32], loc(1)), ([8; 32], loc(2))]);
+        let other = b2.finish("{}".into());
+        assert!(!same_content(
+            &v1,
+            &old_b,
+            &other,
+            &other.get("w/b.bin").unwrap()
+        ));
+        // A single-chunk file's hash is the same in both formats.
+        assert_eq!(v1.get("w/a.bin").unwrap().hash, [1; 32]);
+        // Format 1 without the stored hash is corrupt, as it always was.
+        let mut old: OldWire = postcard::from_bytes(&body(&m.encode())).unwrap();
+        for e in &mut old.entries {
+            e.hash = None;
+        }
+        let mut bytes = old_encode(&old);
+        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
         assert!(Manifest::decode(&bytes).is_err());
     }
 

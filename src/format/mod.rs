@@ -18,7 +18,7 @@ pub mod index {
         bits_for, delta_session, gen_packs, latest_gen, read_delta, write_gen, GenInfo,
     };
 }
-pub use chunker::AVG_CHUNK;
+pub use chunker::{chunk_hashes, content_hash, AVG_CHUNK};
 pub use fetch::{fetch_chunks, fetch_located, open_range, verify_chunk, ChunkError, FetchError};
 pub use hash_pipeline::{hash_files, Event, Job, Stamp};
 pub use ids::{hash_bytes, new_pack_id, random_id, to_hex, DigestMap, Hash, PackId};
@@ -27,7 +27,8 @@ pub mod keys {
     pub use super::key_layout::*;
 }
 pub use manifest::{
-    ChunkLocation, ChunkRef, Entry, EntryKind, Manifest, ManifestBuilder, ManifestError,
+    file_hash, same_content, ChunkLocation, ChunkRef, Entry, EntryKind, Manifest, ManifestBuilder,
+    ManifestError,
 };
 pub use names::{
     parse_version, validate_alias, AssetId, AssetName, Kind, NameError, Reference, Selector,

@@ -82,7 +82,7 @@ pub fn diff_files(a: &Manifest, b: &Manifest) -> Vec<FileChange> {
             (Some(x), Some(y)) if x.path == y.path => {
                 let what = if x.kind != y.kind {
                     Some("type")
-                } else if x.kind == EntryKind::File && x.hash != y.hash
+                } else if x.kind == EntryKind::File && !crate::format::same_content(a, x, b, y)
                     || x.kind == EntryKind::Symlink && x.target != y.target
                 {
                     Some("modified")
@@ -209,7 +209,7 @@ mod tests {
                 offset: 0,
                 len: 1,
             };
-            b.add_file(p, *mode, 1, [*h; 32], &[([*h; 32], loc)]);
+            b.add_file(p, *mode, 1, &[([*h; 32], loc)]);
         }
         b.finish("{}".into())
     }

@@ -9,13 +9,14 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::format::Reference;
 use crate::format::{fetch_chunks, ChunkError};
-use crate::format::{EntryKind, Manifest};
+use crate::format::{ChunkRef, EntryKind, Manifest};
 use crate::ops::progress::Progress;
 use crate::store::StoreError;
 
@@ -86,7 +87,7 @@ pub async fn get(
             continue;
         }
         let path = dest.join(e.path);
-        if already_there(&path, e.size, &e.hash).map_err(io(&path))? {
+        if already_there(&path, e.size, m.chunks_of(&e)).map_err(io(&path))? {
             fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & 0o777))
                 .map_err(io(&path))?;
             out.files_skipped += 1;
@@ -219,13 +220,26 @@ fn check_dir(p: &Path) -> Result<(), GetError> {
     }
 }
 
-/// True when `path` is a regular file with this size and content hash.
-fn already_there(path: &Path, size: u64, hash: &[u8; 32]) -> std::io::Result<bool> {
+/// True when `path` is a regular file with this size and these chunks, each
+/// checked against its hash (which holds whatever kind of hash the manifest
+/// gives the whole file).
+fn already_there(path: &Path, size: u64, chunks: &[ChunkRef]) -> std::io::Result<bool> {
     match path.symlink_metadata() {
         Ok(md) if md.is_file() && md.len() == size => {
-            let mut h = blake3::Hasher::new();
-            h.update_reader(File::open(path)?)?;
-            Ok(h.finalize().as_bytes() == hash)
+            let mut f = std::io::BufReader::new(File::open(path)?);
+            let mut buf = vec![];
+            for c in chunks {
+                buf.resize(c.len as usize, 0);
+                match f.read_exact(&mut buf) {
+                    // Shrunk since the stat: not the file.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+                    r => r?,
+                }
+                if *blake3::hash(&buf).as_bytes() != c.hash {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         }
         Ok(_) => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

@@ -459,8 +459,6 @@ fn build_tree(
     let (mut files, mut total) = (0u64, 0u64);
     let mut next = 0usize; // first item not yet in the builder
     let mut chunks: Vec<(Hash, ChunkLocation)> = vec![];
-    // The content hash of a file of several chunks (one chunk: its hash).
-    let mut whole = blake3::Hasher::new();
     let mut learned = vec![];
     // Adds items[next..upto] that need no reading.
     let flush = |builder: &mut ManifestBuilder,
@@ -479,17 +477,17 @@ fn build_tree(
                     path,
                     mode,
                     size,
-                    hash,
                     chunks,
+                    ..
                 } => {
-                    builder.add_file(path, *mode, *size, *hash, chunks);
+                    builder.add_file(path, *mode, *size, chunks);
                     *files += 1;
                     *total += size;
                 }
                 TreeItem::Local { path, mode, .. } => {
-                    let (size, hash, chunks) = plan.known.remove(&i).expect("planned");
+                    let (size, chunks) = plan.known.remove(&i).expect("planned");
                     bar.inc(size);
-                    builder.add_file(path, *mode, size, hash, &chunks);
+                    builder.add_file(path, *mode, size, &chunks);
                     *files += 1;
                     *total += size;
                 }
@@ -526,15 +524,8 @@ fn build_tree(
                 );
             }
             match ev {
-                Event::Chunk {
-                    hash,
-                    data,
-                    whole_file,
-                } => {
+                Event::Chunk { hash, data } => {
                     bar.inc(data.len() as u64);
-                    if !whole_file {
-                        whole.update(data);
-                    }
                     let loc = packer.add(hash, data)?;
                     chunks.push((hash, loc));
                 }
@@ -551,12 +542,7 @@ fn build_tree(
                     if size != *expected {
                         return Err(PushError::Changed(file.clone()));
                     }
-                    let hash = match chunks.as_slice() {
-                        [(h, _)] if whole.count() == 0 => *h,
-                        _ => *whole.finalize().as_bytes(),
-                    };
-                    whole.reset();
-                    builder.add_file(path, *mode, size, hash, &chunks);
+                    builder.add_file(path, *mode, size, &chunks);
                     files += 1;
                     total += size;
                     next = item + 1;
@@ -568,7 +554,9 @@ fn build_tree(
                             before,
                             after,
                             Known {
-                                hash,
+                                hash: crate::format::file_hash(
+                                    chunks.iter().map(|(h, l)| (*h, l.len)),
+                                ),
                                 chunks: chunks.iter().map(|(h, l)| (*h, l.len)).collect(),
                             },
                         ));
@@ -632,12 +620,12 @@ struct Read {
     before: Option<Stamp>,
 }
 
-/// A file resolved without reading: size, content hash, chunks.
-type Resolved = (u64, Hash, Vec<(Hash, ChunkLocation)>);
+/// A file resolved without reading: size, chunks.
+type Resolved = (u64, Vec<(Hash, ChunkLocation)>);
 
 #[derive(Default)]
 struct Plan {
-    /// Items resolved without reading: size, hash, chunks.
+    /// Items resolved without reading: size, chunks.
     known: std::collections::HashMap<usize, Resolved>,
     reads: Vec<Read>,
     /// Stat cache rows used (their use time is refreshed).
@@ -686,7 +674,7 @@ fn plan_reads(
             if let Some(locs) = packer.locate_all(k.chunks.iter().map(|(h, _)| h)) {
                 let chunks: Vec<(Hash, ChunkLocation)> =
                     k.chunks.iter().map(|(h, _)| *h).zip(locs).collect();
-                plan.known.insert(i, (*size, k.hash, chunks));
+                plan.known.insert(i, (*size, chunks));
                 plan.used.extend(key);
                 continue;
             }

@@ -80,7 +80,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
             Node::File {
                 mode,
                 size: md.len(),
-                blake3: file_blake3(&path),
+                blake3: file_content_hash(&path),
             }
         } else {
             Node::Other { mode }
@@ -122,15 +122,21 @@ pub fn listing(root: &Path) -> BTreeMap<String, Listed> {
     out
 }
 
-pub fn file_blake3(p: &Path) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(p).expect("open"))
-        .expect("read");
-    h.finalize().to_hex().to_string()
+/// The content hash assetfs records for the file at `p` (see
+/// [`content_hash_hex`]).
+pub fn file_content_hash(p: &Path) -> String {
+    content_hash_hex(&std::fs::read(p).expect("read"))
 }
 
 pub fn blake3_hex(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
+}
+
+/// The content hash assetfs records for a file holding `data` (its
+/// `user.assetfs.blake3`): the BLAKE3 of the bytes for a file of at most one
+/// chunk, else derived from its chunk list (docs/storage-format.md).
+pub fn content_hash_hex(data: &[u8]) -> String {
+    assetfs::format::to_hex(&assetfs::format::content_hash(data))
 }
 
 /// What differs between two maps, one line per key: missing, differing or
