@@ -92,6 +92,41 @@ pub fn lstat_all(paths: &[PathBuf]) -> Vec<std::io::Result<std::fs::Metadata>> {
     })
 }
 
+/// Deletes the trees at `paths` in a detached `rm -rf`, so a command that
+/// just made them garbage returns without waiting for the file system to
+/// free gigabytes; a process that lives on reaps it from a thread. Where
+/// `rm` cannot be started, they are deleted here and now.
+pub fn remove_in_background(paths: Vec<PathBuf>) {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    if paths.is_empty() {
+        return;
+    }
+    let spawned = Command::new("rm")
+        .arg("-rf")
+        .arg("--")
+        .args(&paths)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a Ctrl-C meant for the command spares it.
+        .process_group(0)
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => {
+            tracing::warn!("cannot start rm ({e}); deleting here instead");
+            for p in &paths {
+                if let Err(e) = std::fs::remove_dir_all(p) {
+                    tracing::warn!("cannot delete {}: {e}", p.display());
+                }
+            }
+        }
+    }
+}
+
 /// Asks the kernel to start reading all of `f` into the page cache, without
 /// waiting: issued for many small files before reading them one by one, it
 /// keeps many disk reads in flight from one thread.

@@ -15,6 +15,7 @@ pub use client::{
 pub use doubles::{FaultyStore, GateHandle, GatedStore, Gates, SimClock, SimClockStore, SlowStore};
 pub use errno::ToErrno;
 pub use fsutil::{
-    append_private, create_private, lstat_all, private_dir, will_need, write_atomic, write_replace,
+    append_private, create_private, lstat_all, private_dir, remove_in_background, will_need,
+    write_atomic, write_replace,
 };
 pub use in_place::{InPlace, InPlaceError};
