@@ -1063,8 +1063,19 @@ impl Drop for BgMount {
 /// `umount`, systemd stopping a mount unit).
 pub fn plain_unmount(p: &Path) -> std::io::Result<()> {
     let c = cpath(p);
-    // SAFETY: a valid C string.
-    check(unsafe { libc::umount2(c.as_ptr(), 0) })
+    // EBUSY is retried (bounded): tests running beside this one list the
+    // node's assetfs mounts, and a stale check opens each mount's root for
+    // a moment, which makes a plain umount(2) fail right then.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // SAFETY: a valid C string.
+        match check(unsafe { libc::umount2(c.as_ptr(), 0) }) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Waits (bounded) until process `pid` has exited.
