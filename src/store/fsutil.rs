@@ -102,10 +102,17 @@ pub fn remove_in_background(paths: Vec<PathBuf>) {
     if paths.is_empty() {
         return;
     }
+    let absolute: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        .collect();
     let spawned = Command::new("rm")
         .arg("-rf")
         .arg("--")
-        .args(&paths)
+        .args(&absolute)
+        // Not the caller's directory, which may be inside a mount that
+        // would then stay busy while `rm` runs.
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
