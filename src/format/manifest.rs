@@ -127,10 +127,11 @@ pub fn same_content(am: &Manifest, a: &Entry<'_>, bm: &Manifest, b: &Entry<'_>) 
     }
     // Format 1 against format 2 for a file of several chunks: the hashes are
     // of different kinds, but chunking is deterministic.
-    let list = |m: &Manifest, e: &Entry<'_>| -> Vec<(Hash, u32)> {
-        m.chunks_of(e).iter().map(|c| (c.hash, c.len)).collect()
-    };
-    list(am, a) == list(bm, b)
+    let (x, y) = (am.chunks_of(a), bm.chunks_of(b));
+    x.len() == y.len()
+        && x.iter()
+            .zip(y)
+            .all(|(c, d)| c.hash == d.hash && c.len == d.len)
 }
 
 impl Entry<'_> {

@@ -226,7 +226,7 @@ fn check_dir(p: &Path) -> Result<(), GetError> {
 fn already_there(path: &Path, size: u64, chunks: &[ChunkRef]) -> std::io::Result<bool> {
     match path.symlink_metadata() {
         Ok(md) if md.is_file() && md.len() == size => {
-            let mut f = std::io::BufReader::new(File::open(path)?);
+            let mut f = File::open(path)?;
             let mut buf = vec![];
             for c in chunks {
                 buf.resize(c.len as usize, 0);
