@@ -43,6 +43,7 @@ use bytes::Bytes;
 use lru::LruCache;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::catalog::direct_read::{BufferPool, DirectFile};
 use crate::catalog::disk_cache_file::{
     self, check_blocks, check_footer, pread_vec, record_size, trailer_len, Bad, Footer, BLOCK,
     FOOTER,
@@ -63,6 +64,13 @@ const INSERT_BATCH: usize = 64;
 const SEGMENT_BYTES: u64 = 256 << 20;
 /// Open segment and pack files kept for reads.
 const OPEN_FILES: usize = 64;
+/// A direct read of adjacent records covers at most this many bytes: the
+/// request size at which this machine's disk reached its full throughput.
+pub const RUN_BYTES: u64 = 4 << 20;
+/// Bytes between records a direct read reads through rather than split.
+pub const RUN_GAP: u64 = 256 << 10;
+/// Free buffers of direct reads kept for reuse.
+const DIRECT_POOL_BYTES: usize = 32 << 20;
 /// `PRAGMA user_version` of an index of segment records. Older caches
 /// (one file per chunk) are discarded at open.
 const FORMAT: i64 = 3;
@@ -182,6 +190,12 @@ pub struct DiskCache {
     /// Id of the segment in `writer` (0: none), readable without its lock.
     active_seg: AtomicU32,
     segments: Mutex<LruCache<u32, Arc<File>>>,
+    /// The same segments opened for direct reads of whole records.
+    direct_segments: Mutex<LruCache<u32, Arc<DirectFile>>>,
+    /// Buffers of direct reads.
+    direct_pool: Arc<BufferPool>,
+    /// Direct reads of adjacent records done (for tests).
+    run_reads: AtomicU64,
     packs: Mutex<LruCache<PackId, Arc<File>>>,
     /// Shared while open: `cache clear` refuses to empty a cache in use.
     _lock: crate::catalog::node_dirs::Lock,
@@ -192,6 +206,20 @@ fn now_nanos() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// The chunk data of a whole inline record, once its footer and every
+/// block's checksum agree.
+fn record_data(rec: Bytes, h: &Hash, e: Entry) -> Result<Bytes, Bad> {
+    let len = e.len as usize;
+    let tlen = trailer_len(len);
+    if rec.len() != len + tlen {
+        return Err(Bad::Corrupt("record shorter than its chunk"));
+    }
+    let (data, tail) = rec.split_at(len);
+    check_footer(&tail[tlen - FOOTER..], h, e.len, false)?;
+    check_blocks(data, tail)?;
+    Ok(rec.slice(..len))
 }
 
 fn segment_name(id: u32) -> String {
@@ -315,6 +343,9 @@ impl DiskCache {
             writer: Mutex::new(None),
             active_seg: AtomicU32::new(0),
             segments: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
+            direct_segments: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
+            direct_pool: BufferPool::new(DIRECT_POOL_BYTES),
+            run_reads: AtomicU64::new(0),
             packs: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
             _lock: lock,
         };
@@ -441,6 +472,12 @@ impl DiskCache {
         } else {
             self.try_read(h, e, range.start as usize..range.end as usize, at)
         };
+        self.judge(h, e, r)
+    }
+
+    /// What a read of `h`'s record `e` gave: a hit, or a miss, with a
+    /// corrupt record dropped and reported.
+    fn judge(&self, h: &Hash, e: Entry, r: Result<Bytes, Bad>) -> Option<Bytes> {
         match r {
             Ok(b) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -465,6 +502,88 @@ impl DiskCache {
                 None
             }
         }
+    }
+
+    /// Whole chunks, as [`DiskCache::get`] gives them, for chunks a reader
+    /// will read soon (readahead). Records that lie near each other in one
+    /// segment are read together, bypassing the page cache (see
+    /// [`crate::catalog::direct_read`]): in order of their place in the
+    /// segment, gaps of up to [`RUN_GAP`] read through, up to
+    /// [`RUN_BYTES`] per read. Chunks fetched in parallel are admitted
+    /// interleaved, so a file's records are near each other, not always
+    /// back to back. Each record is checked on its own.
+    pub fn get_run(&self, items: &[(Hash, u32, Origin)]) -> Vec<Option<Bytes>> {
+        let mut out: Vec<Option<Option<Bytes>>> = vec![None; items.len()];
+        // Inline records to read directly: (entry, item index), by place.
+        let mut direct: Vec<(Entry, usize)> = vec![];
+        {
+            let idx = self.index.lock().expect("index lock");
+            for (i, (h, len, _)) in items.iter().enumerate() {
+                match idx.get(h) {
+                    Some(e) if !e.local && e.len == *len => direct.push((*e, i)),
+                    // Missing, a local store's record, or wrong: the usual path.
+                    _ => {}
+                }
+            }
+        }
+        direct.sort_by_key(|(e, _)| (e.seg, e.off));
+        let mut rest = &direct[..];
+        while let Some((first, _)) = rest.first() {
+            let start = first.off as u64;
+            let mut end = start + first.size();
+            let mut n = 1;
+            for (e, _) in &rest[1..] {
+                let e_end = e.off as u64 + e.size();
+                if e.seg != first.seg
+                    || e.off as u64 > end + RUN_GAP
+                    || e_end.max(end) - start > RUN_BYTES
+                {
+                    break;
+                }
+                end = end.max(e_end);
+                n += 1;
+            }
+            let span = self.read_span(first.seg, start, (end - start) as usize);
+            for &(e, i) in &rest[..n] {
+                let at = (e.off as u64 - start) as usize;
+                let r = span
+                    .as_ref()
+                    .map_err(|b| *b)
+                    .and_then(|b| record_data(b.slice(at..at + e.size() as usize), &items[i].0, e));
+                out[i] = Some(self.judge(&items[i].0, e, r));
+            }
+            rest = &rest[n..];
+        }
+        items
+            .iter()
+            .zip(out)
+            .map(|((h, len, at), got)| got.unwrap_or_else(|| self.get(h, *len, *at)))
+            .collect()
+    }
+
+    /// `len` bytes of segment `seg` at `off`, read directly.
+    fn read_span(&self, seg: u32, off: u64, len: usize) -> Result<Bytes, Bad> {
+        let f = self.open_direct(seg)?;
+        self.run_reads.fetch_add(1, Ordering::Relaxed);
+        f.read_at(&self.direct_pool, off, len)
+            .map_err(|_| Bad::Corrupt("record shorter than its chunk"))
+    }
+
+    /// Direct reads of records done so far (for tests).
+    pub fn run_reads(&self) -> u64 {
+        self.run_reads.load(Ordering::Relaxed)
+    }
+
+    fn open_direct(&self, id: u32) -> Result<Arc<DirectFile>, Bad> {
+        if let Some(f) = self.direct_segments.lock().expect("segments lock").get(&id) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(DirectFile::open(&self.segment_path(id)).map_err(|_| Bad::Missing)?);
+        self.direct_segments
+            .lock()
+            .expect("segments lock")
+            .put(id, f.clone());
+        Ok(f)
     }
 
     fn open_segment(&self, id: u32) -> Result<Arc<File>, Bad> {
@@ -511,12 +630,7 @@ impl DiskCache {
         if range.start == 0 && range.end == len && !e.local {
             // Whole chunk: one read of the record.
             let buf = pread_vec(&seg, len + tlen, off).map_err(short)?;
-            let (data, tail) = buf.split_at(len);
-            check_footer(&tail[tlen - FOOTER..], h, e.len, false)?;
-            check_blocks(data, tail)?;
-            let mut b = Bytes::from(buf);
-            b.truncate(len);
-            return Ok(b);
+            return record_data(Bytes::from(buf), h, e);
         }
         if range.is_empty() {
             return Ok(Bytes::new());
@@ -1084,6 +1198,57 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(files, 1, "one segment for 200 chunks");
+    }
+
+    /// Readahead reads nearby records together and directly, in any order
+    /// they were admitted, and still checks each record on its own.
+    #[test]
+    fn runs_read_nearby_records_together() {
+        let d = tempfile::TempDir::new().unwrap();
+        let c = DiskCache::open(d.path(), 1 << 30).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..12u32)
+            .map(|i| (0..100_000 + i * 3001).map(|j| (i * 7 + j) as u8).collect())
+            .collect();
+        // Admitted out of file order, as parallel fetches complete.
+        let order = [3, 0, 1, 2, 5, 4, 7, 6, 8, 10, 9, 11];
+        let batch: Vec<Admit> = order
+            .iter()
+            .map(|&i| Admit {
+                hash: h(&chunks[i]),
+                data: Bytes::from(chunks[i].clone()),
+                origin: AT,
+            })
+            .collect();
+        c.put_batch(&batch).unwrap();
+        let absent = vec![1u8; 5000];
+        let mut items: Vec<(Hash, u32, Origin)> =
+            chunks.iter().map(|x| (h(x), x.len() as u32, AT)).collect();
+        items.insert(5, (h(&absent), absent.len() as u32, AT));
+        let got = c.get_run(&items);
+        assert!(got[5].is_none(), "not cached: a miss");
+        let got: Vec<_> = got
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 5)
+            .collect();
+        for ((_, g), x) in got.iter().zip(&chunks) {
+            assert_eq!(&g.as_ref().unwrap()[..], &x[..]);
+        }
+        let total: u64 = chunks.iter().map(|x| file_size(x.len()) as u64).sum();
+        assert_eq!(
+            c.run_reads(),
+            total.div_ceil(RUN_BYTES),
+            "{total} bytes of records in reads of up to {RUN_BYTES}"
+        );
+        // A damaged record in the middle of a run is dropped; its
+        // neighbours are served.
+        damage(&c, &chunks[6], 5000, |b| *b ^= 0x10);
+        let got = c.get_run(&items[..10]);
+        assert!(got[7].is_none(), "chunk 6 (item 7) damaged");
+        assert!(!c.contains(&h(&chunks[6])));
+        assert_eq!(c.stats().unwrap().corrupt_dropped, 1);
+        assert_eq!(&got[6].as_ref().unwrap()[..], &chunks[5][..]);
+        assert_eq!(&got[8].as_ref().unwrap()[..], &chunks[7][..]);
     }
 
     #[test]

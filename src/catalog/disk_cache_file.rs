@@ -155,46 +155,6 @@ pub fn pread_vec(f: &File, n: usize, off: u64) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
-/// A read-only mapping of part of a file, and the part of it that was asked
-/// for (mappings start on a page boundary).
-struct Mapping {
-    map: memmap2::Mmap,
-    skip: usize,
-}
-
-impl AsRef<[u8]> for Mapping {
-    fn as_ref(&self) -> &[u8] {
-        &self.map[self.skip..]
-    }
-}
-
-/// `len` bytes of `f` at `off`, mapped rather than copied and faulted in
-/// before returning (so readers of the bytes never wait on the disk). The
-/// file must not shrink while mapped (a pack of a local store never
-/// changes); a file shorter than the range is refused up front.
-pub fn map_range(f: &File, off: u64, len: usize) -> io::Result<bytes::Bytes> {
-    if len == 0 {
-        return Ok(bytes::Bytes::new());
-    }
-    let size = f.metadata()?.len();
-    if off + len as u64 > size {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    let page = 4096u64;
-    let start = off / page * page;
-    let skip = (off - start) as usize;
-    // SAFETY: a read-only mapping of a file we hold open that never changes
-    // while mapped (see above); its length was checked against the file.
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(start)
-            .len(skip + len)
-            .populate()
-            .map(f)?
-    };
-    Ok(bytes::Bytes::from_owner(Mapping { map, skip }))
-}
-
 /// Writes all of `bufs`, in order, at `off`.
 pub fn pwrite_all(f: &File, bufs: &[&[u8]], mut off: u64) -> io::Result<()> {
     // Few, large writes: one `pwritev` per batch unless the kernel writes less.
@@ -322,10 +282,6 @@ mod tests {
         assert!(got[3996..12188].iter().all(|b| *b == 0));
         assert_eq!(got[3995], 1);
         assert_eq!(got[12188], 2);
-        let m = map_range(&f, 4000, 10_000).unwrap();
-        assert_eq!(&m[..], &pread_vec(&f, 10_000, 4000).unwrap()[..]);
-        assert!(map_range(&f, 14_000, 200).is_err(), "past the end");
-        drop(m);
         assert!(try_lock(&f).unwrap());
         let other = File::open(d.path().join("s")).unwrap();
         assert!(!try_lock(&other).unwrap());

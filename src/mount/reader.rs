@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
 
-use crate::catalog::{Admit, DiskCache, Origin};
+use crate::catalog::{Admit, BufferPool, DirectFile, DiskCache, Origin, RUN_BYTES};
 use crate::format::{open_range, verify_chunk, ChunkError, FetchError};
 use crate::format::{to_hex, DigestMap, Hash, PackId};
 use crate::format::{ChunkRef, Entry, Manifest};
@@ -119,6 +119,9 @@ impl Drop for StreamGuard {
 
 /// Ids of store response buffers (0 is "a buffer of its own").
 static NEXT_BUF: AtomicU64 = AtomicU64::new(1);
+
+/// Free buffers of direct pack reads (local store) kept for reuse.
+const LOCAL_POOL_BYTES: usize = 64 << 20;
 
 /// Requests smaller than this get a buffer of their own.
 const POOLED_MIN: usize = 1 << 20;
@@ -213,6 +216,9 @@ pub fn concat(mut parts: Vec<Chunk>) -> Bytes {
     }
     out.freeze()
 }
+
+/// Where the answer for a chunk on its way goes.
+type Sender = futures::channel::oneshot::Sender<Result<Chunk, ReadError>>;
 
 /// A chunk on its way: shared by everyone who wants it.
 pub type Pending = Shared<BoxFuture<'static, Result<Chunk, ReadError>>>;
@@ -313,18 +319,19 @@ pub struct ChunkSource {
     pub stats: SourceStats,
 }
 
-/// Open pack files of a local store.
+/// Open pack files of a local store, read directly into pooled buffers.
 struct LocalPacks {
     dir: std::path::PathBuf,
-    open: Mutex<lru::LruCache<PackId, Arc<std::fs::File>>>,
+    open: Mutex<lru::LruCache<PackId, Arc<DirectFile>>>,
+    buffers: Arc<BufferPool>,
 }
 
 impl LocalPacks {
-    fn file(&self, pack: &PackId) -> std::io::Result<Arc<std::fs::File>> {
+    fn file(&self, pack: &PackId) -> std::io::Result<Arc<DirectFile>> {
         if let Some(f) = self.open.lock().expect("packs lock").get(pack) {
             return Ok(f.clone());
         }
-        let f = Arc::new(std::fs::File::open(self.dir.join(to_hex(pack)))?);
+        let f = Arc::new(DirectFile::open(&self.dir.join(to_hex(pack)))?);
         self.open.lock().expect("packs lock").put(*pack, f.clone());
         Ok(f)
     }
@@ -437,6 +444,7 @@ impl ChunkSource {
                 open: Mutex::new(lru::LruCache::new(
                     std::num::NonZeroUsize::new(64).expect("nonzero"),
                 )),
+                buffers: BufferPool::new(LOCAL_POOL_BYTES),
             }),
             stats: SourceStats::default(),
         })
@@ -602,6 +610,7 @@ impl ChunkSource {
         let mut out = Vec::with_capacity(chunks.len());
         let mut fetch: Vec<Arc<Assembly>> = vec![];
         let mut read_here = vec![];
+        let mut from_disk = vec![];
         {
             let mut inflight = self.inflight.lock().expect("inflight");
             for &(pack, c) in chunks {
@@ -624,7 +633,7 @@ impl ChunkSource {
                     if out.len() <= now && c.len <= INLINE_CHUNK_READ {
                         read_here.push((pack, c, tx));
                     } else {
-                        self.spawn_disk_read(pack, c, tx);
+                        from_disk.push((pack, c, tx));
                     }
                 } else {
                     fetch.push(Arc::new(Assembly {
@@ -644,6 +653,7 @@ impl ChunkSource {
                 tokio::spawn(async move { me.fetch_range(range, asms).await });
             }
         }
+        self.spawn_disk_reads(from_disk);
         for (pack, c, tx) in read_here {
             let got = self.disk.get(&c.hash, c.len, origin(pack, c));
             self.disk_read_done(pack, c, tx, got);
@@ -653,13 +663,7 @@ impl ChunkSource {
 
     /// Hands a chunk read from the disk cache to its readers; one that was
     /// evicted or found corrupt (and dropped) is fetched from the store.
-    fn disk_read_done(
-        self: &Arc<Self>,
-        pack: PackId,
-        c: ChunkRef,
-        tx: futures::channel::oneshot::Sender<Result<Chunk, ReadError>>,
-        got: Option<Bytes>,
-    ) {
+    fn disk_read_done(self: &Arc<Self>, pack: PackId, c: ChunkRef, tx: Sender, got: Option<Bytes>) {
         match got {
             Some(b) => {
                 self.inflight.lock().expect("inflight").remove(&c.hash);
@@ -680,24 +684,40 @@ impl ChunkSource {
         }
     }
 
-    fn spawn_disk_read(
-        self: &Arc<Self>,
-        pack: PackId,
-        c: ChunkRef,
-        tx: futures::channel::oneshot::Sender<Result<Chunk, ReadError>>,
-    ) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let got = {
-                let _permit = me.disk_reads.clone().acquire_owned().await;
-                let disk = me.disk.clone();
-                tokio::task::spawn_blocking(move || disk.get(&c.hash, c.len, origin(pack, c)))
-                    .await
-                    .ok()
-                    .flatten()
-            };
-            me.disk_read_done(pack, c, tx, got);
-        });
+    /// Reads cached chunks (in the order a reader wants them) in the
+    /// background, `disk_parallel` reads at once; chunks whose records lie
+    /// back to back are read together ([`DiskCache::get_run`]).
+    fn spawn_disk_reads(self: &Arc<Self>, mut chunks: Vec<(PackId, ChunkRef, Sender)>) {
+        while !chunks.is_empty() {
+            let mut bytes = 0u64;
+            let n = chunks
+                .iter()
+                .take_while(|(_, c, _)| {
+                    bytes += c.len as u64;
+                    bytes <= RUN_BYTES
+                })
+                .count()
+                .max(1);
+            let group: Vec<_> = chunks.drain(..n).collect();
+            let me = self.clone();
+            tokio::spawn(async move {
+                let items: Vec<_> = group
+                    .iter()
+                    .map(|(pack, c, _)| (c.hash, c.len, origin(*pack, *c)))
+                    .collect();
+                let got = {
+                    let _permit = me.disk_reads.clone().acquire_owned().await;
+                    let disk = me.disk.clone();
+                    tokio::task::spawn_blocking(move || disk.get_run(&items))
+                        .await
+                        .unwrap_or_default()
+                };
+                let mut got = got.into_iter();
+                for (pack, c, tx) in group {
+                    me.disk_read_done(pack, c, tx, got.next().flatten());
+                }
+            });
+        }
     }
 
     /// One ranged GET of `range` of a pack, feeding the chunks that overlap it.
@@ -785,10 +805,11 @@ impl ChunkSource {
     }
 
     /// [`Self::stream_into`] for a local store: the range of the pack is
-    /// mapped and sliced into chunks without any copy.
+    /// read directly (no page cache, no copy by the CPU) and sliced into
+    /// chunks.
     async fn read_local(
         &self,
-        file: Arc<std::fs::File>,
+        file: Arc<DirectFile>,
         range: Range<u64>,
         asms: &[Arc<Assembly>],
         buf_id: u64,
@@ -797,21 +818,50 @@ impl ChunkSource {
         let total = (range.end - range.start) as usize;
         let start = range.start;
         let t = self.timeout;
-        // Mapped, not copied: the pack's pages are hashed and replied from
-        // in place (a copy into a buffer cost ~15% of a cold read's CPU).
-        let read =
-            tokio::task::spawn_blocking(move || crate::catalog::map_range(&file, start, total));
-        let whole = tokio::time::timeout(t, read)
+        let buffers = self
+            .local_packs
+            .as_ref()
+            .expect("a local store")
+            .buffers
+            .clone();
+        // Chunks wholly inside the range are verified on the blocking
+        // thread that read them: hashing 8 MiB on a runtime thread held up
+        // the READs waiting there.
+        let whole_chunks: Vec<ChunkRef> = asms
+            .iter()
+            .map(|a| a.c)
+            .filter(|c| c.offset as u64 >= start && c.offset as u64 + c.len as u64 <= range.end)
+            .collect();
+        let read = tokio::task::spawn_blocking(move || {
+            let whole = file.read_at(&buffers, start, total)?;
+            let verdicts: Vec<Result<(), ChunkError>> = whole_chunks
+                .iter()
+                .map(|c| {
+                    let at = (c.offset as u64 - start) as usize;
+                    verify_chunk(&pack, c, &whole[at..at + c.len as usize])
+                })
+                .collect();
+            Ok::<_, std::io::Error>((whole, verdicts))
+        });
+        let (whole, verdicts) = tokio::time::timeout(t, read)
             .await
             .map_err(|_| ReadError::Timeout(t))?
             .map_err(|e| ReadError::Task(Arc::new(e)))?
             .map_err(|e| local_pack_error(&pack, e))?;
+        let mut verdicts = verdicts.into_iter();
         for a in asms {
             let s = (a.c.offset as u64).max(range.start);
             let e = (a.c.offset as u64 + a.c.len as u64).min(range.end);
             let piece = whole.slice((s - range.start) as usize..(e - range.start) as usize);
-            self.deposit(a, (s - a.c.offset as u64) as u32, piece, buf_id)
-                .await;
+            let at = (s - a.c.offset as u64) as u32;
+            if e - s == a.c.len as u64 {
+                let verdict = verdicts.next().expect("a verdict per whole chunk");
+                if let Some((chunk, tx)) = add_piece(a, at, piece, buf_id) {
+                    self.publish(a, chunk, tx, verdict).await;
+                }
+            } else {
+                self.deposit(a, at, piece, buf_id).await;
+            }
         }
         Ok(())
     }
@@ -819,33 +869,22 @@ impl ChunkSource {
     /// Adds a piece to a chunk; the piece that completes it verifies and
     /// publishes it.
     async fn deposit(&self, a: &Assembly, at: u32, bytes: Bytes, buf: u64) {
-        let chunk = {
-            let mut st = a.state.lock().expect("assembly");
-            if st.done.is_none() {
-                return; // already failed
-            }
-            st.filled += bytes.len() as u32;
-            st.pieces.push((at, bytes, buf));
-            if st.filled < a.c.len {
-                return;
-            }
-            let mut pieces = std::mem::take(&mut st.pieces);
-            let chunk = if pieces.len() == 1 {
-                let (_, b, buf) = pieces.pop().expect("one piece");
-                Chunk { bytes: b, buf }
-            } else {
-                // Straddles two requests: put together (at most one chunk per request).
-                pieces.sort_by_key(|p| p.0);
-                let mut v = BytesMut::with_capacity(a.c.len as usize);
-                for (_, b, _) in pieces {
-                    v.extend_from_slice(&b);
-                }
-                Chunk::own(v.freeze())
-            };
-            (chunk, st.done.take().expect("sender"))
-        };
-        let (chunk, tx) = chunk;
-        let r = match verify_chunk(&a.pack, &a.c, &chunk.bytes) {
+        if let Some((chunk, tx)) = add_piece(a, at, bytes, buf) {
+            let verdict = verify_chunk(&a.pack, &a.c, &chunk.bytes);
+            self.publish(a, chunk, tx, verdict).await;
+        }
+    }
+
+    /// Hands a complete chunk, and whether it matched its name, to its
+    /// readers and (when it did) to the disk-cache writer.
+    async fn publish(
+        &self,
+        a: &Assembly,
+        chunk: Chunk,
+        tx: Sender,
+        verdict: Result<(), ChunkError>,
+    ) {
+        let r = match verdict {
             Ok(()) => Ok(chunk.clone()),
             Err(e) => {
                 tracing::error!("{e}");
@@ -885,6 +924,32 @@ impl ChunkSource {
             let _ = tx.send(Err(e));
         }
     }
+}
+
+/// Adds a piece to a chunk; returns the chunk (and where its answer goes)
+/// when this piece completed it.
+fn add_piece(a: &Assembly, at: u32, bytes: Bytes, buf: u64) -> Option<(Chunk, Sender)> {
+    let mut st = a.state.lock().expect("assembly");
+    st.done.as_ref()?; // already failed
+    st.filled += bytes.len() as u32;
+    st.pieces.push((at, bytes, buf));
+    if st.filled < a.c.len {
+        return None;
+    }
+    let mut pieces = std::mem::take(&mut st.pieces);
+    let chunk = if pieces.len() == 1 {
+        let (_, b, buf) = pieces.pop().expect("one piece");
+        Chunk { bytes: b, buf }
+    } else {
+        // Straddles two requests: put together (at most one chunk per request).
+        pieces.sort_by_key(|p| p.0);
+        let mut v = BytesMut::with_capacity(a.c.len as usize);
+        for (_, b, _) in pieces {
+            v.extend_from_slice(&b);
+        }
+        Chunk::own(v.freeze())
+    };
+    Some((chunk, st.done.take().expect("sender")))
 }
 
 /// A manifest's chunks by pack, in pack order: which chunks lie next to a

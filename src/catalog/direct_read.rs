@@ -1,0 +1,336 @@
+//! Reads that bypass the page cache (`O_DIRECT`) into reused, aligned
+//! buffers, for bytes the daemon reads once and hands on: whole records of
+//! the disk cache read ahead of a sequential reader, and pack ranges of a
+//! local store.
+//!
+//! Why: such bytes end up in the page cache of the mounted file anyway
+//! (the kernel keeps what a READ returned), so reading them through the
+//! page cache of the cache's own files kept every byte twice, cost a page
+//! allocation and a copy per page, and let the kernel split the reads into
+//! its own readahead pattern. Direct reads go from the disk into a buffer
+//! of ours at the queue depth we choose (fio here: 1 MiB direct reads, 8 at
+//! once, 1,848 MiB/s against 839-1,321 MiB/s buffered with 4 jobs).
+//!
+//! A filesystem that refuses `O_DIRECT` (the open fails with `EINVAL`) is
+//! read through the page cache instead, with the same aligned reads.
+
+use std::alloc::{self, Layout};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// Offsets, lengths and buffer addresses of direct reads are multiples of
+/// this (the largest logical block size of common disks).
+pub const ALIGN: usize = 4096;
+/// Buffers are allocated in multiples of this, so buffers of similar reads
+/// are interchangeable.
+const GRAIN: usize = 256 << 10;
+/// Buffers of at least this size are huge-page aligned and backed (where
+/// transparent huge pages may be asked for): a direct read is split into
+/// disk requests of at most `max_segments` physically contiguous pieces,
+/// 254 pages (1016 KiB) on this VM's disk with 4 KiB pages.
+const HUGE: usize = 2 << 20;
+
+/// A file opened for direct reads when its filesystem allows them.
+pub struct DirectFile {
+    file: File,
+    direct: bool,
+}
+
+/// Set once a filesystem refused `O_DIRECT`, so the fallback is logged once.
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+impl DirectFile {
+    /// Opens `path` read-only with `O_DIRECT`, or without it (logged once)
+    /// where the filesystem does not support it.
+    pub fn open(path: &Path) -> io::Result<DirectFile> {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => Ok(DirectFile { file, direct: true }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "{}: the filesystem refuses O_DIRECT; reading through the page cache",
+                        path.display()
+                    );
+                }
+                Self::buffered(File::open(path)?)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A file read through the page cache (same aligned reads).
+    pub fn buffered(file: File) -> io::Result<DirectFile> {
+        Ok(DirectFile {
+            file,
+            direct: false,
+        })
+    }
+
+    /// True when reads bypass the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Exactly `len` bytes at `off`, read with one aligned read (more only
+    /// if the kernel returns less) into a pooled buffer. Short file:
+    /// `UnexpectedEof`.
+    pub fn read_at(&self, pool: &Arc<BufferPool>, off: u64, len: usize) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let start = off / ALIGN as u64 * ALIGN as u64;
+        let skip = (off - start) as usize;
+        let want = (skip + len).div_ceil(ALIGN) * ALIGN;
+        let mut buf = pool.take(want);
+        let mut got = 0;
+        while got < skip + len {
+            // SAFETY: reads into `buf`'s allocation, at most `want - got`
+            // bytes from `got` (within its capacity); `got` stays a
+            // multiple of ALIGN until the file ends, as O_DIRECT requires.
+            let r = unsafe {
+                libc::pread(
+                    self.file.as_raw_fd(),
+                    buf.ptr.add(got).cast(),
+                    want - got,
+                    (start + got as u64) as libc::off_t,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if r == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            got += r as usize;
+        }
+        buf.len = skip + len;
+        Ok(Bytes::from_owner(buf).slice(skip..))
+    }
+}
+
+/// Free aligned buffers, kept for reuse: a fresh buffer costs a page fault
+/// per page on first touch (expensive on a VM that reclaims freed memory).
+pub struct BufferPool {
+    free: Mutex<Vec<(*mut u8, usize)>>,
+    /// Bytes of free buffers kept at most.
+    keep: usize,
+}
+
+// SAFETY: the pool only stores pointers of free buffers nobody else holds.
+unsafe impl Send for BufferPool {}
+// SAFETY: as above; all access goes through the mutex.
+unsafe impl Sync for BufferPool {}
+
+/// A new anonymous mapping of `cap` bytes (a multiple of the grain),
+/// huge-page aligned and advised when it is large. Mapped rather than taken
+/// from the allocator: freed multi-MiB blocks stayed resident in malloc's
+/// per-thread arenas (a daemon peak of 500+ MiB, measured).
+fn map_buffer(cap: usize) -> *mut u8 {
+    let extra = if cap >= HUGE { HUGE } else { 0 };
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            cap + extra,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        alloc::handle_alloc_error(Layout::from_size_align(cap, ALIGN).expect("layout"));
+    }
+    let p = p as usize;
+    if extra == 0 {
+        return p as *mut u8;
+    }
+    let start = p.div_ceil(HUGE) * HUGE;
+    // SAFETY: unmapping the unaligned head and the tail of our own mapping,
+    // outside `start..start + cap`.
+    unsafe {
+        if start > p {
+            libc::munmap(p as *mut libc::c_void, start - p);
+        }
+        let tail = p + cap + extra - (start + cap);
+        if tail > 0 {
+            libc::munmap((start + cap) as *mut libc::c_void, tail);
+        }
+        // Advice only: without it the buffer has small pages.
+        libc::madvise(start as *mut libc::c_void, cap, libc::MADV_HUGEPAGE);
+    }
+    start as *mut u8
+}
+
+/// Unmaps a buffer of [`map_buffer`].
+///
+/// # Safety
+/// `ptr` and `cap` come from one `map_buffer` call, and nothing uses the
+/// buffer any more.
+unsafe fn unmap_buffer(ptr: *mut u8, cap: usize) {
+    libc::munmap(ptr.cast(), cap);
+}
+
+impl BufferPool {
+    /// A pool keeping up to `keep` bytes of free buffers.
+    pub fn new(keep: usize) -> Arc<BufferPool> {
+        Arc::new(BufferPool {
+            free: Mutex::default(),
+            keep,
+        })
+    }
+
+    /// Bytes of free buffers held now.
+    pub fn free_bytes(&self) -> usize {
+        self.free
+            .lock()
+            .expect("buffer pool")
+            .iter()
+            .map(|b| b.1)
+            .sum()
+    }
+
+    /// A buffer of at least `n` (> 0) bytes: the smallest free one that
+    /// fits, or a new one.
+    fn take(self: &Arc<Self>, n: usize) -> Aligned {
+        let found = {
+            let mut free = self.free.lock().expect("buffer pool");
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.1 >= n)
+                .min_by_key(|(_, b)| b.1)
+                .map(|(i, _)| i);
+            best.map(|i| free.swap_remove(i))
+        };
+        let (ptr, cap) = found.unwrap_or_else(|| {
+            let grain = if n >= HUGE { HUGE } else { GRAIN };
+            let cap = n.div_ceil(grain) * grain;
+            (map_buffer(cap), cap)
+        });
+        Aligned {
+            ptr,
+            cap,
+            len: 0,
+            pool: self.clone(),
+        }
+    }
+}
+
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        for (ptr, cap) in self.free.get_mut().expect("buffer pool").drain(..) {
+            // SAFETY: mapped in `take`; free buffers are held by no one.
+            unsafe { unmap_buffer(ptr, cap) };
+        }
+    }
+}
+
+/// An aligned heap buffer that goes back to its pool when dropped.
+struct Aligned {
+    ptr: *mut u8,
+    cap: usize,
+    /// Bytes read into it (the readable part).
+    len: usize,
+    pool: Arc<BufferPool>,
+}
+
+// SAFETY: the buffer is uniquely owned; after `read_at` it is only read.
+unsafe impl Send for Aligned {}
+// SAFETY: shared access is read-only (`as_ref`).
+unsafe impl Sync for Aligned {}
+
+impl AsRef<[u8]> for Aligned {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes were written by the read.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        let mut free = self.pool.free.lock().expect("buffer pool");
+        let held: usize = free.iter().map(|b| b.1).sum();
+        if held + self.cap <= self.pool.keep {
+            free.push((self.ptr, self.cap));
+            return;
+        }
+        drop(free);
+        // SAFETY: mapped in `take`, not in the pool, and no longer read.
+        unsafe { unmap_buffer(self.ptr, self.cap) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_of(n: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 4096) as u8).collect();
+        std::fs::File::create(&p).unwrap().write_all(&data).unwrap();
+        (d, p, data)
+    }
+
+    /// Unaligned offsets and lengths, up to the last byte, read exactly.
+    #[test]
+    fn reads_any_range_exactly() {
+        let (_d, p, data) = file_of(3 * 1024 * 1024 + 123);
+        let pool = BufferPool::new(8 << 20);
+        for f in [
+            DirectFile::open(&p).unwrap(),
+            DirectFile::buffered(File::open(&p).unwrap()).unwrap(),
+        ] {
+            for (off, len) in [
+                (0usize, 1usize),
+                (1, 4095),
+                (4095, 2),
+                (4096, 4096),
+                (5000, 1 << 20),
+                (data.len() - 10, 10),
+                (123_457, 2_000_001),
+            ] {
+                let b = f.read_at(&pool, off as u64, len).unwrap();
+                assert_eq!(&b[..], &data[off..off + len], "{off}+{len}");
+            }
+            let e = f.read_at(&pool, data.len() as u64 - 5, 6).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        }
+    }
+
+    /// Buffers are reused, and the pool keeps no more than its bound.
+    #[test]
+    fn buffers_are_reused_within_the_bound() {
+        let (_d, p, _) = file_of(1 << 20);
+        let f = DirectFile::open(&p).unwrap();
+        let pool = BufferPool::new(1 << 20);
+        let b = f.read_at(&pool, 10, 200_000).unwrap();
+        let first = b.as_ptr() as usize - 10;
+        drop(b);
+        assert_eq!(pool.free_bytes(), GRAIN);
+        let c = f.read_at(&pool, 0, 250_000).unwrap();
+        assert_eq!(c.as_ptr() as usize, first, "the same buffer again");
+        assert_eq!(pool.free_bytes(), 0);
+        let many: Vec<_> = (0..8).map(|_| pool.take(GRAIN)).collect();
+        drop(many);
+        drop(c);
+        assert_eq!(pool.free_bytes(), 1 << 20, "kept up to the bound");
+    }
+}
