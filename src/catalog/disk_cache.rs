@@ -512,21 +512,28 @@ impl DiskCache {
     /// [`RUN_BYTES`] per read. Chunks fetched in parallel are admitted
     /// interleaved, so a file's records are near each other, not always
     /// back to back. Each record is checked on its own.
-    pub fn get_run(&self, items: &[(Hash, u32, Origin)]) -> Vec<Option<Bytes>> {
-        let mut out: Vec<Option<Option<Bytes>>> = vec![None; items.len()];
+    pub fn get_run(
+        &self,
+        items: &[(Hash, u32, Origin)],
+        read_done: impl FnOnce(),
+    ) -> Vec<Option<Bytes>> {
         // Inline records to read directly: (entry, item index), by place.
         let mut direct: Vec<(Entry, usize)> = vec![];
+        let mut other = vec![];
         {
             let idx = self.index.lock().expect("index lock");
             for (i, (h, len, _)) in items.iter().enumerate() {
                 match idx.get(h) {
                     Some(e) if !e.local && e.len == *len => direct.push((*e, i)),
                     // Missing, a local store's record, or wrong: the usual path.
-                    _ => {}
+                    _ => other.push(i),
                 }
             }
         }
         direct.sort_by_key(|(e, _)| (e.seg, e.off));
+        // All reads first, then `read_done`, then the checks: the caller
+        // lets the next reads start while these are checked.
+        let mut spans = vec![];
         let mut rest = &direct[..];
         while let Some((first, _)) = rest.first() {
             let start = first.off as u64;
@@ -544,21 +551,26 @@ impl DiskCache {
                 n += 1;
             }
             let span = self.read_span(first.seg, start, (end - start) as usize);
-            for &(e, i) in &rest[..n] {
+            spans.push((span, start, &rest[..n]));
+            rest = &rest[n..];
+        }
+        let mut out: Vec<Option<Bytes>> = vec![None; items.len()];
+        for i in other {
+            let (h, len, at) = &items[i];
+            out[i] = self.get(h, *len, *at);
+        }
+        read_done();
+        for (span, start, records) in spans {
+            for &(e, i) in records {
                 let at = (e.off as u64 - start) as usize;
                 let r = span
                     .as_ref()
                     .map_err(|b| *b)
                     .and_then(|b| record_data(b.slice(at..at + e.size() as usize), &items[i].0, e));
-                out[i] = Some(self.judge(&items[i].0, e, r));
+                out[i] = self.judge(&items[i].0, e, r);
             }
-            rest = &rest[n..];
         }
-        items
-            .iter()
-            .zip(out)
-            .map(|((h, len, at), got)| got.unwrap_or_else(|| self.get(h, *len, *at)))
-            .collect()
+        out
     }
 
     /// `len` bytes of segment `seg` at `off`, read directly.
@@ -1224,7 +1236,7 @@ mod tests {
         let mut items: Vec<(Hash, u32, Origin)> =
             chunks.iter().map(|x| (h(x), x.len() as u32, AT)).collect();
         items.insert(5, (h(&absent), absent.len() as u32, AT));
-        let got = c.get_run(&items);
+        let got = c.get_run(&items, || {});
         assert!(got[5].is_none(), "not cached: a miss");
         let got: Vec<_> = got
             .into_iter()
@@ -1243,7 +1255,7 @@ mod tests {
         // A damaged record in the middle of a run is dropped; its
         // neighbours are served.
         damage(&c, &chunks[6], 5000, |b| *b ^= 0x10);
-        let got = c.get_run(&items[..10]);
+        let got = c.get_run(&items[..10], || {});
         assert!(got[7].is_none(), "chunk 6 (item 7) damaged");
         assert!(!c.contains(&h(&chunks[6])));
         assert_eq!(c.stats().unwrap().corrupt_dropped, 1);

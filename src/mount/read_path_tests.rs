@@ -312,6 +312,85 @@ async fn reads_across_pack_boundaries() {
     );
 }
 
+/// A local (`file://`) store's packs are read in place, about a whole
+/// pack per request, each byte once; read again by concurrent readers,
+/// the chunks come from the packs through their cached checksums, with
+/// the right bytes and no new requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store_packs_are_read_whole_and_once() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let big = random_bytes(&mut rng, 40 * MIB);
+    let tmp = tempfile::TempDir::new().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    let url = format!("file://{}", tmp.path().join("store").display());
+    let store = Store::create(&url).unwrap();
+    let r = Reference::parse("models/m").unwrap();
+    push(
+        &Catalog::new(store.clone()),
+        &r,
+        &src,
+        PushOptions::default(),
+    )
+    .await
+    .unwrap();
+    let packs: Vec<u64> = std::fs::read_dir(tmp.path().join("store/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert!(packs.len() >= 3, "{} packs", packs.len());
+    let cache = tmp.path().join("cache");
+    let disk = DiskCache::open(&cache, 1 << 30)
+        .unwrap()
+        .with_local_packs(store.local_packs());
+    let source = ChunkSource::new(store.clone(), Arc::new(disk), Duration::from_secs(20));
+    let vfs = Vfs::new(
+        CatalogCache::new(Catalog::new(store), &cache),
+        source.clone(),
+        VfsConfig {
+            refresh: Duration::from_secs(30),
+            staging_home: None,
+            owner: crate::mount::vfs::ownership::Ownership::current(),
+            only: None,
+            manifest_cache: crate::mount::vfs::DEFAULT_MANIFEST_CACHE,
+        },
+    );
+    let r = Arc::new(Reader {
+        vfs,
+        slow: SlowStore::new(Arc::new(InMemory::new()), Duration::ZERO, 1 << 30),
+    });
+    assert!(r.read_all("big.bin", 1 << 20).await == big);
+    let requests = source.stats.requests.load(Ordering::Relaxed);
+    let bytes = source.stats.bytes.load(Ordering::Relaxed);
+    let total: u64 = packs.iter().sum();
+    assert!(bytes <= total, "{bytes} bytes read of {total} in the packs");
+    assert!(bytes >= big.len() as u64, "{bytes}");
+    // The first windows are small (1, 2, 4 MiB); after that, a pack per
+    // request (6 requests for 3 packs here; 8 MiB requests made 7).
+    assert!(
+        requests <= packs.len() as u64 + 3,
+        "{requests} requests for {} packs",
+        packs.len()
+    );
+    source.flush_writes(Duration::from_secs(10)).await;
+    let tasks: Vec<_> = [1u32 << 20, 131_072, 100_003]
+        .into_iter()
+        .map(|step| {
+            let (r, big) = (r.clone(), big.clone());
+            tokio::spawn(async move { assert!(r.read_all("big.bin", step).await == big) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        source.stats.requests.load(Ordering::Relaxed),
+        requests,
+        "read again from the packs through the cache's checksum records"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_reads_come_from_the_disk_cache_only() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
