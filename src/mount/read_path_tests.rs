@@ -394,7 +394,7 @@ async fn local_store_packs_are_read_whole_and_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_reads_come_from_the_disk_cache_only() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let big = random_bytes(&mut rng, 12 * MIB);
+    let big = random_bytes(&mut rng, 40 * MIB);
     let f = fixture(vec![("big.bin".into(), big.clone())]).await;
     let tmp = tempfile::TempDir::new().unwrap();
     {
@@ -406,6 +406,14 @@ async fn warm_reads_come_from_the_disk_cache_only() {
     r.manifest().await;
     r.slow.traffic.reset();
     assert!(r.read_all("big.bin", 128 << 10).await == big);
+    // The chunks of each request were admitted back to back, so the
+    // sequential read took few large reads of the cache, not one per chunk.
+    let chunks = r.manifest().await.chunks.len();
+    let reads = r.vfs.source().disk().run_reads();
+    assert!(
+        reads > 0 && reads * 4 <= chunks as u64,
+        "{reads} reads of the disk cache for {chunks} chunks"
+    );
     let fh = r.open("big.bin").await;
     for _ in 0..200 {
         let off = rng.gen_range(0..big.len() - 4096);

@@ -243,7 +243,8 @@ pub struct ReadConfig {
     /// 1,469-1,615 with 2, 1,193-1,497 with 8 (this disk slows down when
     /// read at many places at once).
     pub disk_parallel: usize,
-    /// Chunks queued for the disk-cache writer.
+    /// Requests whose verified chunks are queued for the disk-cache writer
+    /// (each up to a request of chunks; bounds that memory).
     pub write_queue: usize,
     /// Target size of one read of a local store's pack (a whole pack).
     pub local_request_bytes: u64,
@@ -262,7 +263,7 @@ impl Default for ReadConfig {
             max_window: 64 << 20,
             budget: 128 << 20,
             disk_parallel: 4,
-            write_queue: 32,
+            write_queue: 4,
             local_request_bytes: PACK_TARGET as u64,
             local_parallel: 2,
         }
@@ -314,7 +315,8 @@ pub struct ChunkSource {
     budget: Arc<Semaphore>,
     bulk: Arc<Semaphore>,
     disk_reads: Arc<Semaphore>,
-    writes: tokio::sync::mpsc::Sender<Admit>,
+    /// The verified chunks of one request at a time, for the writer.
+    writes: tokio::sync::mpsc::Sender<Vec<Admit>>,
     /// Pack indexes of recently read manifests (a `Weak` pins the address,
     /// so a pointer is never mistaken for a newer manifest's).
     pack_indexes: Mutex<Vec<(std::sync::Weak<Manifest>, Arc<PackIndex>)>>,
@@ -375,7 +377,7 @@ fn spawn_writer(
     disk: Arc<DiskCache>,
     writing: Writing,
     pending: Arc<AtomicUsize>,
-    mut rx: tokio::sync::mpsc::Receiver<Admit>,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Admit>>,
 ) {
     // A batch never outgrows a quarter of the cache, so it fits after eviction.
     let max_batch = (disk.limit() / 4).clamp(1 << 20, 16 << 20) as usize;
@@ -383,17 +385,16 @@ fn spawn_writer(
     std::thread::Builder::new()
         .name("cache-writer".into())
         .spawn(move || {
-            while let Some(first) = rx.blocking_recv() {
+            while let Some(mut batch) = rx.blocking_recv() {
                 // Let a few more arrive: fewer, larger writes, and far fewer
                 // wake-ups of this thread (latency does not matter here).
                 std::thread::sleep(Duration::from_millis(2));
-                let mut bytes = first.data.len();
-                let mut batch = vec![first];
+                let mut bytes: usize = batch.iter().map(|a| a.data.len()).sum();
                 while bytes < max_batch && batch.len() < 256 {
                     match rx.try_recv() {
-                        Ok(a) => {
-                            bytes += a.data.len();
-                            batch.push(a);
+                        Ok(more) => {
+                            bytes += more.iter().map(|a| a.data.len()).sum::<usize>();
+                            batch.extend(more);
                         }
                         Err(_) => break,
                     }
@@ -424,7 +425,7 @@ impl ChunkSource {
         timeout: Duration,
         cfg: ReadConfig,
     ) -> Arc<ChunkSource> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Admit>(cfg.write_queue.max(1));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Admit>>(cfg.write_queue.max(1));
         let pending_writes: Arc<AtomicUsize> = Arc::default();
         let writing: Writing = Arc::default();
         spawn_writer(disk.clone(), writing.clone(), pending_writes.clone(), rx);
@@ -748,7 +749,11 @@ impl ChunkSource {
             .bytes
             .fetch_add(range.end - range.start, Ordering::Relaxed);
         tracing::trace!(pack = %to_hex(&pack), start = range.start, end = range.end, "GET");
-        let r = self.stream_into(&pack, range.clone(), &asms).await;
+        let mut admits = vec![];
+        let r = self
+            .stream_into(&pack, range.clone(), &asms, &mut admits)
+            .await;
+        self.admit(admits).await;
         if let Err(e) = r {
             match &e {
                 ReadError::Timeout(_) => {
@@ -771,12 +776,13 @@ impl ChunkSource {
         pack: &PackId,
         range: Range<u64>,
         asms: &[Arc<Assembly>],
+        admits: &mut Vec<Admit>,
     ) -> Result<(), ReadError> {
         let total = (range.end - range.start) as usize;
         let buf_id = NEXT_BUF.fetch_add(1, Ordering::Relaxed);
         if let Some(local) = &self.local_packs {
             match local.file(pack) {
-                Ok(file) => return self.read_local(file, range, asms, buf_id).await,
+                Ok(file) => return self.read_local(file, range, asms, buf_id, admits).await,
                 // Gone: gc rewrote it; read through its forward records below.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(local_pack_error(pack, e)),
@@ -813,7 +819,7 @@ impl ChunkSource {
                     None => acc.split_to((end - start) as usize).freeze(),
                 };
                 let at = (start - a.c.offset as u64) as u32;
-                self.deposit(a, at, piece, buf_id).await;
+                self.deposit(a, at, piece, buf_id, admits);
                 i += 1;
             }
         }
@@ -832,6 +838,7 @@ impl ChunkSource {
         range: Range<u64>,
         asms: &[Arc<Assembly>],
         buf_id: u64,
+        admits: &mut Vec<Admit>,
     ) -> Result<(), ReadError> {
         let pack = asms[0].pack;
         let total = (range.end - range.start) as usize;
@@ -878,10 +885,10 @@ impl ChunkSource {
             if e - s == a.c.len as u64 {
                 let verdict = verdicts.next().expect("a verdict per whole chunk");
                 if let Some((chunk, tx)) = add_piece(a, at, piece, buf_id) {
-                    self.publish(a, chunk, tx, verdict).await;
+                    self.publish(a, chunk, tx, verdict, admits);
                 }
             } else {
-                self.deposit(a, at, piece, buf_id).await;
+                self.deposit(a, at, piece, buf_id, admits);
             }
         }
         Ok(())
@@ -889,21 +896,23 @@ impl ChunkSource {
 
     /// Adds a piece to a chunk; the piece that completes it verifies and
     /// publishes it.
-    async fn deposit(&self, a: &Assembly, at: u32, bytes: Bytes, buf: u64) {
+    fn deposit(&self, a: &Assembly, at: u32, bytes: Bytes, buf: u64, admits: &mut Vec<Admit>) {
         if let Some((chunk, tx)) = add_piece(a, at, bytes, buf) {
             let verdict = verify_chunk(&a.pack, &a.c, &chunk.bytes);
-            self.publish(a, chunk, tx, verdict).await;
+            self.publish(a, chunk, tx, verdict, admits);
         }
     }
 
     /// Hands a complete chunk, and whether it matched its name, to its
-    /// readers and (when it did) to the disk-cache writer.
-    async fn publish(
+    /// readers and (when it did) to `admits`, which the request sends to
+    /// the disk-cache writer when it ends ([`Self::admit`]).
+    fn publish(
         &self,
         a: &Assembly,
         chunk: Chunk,
         tx: Sender,
         verdict: Result<(), ChunkError>,
+        admits: &mut Vec<Admit>,
     ) {
         let r = match verdict {
             Ok(()) => Ok(chunk.clone()),
@@ -912,8 +921,7 @@ impl ChunkSource {
                 Err(ReadError::Corrupt(Arc::new(e)))
             }
         };
-        let ok = r.is_ok();
-        if ok {
+        if r.is_ok() {
             // Findable until the writer has admitted it, so no planner
             // fetches it again meanwhile; counted before any reader has it,
             // so `flush_writes` after a read always waits for its chunks.
@@ -922,19 +930,32 @@ impl ChunkSource {
                 .expect("writing lock")
                 .insert(a.c.hash, chunk.clone());
             self.pending_writes.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inflight.lock().expect("inflight").remove(&a.c.hash);
-        let _ = tx.send(r);
-        if ok {
-            let admit = Admit {
+            admits.push(Admit {
                 hash: a.c.hash,
                 data: chunk.bytes,
                 origin: origin(a.pack, a.c),
-            };
-            if self.writes.send(admit).await.is_err() {
-                self.writing.lock().expect("writing lock").remove(&a.c.hash);
-                self.pending_writes.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        self.inflight.lock().expect("inflight").remove(&a.c.hash);
+        let _ = tx.send(r);
+    }
+
+    /// Sends a request's verified chunks to the disk-cache writer in one
+    /// message, so they are written back to back: a file's records then
+    /// lie in runs of whole requests, which sequential readers read back
+    /// in a few large reads. Sent chunk by chunk, the chunks of the
+    /// requests in flight were interleaved, and reading them back took one
+    /// small read per chunk (about 600 KiB per disk request, measured).
+    async fn admit(&self, admits: Vec<Admit>) {
+        if admits.is_empty() {
+            return;
+        }
+        if let Err(e) = self.writes.send(admits).await {
+            let mut w = self.writing.lock().expect("writing lock");
+            for a in &e.0 {
+                w.remove(&a.hash);
             }
+            self.pending_writes.fetch_sub(e.0.len(), Ordering::SeqCst);
         }
     }
 
