@@ -14,7 +14,8 @@
 //! straddles two requests is put together from both. A read spanning several
 //! chunks of one request is answered with one slice of that buffer
 //! ([`concat`]). Verified chunks go to the disk cache through one writer
-//! thread with a bounded queue, which admits them in batches.
+//! thread with a bounded queue, a request's chunks together, which admits
+//! them in batches.
 //!
 //! Each request is opened, timed and its chunks verified with the pack
 //! reading primitives of `src/format/fetch.rs`. A request that makes no
