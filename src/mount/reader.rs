@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::Semaphore;
 
 use crate::catalog::{Admit, BufferPool, DirectFile, DiskCache, Origin, RUN_BYTES};
@@ -244,8 +245,10 @@ pub struct ReadConfig {
     /// 1,469-1,615 with 2, 1,193-1,497 with 8 (this disk slows down when
     /// read at many places at once).
     pub disk_parallel: usize,
-    /// Requests whose verified chunks are queued for the disk-cache writer
-    /// (each up to a request of chunks; bounds that memory).
+    /// Requests whose verified chunks may wait for the disk-cache writer: a
+    /// request reserves its place before it starts, so this bounds that
+    /// memory, and it must not be lower than the requests the readahead
+    /// budget keeps in flight (128 MiB / 8 MiB).
     pub write_queue: usize,
     /// Target size of one read of a local store's pack (a whole pack).
     pub local_request_bytes: u64,
@@ -264,7 +267,7 @@ impl Default for ReadConfig {
             max_window: 64 << 20,
             budget: 128 << 20,
             disk_parallel: 4,
-            write_queue: 4,
+            write_queue: 16,
             local_request_bytes: PACK_TARGET as u64,
             local_parallel: 2,
         }
@@ -749,12 +752,15 @@ impl ChunkSource {
         self.stats
             .bytes
             .fetch_add(range.end - range.start, Ordering::Relaxed);
+        // A place in the writer's queue first: while the writer is behind,
+        // no new request starts (the bound on chunks waiting to be written).
+        let slot = self.writes.clone().reserve_owned().await.ok();
         tracing::trace!(pack = %to_hex(&pack), start = range.start, end = range.end, "GET");
         let mut admits = vec![];
         let r = self
             .stream_into(&pack, range.clone(), &asms, &mut admits)
             .await;
-        self.admit(admits).await;
+        self.admit(admits, slot);
         if let Err(e) = r {
             match &e {
                 ReadError::Timeout(_) => {
@@ -942,21 +948,29 @@ impl ChunkSource {
     }
 
     /// Sends a request's verified chunks to the disk-cache writer in one
-    /// message, so they are written back to back: a file's records then
-    /// lie in runs of whole requests, which sequential readers read back
-    /// in a few large reads. Sent chunk by chunk, the chunks of the
-    /// requests in flight were interleaved, and reading them back took one
-    /// small read per chunk (about 600 KiB per disk request, measured).
-    async fn admit(&self, admits: Vec<Admit>) {
+    /// message, through the queue place the request reserved, so they are
+    /// written back to back: a file's records then lie in runs of whole
+    /// requests, which sequential readers read back in a few large reads.
+    /// Sent chunk by chunk, the chunks of the requests in flight were
+    /// interleaved, and reading them back took one small read per chunk
+    /// (about 600 KiB per disk request, measured).
+    fn admit(&self, admits: Vec<Admit>, slot: Option<OwnedPermit<Vec<Admit>>>) {
         if admits.is_empty() {
             return;
         }
-        if let Err(e) = self.writes.send(admits).await {
-            let mut w = self.writing.lock().expect("writing lock");
-            for a in &e.0 {
-                w.remove(&a.hash);
+        match slot {
+            Some(slot) => {
+                slot.send(admits);
             }
-            self.pending_writes.fetch_sub(e.0.len(), Ordering::SeqCst);
+            // The writer is gone (shutting down): nothing will be written.
+            None => {
+                let mut w = self.writing.lock().expect("writing lock");
+                for a in &admits {
+                    w.remove(&a.hash);
+                }
+                self.pending_writes
+                    .fetch_sub(admits.len(), Ordering::SeqCst);
+            }
         }
     }
 
