@@ -17,13 +17,14 @@
 use std::alloc::{self, Layout};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+
+use crate::catalog::disk_cache_file::pread_at_least;
 
 /// Offsets, lengths and buffer addresses of direct reads are multiples of
 /// this (the largest logical block size of common disks).
@@ -93,31 +94,10 @@ impl DirectFile {
         let skip = (off - start) as usize;
         let want = (skip + len).div_ceil(ALIGN) * ALIGN;
         let mut buf = pool.take(want);
-        let mut got = 0;
-        while got < skip + len {
-            // SAFETY: reads into `buf`'s allocation, at most `want - got`
-            // bytes from `got` (within its capacity); `got` stays a
-            // multiple of ALIGN until the file ends, as O_DIRECT requires.
-            let r = unsafe {
-                libc::pread(
-                    self.file.as_raw_fd(),
-                    buf.ptr.add(got).cast(),
-                    want - got,
-                    (start + got as u64) as libc::off_t,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if r == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            got += r as usize;
-        }
+        // SAFETY: `buf` has room for `want` bytes. Each read asks for the
+        // rest of the room from an offset that stays a multiple of ALIGN
+        // until the file ends, as O_DIRECT requires.
+        unsafe { pread_at_least(&self.file, buf.ptr, want, skip + len, start)? };
         buf.len = skip + len;
         Ok(Bytes::from_owner(buf).slice(skip..))
     }

@@ -125,16 +125,37 @@ pub fn check_blocks(data: &[u8], sums: &[u8]) -> Result<(), Bad> {
 /// A short file is `UnexpectedEof`.
 pub fn pread_vec(f: &File, n: usize, off: u64) -> io::Result<Vec<u8>> {
     let mut v: Vec<u8> = Vec::with_capacity(n);
+    // SAFETY: the vector's allocation holds `n` bytes; `set_len` covers
+    // only the bytes the kernel wrote.
+    unsafe {
+        let got = pread_at_least(f, v.as_mut_ptr(), n, n, off)?;
+        v.set_len(got);
+    }
+    Ok(v)
+}
+
+/// Reads into `buf` (room for `cap` bytes) from `off` until at least `min`
+/// bytes have arrived, asking for the whole room each time; returns how
+/// many did. A file that ends first is `UnexpectedEof`.
+///
+/// # Safety
+/// `buf` must be valid for writes of `cap` bytes.
+pub unsafe fn pread_at_least(
+    f: &File,
+    buf: *mut u8,
+    cap: usize,
+    min: usize,
+    off: u64,
+) -> io::Result<usize> {
     let mut got = 0;
-    while got < n {
-        // SAFETY: reads into the vector's spare capacity, at most `n - got`
-        // bytes past the `got` already read; `set_len` covers only bytes the
-        // kernel wrote.
+    while got < min {
+        // SAFETY: at most `cap - got` bytes from `buf + got`, inside the
+        // room the caller vouches for.
         let r = unsafe {
             libc::pread(
                 f.as_raw_fd(),
-                v.as_mut_ptr().add(got).cast(),
-                n - got,
+                buf.add(got).cast(),
+                cap - got,
                 (off + got as u64) as libc::off_t,
             )
         };
@@ -149,10 +170,8 @@ pub fn pread_vec(f: &File, n: usize, off: u64) -> io::Result<Vec<u8>> {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         got += r as usize;
-        // SAFETY: the first `got` bytes are initialised by the reads above.
-        unsafe { v.set_len(got) };
     }
-    Ok(v)
+    Ok(got)
 }
 
 /// Writes all of `bufs`, in order, at `off`.

@@ -71,9 +71,16 @@ fn reader(f: &Fixture, cache: &std::path::Path, cfg: ReadConfig, bps: u64) -> Re
     let store = Store::from_object_store(Arc::new(slow.clone()), "slow://");
     let disk = Arc::new(DiskCache::open(cache, 1 << 30).unwrap());
     let source = ChunkSource::with_config(store.clone(), disk, Duration::from_secs(20), cfg);
-    let meta = CatalogCache::new(Catalog::new(store), cache);
-    let vfs = Vfs::new(
-        meta,
+    Reader {
+        vfs: vfs_over(store, source, cache),
+        slow,
+    }
+}
+
+/// A mount-less filesystem over `store`, reading through `source`.
+fn vfs_over(store: Store, source: Arc<ChunkSource>, cache: &std::path::Path) -> Vfs {
+    Vfs::new(
+        CatalogCache::new(Catalog::new(store), cache),
         source,
         VfsConfig {
             refresh: Duration::from_secs(30),
@@ -82,8 +89,7 @@ fn reader(f: &Fixture, cache: &std::path::Path, cfg: ReadConfig, bps: u64) -> Re
             only: None,
             manifest_cache: crate::mount::vfs::DEFAULT_MANIFEST_CACHE,
         },
-    );
-    Reader { vfs, slow }
+    )
 }
 
 impl Reader {
@@ -114,6 +120,22 @@ impl Reader {
         let m = self.vfs.lookup(ROOT, "models").await.unwrap().ino;
         let v = self.vfs.lookup(m, "m@1").await.unwrap();
         self.vfs.manifest_of(v.ino).await.unwrap()
+    }
+}
+
+/// Reads `path` whole with one concurrent reader per read size, each
+/// checking it gets `want`.
+async fn read_concurrently(r: &Arc<Reader>, path: &'static str, steps: &[u32], want: &[u8]) {
+    let want = Arc::new(want.to_vec());
+    let tasks: Vec<_> = steps
+        .iter()
+        .map(|&step| {
+            let (r, want) = (r.clone(), want.clone());
+            tokio::spawn(async move { assert!(r.read_all(path, step).await == *want) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
     }
 }
 
@@ -293,16 +315,7 @@ async fn reads_across_pack_boundaries() {
     assert!(r.read_all("a/big.bin", 100_003).await == big);
     // Concurrent sequential readers of the same file, different read sizes.
     let r = Arc::new(r);
-    let tasks: Vec<_> = [4096u32, 65536, 131072, 1 << 20]
-        .into_iter()
-        .map(|step| {
-            let (r, big) = (r.clone(), big.clone());
-            tokio::spawn(async move { assert!(r.read_all("a/big.bin", step).await == big) })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    read_concurrently(&r, "a/big.bin", &[4096, 65536, 131072, 1 << 20], &big).await;
     assert!(r.read_all("b/again.bin", 128 << 10).await == big[..5 * MIB]);
     assert!(r.read_all("b/small.bin", 128 << 10).await == small);
     assert_eq!(
@@ -345,19 +358,8 @@ async fn local_store_packs_are_read_whole_and_once() {
         .unwrap()
         .with_local_packs(store.local_packs());
     let source = ChunkSource::new(store.clone(), Arc::new(disk), Duration::from_secs(20));
-    let vfs = Vfs::new(
-        CatalogCache::new(Catalog::new(store), &cache),
-        source.clone(),
-        VfsConfig {
-            refresh: Duration::from_secs(30),
-            staging_home: None,
-            owner: crate::mount::vfs::ownership::Ownership::current(),
-            only: None,
-            manifest_cache: crate::mount::vfs::DEFAULT_MANIFEST_CACHE,
-        },
-    );
     let r = Arc::new(Reader {
-        vfs,
+        vfs: vfs_over(store, source.clone(), &cache),
         slow: SlowStore::new(Arc::new(InMemory::new()), Duration::ZERO, 1 << 30),
     });
     assert!(r.read_all("big.bin", 1 << 20).await == big);
@@ -374,16 +376,7 @@ async fn local_store_packs_are_read_whole_and_once() {
         packs.len()
     );
     source.flush_writes(Duration::from_secs(10)).await;
-    let tasks: Vec<_> = [1u32 << 20, 131_072, 100_003]
-        .into_iter()
-        .map(|step| {
-            let (r, big) = (r.clone(), big.clone());
-            tokio::spawn(async move { assert!(r.read_all("big.bin", step).await == big) })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    read_concurrently(&r, "big.bin", &[1 << 20, 131_072, 100_003], &big).await;
     assert_eq!(
         source.stats.requests.load(Ordering::Relaxed),
         requests,
