@@ -64,18 +64,18 @@ impl DirectFile {
                         path.display()
                     );
                 }
-                Self::buffered(File::open(path)?)
+                Ok(Self::buffered(File::open(path)?))
             }
             Err(e) => Err(e),
         }
     }
 
     /// A file read through the page cache (same aligned reads).
-    pub fn buffered(file: File) -> io::Result<DirectFile> {
-        Ok(DirectFile {
+    pub fn buffered(file: File) -> DirectFile {
+        DirectFile {
             file,
             direct: false,
-        })
+        }
     }
 
     /// True when reads bypass the page cache.
@@ -274,9 +274,15 @@ mod tests {
     fn reads_any_range_exactly() {
         let (_d, p, data) = file_of(3 * 1024 * 1024 + 123);
         let pool = BufferPool::new(8 << 20);
+        // Which path each read takes: /tmp here is ext4, which allows O_DIRECT.
+        assert!(
+            DirectFile::open(&p).unwrap().is_direct(),
+            "{p:?} refused O_DIRECT"
+        );
+        assert!(!DirectFile::buffered(File::open(&p).unwrap()).is_direct());
         for f in [
             DirectFile::open(&p).unwrap(),
-            DirectFile::buffered(File::open(&p).unwrap()).unwrap(),
+            DirectFile::buffered(File::open(&p).unwrap()),
         ] {
             for (off, len) in [
                 (0usize, 1usize),

@@ -667,11 +667,11 @@ impl ChunkSource {
                 }
             }
         }
+        let target = match self.local_packs {
+            Some(_) => self.cfg.local_request_bytes,
+            None => self.cfg.request_bytes,
+        };
         for run in runs(&fetch) {
-            let target = match self.local_packs {
-                Some(_) => self.cfg.local_request_bytes,
-                None => self.cfg.request_bytes,
-            };
             for (range, asms) in split_run(run, target, self.cfg.align) {
                 let me = self.clone();
                 tokio::spawn(async move { me.fetch_range(range, asms).await });
@@ -709,8 +709,9 @@ impl ChunkSource {
     }
 
     /// Reads cached chunks (in the order a reader wants them) in the
-    /// background, `disk_parallel` reads at once; chunks whose records lie
-    /// back to back are read together ([`DiskCache::get_run`]).
+    /// background, in groups of up to `RUN_BYTES`, `disk_parallel` groups
+    /// at once; records of a group that lie near each other are read
+    /// together ([`DiskCache::get_run`]).
     fn spawn_disk_reads(self: &Arc<Self>, mut chunks: Vec<(PackId, ChunkRef, Sender)>) {
         while !chunks.is_empty() {
             let mut bytes = 0u64;
