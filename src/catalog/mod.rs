@@ -1,5 +1,5 @@
 mod catalog_cache;
-mod direct_read;
+mod direct_io;
 mod disk_cache;
 mod disk_cache_file;
 mod gc_records;
@@ -10,8 +10,8 @@ mod stat_cache;
 mod versions;
 
 pub use catalog_cache::{CatalogCache, Listing};
-pub use direct_read::{BufferPool, DirectFile};
-pub use disk_cache::{Admit, CacheError, DiskCache, Origin, RUN_BYTES};
+pub use direct_io::{BufferPool, DirectFile};
+pub use disk_cache::{Admit, CacheError, DiskCache, Origin};
 pub mod gc_runs {
     //! gc's run records (mark, wait, sweep, done) and the writer's guard.
     pub use super::gc_records::{

@@ -416,6 +416,49 @@ async fn warm_reads_come_from_the_disk_cache_only() {
     assert_eq!(pack_bytes(&r), 0, "warm reads went to the store");
 }
 
+/// A READ of the kernel's readahead handled late (behind the stream, within
+/// its window) keeps the window: it used to drop it, and every chunk of the
+/// dropped window was read from the disk cache again (a warm `cat` read 1.6x
+/// the file's bytes from disk). Records are read close to once each, also
+/// where requests of the cold read admitted a file's chunks out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_kernel_read_keeps_the_window() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let big = random_bytes(&mut rng, 48 * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    {
+        let r = Arc::new(reader(&f, tmp.path(), ReadConfig::default(), 1 << 30));
+        // Two readers at once: requests finish, and are admitted, out of order.
+        read_concurrently(&r, "big.bin", &[1 << 20, 128 << 10], &big).await;
+        r.vfs.source().flush_writes(Duration::from_secs(10)).await;
+    }
+    let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+    r.manifest().await;
+    let fh = r.open("big.bin").await;
+    let mut off = 0usize;
+    while off < big.len() {
+        let got = r.vfs.read(fh, off as u64, MIB as u32).await.unwrap();
+        assert!(got[..] == big[off..off + MIB], "bytes at {off}");
+        off += MIB;
+        if off == 14 * MIB {
+            // Late: 9 MiB behind the furthest read (beyond the 8 MiB spread).
+            let late = 5 * MIB;
+            let got = r.vfs.read(fh, late as u64, MIB as u32).await.unwrap();
+            assert!(got[..] == big[late..late + MIB], "bytes at {late}");
+        }
+    }
+    r.vfs.release(fh);
+    let read = r.vfs.source().disk().run_read_bytes();
+    eprintln!("{read} bytes of records read for {} bytes", big.len());
+    assert!(
+        read <= big.len() as u64 * 11 / 10,
+        "{read} bytes of records read from the disk cache for {} bytes",
+        big.len()
+    );
+    assert_eq!(pack_bytes(&r), 0, "warm reads went to the store");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_reads_fetch_only_what_they_touch() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(4);

@@ -34,7 +34,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::Semaphore;
 
-use crate::catalog::{Admit, BufferPool, DirectFile, DiskCache, Origin, RUN_BYTES};
+use crate::catalog::{Admit, BufferPool, DirectFile, DiskCache, Origin};
 use crate::format::{open_range, verify_chunk, ChunkError, FetchError};
 use crate::format::{to_hex, DigestMap, Hash, PackId};
 use crate::format::{ChunkRef, Entry, Manifest, PACK_TARGET};
@@ -708,22 +708,17 @@ impl ChunkSource {
         }
     }
 
-    /// Reads cached chunks (in the order a reader wants them) in the
-    /// background, in groups of up to `RUN_BYTES`, `disk_parallel` groups
-    /// at once; records of a group that lie near each other are read
-    /// together ([`DiskCache::get_run`]).
-    fn spawn_disk_reads(self: &Arc<Self>, mut chunks: Vec<(PackId, ChunkRef, Sender)>) {
-        while !chunks.is_empty() {
-            let mut bytes = 0u64;
-            let n = chunks
+    /// Reads cached chunks in the background, in groups of records lying
+    /// near each other ([`DiskCache::run_groups`]), `disk_parallel` groups
+    /// at once, each group one read ([`DiskCache::get_run`]).
+    fn spawn_disk_reads(self: &Arc<Self>, chunks: Vec<(PackId, ChunkRef, Sender)>) {
+        let names: Vec<_> = chunks.iter().map(|(_, c, _)| (c.hash, c.len)).collect();
+        let mut chunks: Vec<_> = chunks.into_iter().map(Some).collect();
+        for ids in self.disk.run_groups(&names) {
+            let group: Vec<_> = ids
                 .iter()
-                .take_while(|(_, c, _)| {
-                    bytes += c.len as u64;
-                    bytes <= RUN_BYTES
-                })
-                .count()
-                .max(1);
-            let group: Vec<_> = chunks.drain(..n).collect();
+                .map(|&i| chunks[i].take().expect("each chunk in one group"))
+                .collect();
             let me = self.clone();
             tokio::spawn(async move {
                 let items: Vec<_> = group
