@@ -1,6 +1,7 @@
 #!/bin/bash
 # CPU per GiB of a cold 1 GiB read (docs/benchmarks.md): raw ranged GETs with curl vs assetfs through
-# the mount, and Garage's CPU serving each, three rounds. Root; needs garage, curl, the repo's .venv.
+# the mount, and Garage's CPU serving each, three rounds. PERF=1: `perf record -g` of the daemon during each
+# mount read into /tmp/cold-perf-<round>.data. Root; needs garage, curl, the repo's .venv.
 set -e
 source "$(dirname "${BASH_SOURCE[0]}")/garage-env.sh"
 S=s3://bench/cb
@@ -17,7 +18,10 @@ for r in 1 2 3; do
   PID=$(pgrep -f "mount.*$W/mnt" | head -1)
   sync; echo 3 > /proc/sys/vm/drop_caches
   g0=$(gcpu)
+  PP=
+  if [ -n "${PERF:-}" ]; then perf record -F 1999 -g -o /tmp/cold-perf-$r.data -p "$PID" >/dev/null 2>&1 & PP=$!; sleep 0.5; fi
   /usr/bin/time -f "dd reader: %U user %S sys %e wall" dd if=$W/mnt/models/big@1/big.bin of=/dev/null bs=1M 2>&1 | grep -v records | grep -v bytes
+  if [ -n "$PP" ]; then kill -INT "$PP"; wait "$PP" || true; fi
   echo "  garage CPU $(( $(gcpu) - g0 )) ticks; daemon $(awk '{print $14+$15}' /proc/$PID/stat) ticks"
   $A unmount $W/mnt >/dev/null
 done
