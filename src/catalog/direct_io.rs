@@ -392,6 +392,48 @@ mod tests {
         }
     }
 
+    /// Appends that cross buffer boundaries land in order at the offset
+    /// given; the tail is padded with zeros to a block, also when the
+    /// reused buffer held other bytes before.
+    #[test]
+    fn appender_writes_in_order_and_pads_with_zeros() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("seg");
+        std::fs::write(&p, vec![9u8; 4096]).unwrap();
+        let f = open_direct_writer(&p)
+            .unwrap()
+            .expect("/tmp is ext4, which allows O_DIRECT");
+        let pool = BufferPool::new(1 << 20);
+        let a: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let b: Vec<u8> = (0..13_000u32).map(|i| (i / 7) as u8).collect();
+        let mut w = pool.appender(8192, 4096);
+        w.append(&f, &a).unwrap();
+        w.append(&f, &b).unwrap();
+        let end = w.finish(&f).unwrap();
+        assert_eq!(
+            end,
+            4096 + (a.len() + b.len()).div_ceil(ALIGN) as u64 * ALIGN as u64
+        );
+        let got = std::fs::read(&p).unwrap();
+        assert_eq!(got.len() as u64, end);
+        assert_eq!(
+            &got[..4096],
+            &[9u8; 4096][..],
+            "bytes before the offset kept"
+        );
+        assert_eq!(&got[4096..4096 + a.len()], &a[..]);
+        assert_eq!(&got[4096 + a.len()..4096 + a.len() + b.len()], &b[..]);
+        assert!(got[4096 + a.len() + b.len()..].iter().all(|&x| x == 0));
+        // The same (reused) buffer, a shorter tail: still zeros after it.
+        let mut w = pool.appender(8192, end);
+        w.append(&f, &[7u8; 10]).unwrap();
+        let end2 = w.finish(&f).unwrap();
+        assert_eq!(end2, end + ALIGN as u64);
+        let got = std::fs::read(&p).unwrap();
+        assert_eq!(&got[end as usize..end as usize + 10], &[7u8; 10]);
+        assert!(got[end as usize + 10..].iter().all(|&x| x == 0));
+    }
+
     /// Buffers are reused, and the pool keeps no more than its bound.
     #[test]
     fn buffers_are_reused_within_the_bound() {
