@@ -178,6 +178,34 @@ impl Touched {
     }
 }
 
+/// Records with the index of the item each was asked for.
+type Wanted = (Entry, usize);
+
+/// Cuts records sorted by place into runs to read at once: one segment,
+/// gaps of up to [`RUN_GAP`], at most `limit` bytes from the first record's
+/// start to the last one's end. Each run: (start, end, its records).
+fn runs_by_place(sorted: &[Wanted], limit: u64) -> Vec<(u64, u64, &[Wanted])> {
+    let mut runs = vec![];
+    let mut rest = sorted;
+    while let Some((first, _)) = rest.first() {
+        let start = first.off as u64;
+        let mut end = start + first.size();
+        let mut n = 1;
+        for (e, _) in &rest[1..] {
+            let e_end = e.off as u64 + e.size();
+            if e.seg != first.seg || e.off as u64 > end + RUN_GAP || e_end.max(end) - start > limit
+            {
+                break;
+            }
+            end = end.max(e_end);
+            n += 1;
+        }
+        runs.push((start, end, &rest[..n]));
+        rest = &rest[n..];
+    }
+    runs
+}
+
 pub struct DiskCache {
     dir: PathBuf,
     db_path: PathBuf,
@@ -532,40 +560,32 @@ impl DiskCache {
     /// segment twice, as part of one group's read-through gap and as
     /// another group's record: 27% more bytes read than asked for, measured.
     pub fn run_groups(&self, items: &[(Hash, u32)]) -> Vec<Vec<usize>> {
+        let (located, other) = self.locate_inline(items.iter().copied());
+        let mut groups: Vec<Vec<usize>> = other.into_iter().map(|i| vec![i]).collect();
+        for (_, _, run) in runs_by_place(&located, RUN_BYTES - 2 * ALIGN as u64) {
+            groups.push(run.iter().map(|(_, i)| *i).collect());
+        }
+        groups.sort_by_key(|g| g.iter().min().copied());
+        groups
+    }
+
+    /// The inline records of `items` (by name and length), sorted by
+    /// place, with their item indices; and the indices of the rest (not
+    /// cached, a local store's record, or the wrong length).
+    fn locate_inline(&self, items: impl Iterator<Item = (Hash, u32)>) -> (Vec<Wanted>, Vec<usize>) {
         let mut located = vec![];
-        let mut groups: Vec<Vec<usize>> = vec![];
+        let mut other = vec![];
         {
             let idx = self.index.lock().expect("index lock");
-            for (i, (h, len)) in items.iter().enumerate() {
-                match idx.get(h) {
-                    Some(e) if !e.local && e.len == *len => located.push((*e, i)),
-                    _ => groups.push(vec![i]),
+            for (i, (h, len)) in items.enumerate() {
+                match idx.get(&h) {
+                    Some(e) if !e.local && e.len == len => located.push((*e, i)),
+                    _ => other.push(i),
                 }
             }
         }
         located.sort_by_key(|(e, _)| (e.seg, e.off));
-        let limit = RUN_BYTES - 2 * ALIGN as u64;
-        let mut rest = &located[..];
-        while let Some((first, _)) = rest.first() {
-            let start = first.off as u64;
-            let mut end = start + first.size();
-            let mut n = 1;
-            for (e, _) in &rest[1..] {
-                let e_end = e.off as u64 + e.size();
-                if e.seg != first.seg
-                    || e.off as u64 > end + RUN_GAP
-                    || e_end.max(end) - start > limit
-                {
-                    break;
-                }
-                end = end.max(e_end);
-                n += 1;
-            }
-            groups.push(rest[..n].iter().map(|(_, i)| *i).collect());
-            rest = &rest[n..];
-        }
-        groups.sort_by_key(|g| g.iter().min().copied());
-        groups
+        (located, other)
     }
 
     /// Whole chunks, as [`DiskCache::get`] gives them, for chunks a reader
@@ -582,42 +602,16 @@ impl DiskCache {
         read_done: impl FnOnce(),
     ) -> Vec<Option<Bytes>> {
         // Inline records to read directly: (entry, item index), by place.
-        let mut direct: Vec<(Entry, usize)> = vec![];
-        let mut other = vec![];
-        {
-            let idx = self.index.lock().expect("index lock");
-            for (i, (h, len, _)) in items.iter().enumerate() {
-                match idx.get(h) {
-                    Some(e) if !e.local && e.len == *len => direct.push((*e, i)),
-                    // Missing, a local store's record, or wrong: the usual path.
-                    _ => other.push(i),
-                }
-            }
-        }
-        direct.sort_by_key(|(e, _)| (e.seg, e.off));
+        let (direct, other) = self.locate_inline(items.iter().map(|(h, len, _)| (*h, *len)));
         // All reads first, then `read_done`, then the checks: the caller
         // lets the next reads start while these are checked.
-        let mut spans = vec![];
-        let mut rest = &direct[..];
-        while let Some((first, _)) = rest.first() {
-            let start = first.off as u64;
-            let mut end = start + first.size();
-            let mut n = 1;
-            for (e, _) in &rest[1..] {
-                let e_end = e.off as u64 + e.size();
-                if e.seg != first.seg
-                    || e.off as u64 > end + RUN_GAP
-                    || e_end.max(end) - start > RUN_BYTES
-                {
-                    break;
-                }
-                end = end.max(e_end);
-                n += 1;
-            }
-            let span = self.read_span(first.seg, start, (end - start) as usize);
-            spans.push((span, start, &rest[..n]));
-            rest = &rest[n..];
-        }
+        let spans: Vec<_> = runs_by_place(&direct, RUN_BYTES)
+            .into_iter()
+            .map(|(start, end, run)| {
+                let span = self.read_span(run[0].0.seg, start, (end - start) as usize);
+                (span, start, run)
+            })
+            .collect();
         let mut out: Vec<Option<Bytes>> = vec![None; items.len()];
         for i in other {
             let (h, len, at) = &items[i];
