@@ -68,7 +68,6 @@ const OPEN_FILES: usize = 64;
 /// request size at which this machine's disk reached its full throughput
 /// (and its largest request, `max_sectors_kb`).
 pub const RUN_BYTES: u64 = 4 << 20;
-
 /// Bytes between records a direct read reads through rather than split.
 pub const RUN_GAP: u64 = 256 << 10;
 /// Free buffers of direct reads and writes kept for reuse.
@@ -233,6 +232,7 @@ pub struct DiskCache {
     direct_pool: Arc<BufferPool>,
     /// Direct reads of adjacent records done (for tests).
     run_reads: AtomicU64,
+    /// Bytes those reads covered (for tests).
     run_read_bytes: AtomicU64,
     /// Batches written with direct I/O (for tests).
     direct_writes: AtomicU64,
