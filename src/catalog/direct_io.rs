@@ -54,47 +54,41 @@ pub struct DirectFile {
 /// Set once a filesystem refused `O_DIRECT`, so the fallback is logged once.
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 
-fn log_fallback(path: &Path, what: &str) {
-    if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
-        tracing::info!(
-            "{}: the filesystem refuses O_DIRECT; {what} through the page cache",
-            path.display()
-        );
-    }
-}
-
-/// `path` opened for direct writes, or `None` (logged once) where the
-/// filesystem refuses `O_DIRECT`.
-pub fn open_direct_writer(path: &Path) -> io::Result<Option<File>> {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
+/// `path` opened with `O_DIRECT` and `opts`, or `None` (logged once) where
+/// the filesystem refuses `O_DIRECT`; `what` names the I/O for the log.
+fn open_direct(
+    path: &Path,
+    opts: &mut std::fs::OpenOptions,
+    what: &str,
+) -> io::Result<Option<File>> {
+    match opts.custom_flags(libc::O_DIRECT).open(path) {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            log_fallback(path, "writing");
+            if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    "{}: the filesystem refuses O_DIRECT; {what} through the page cache",
+                    path.display()
+                );
+            }
             Ok(None)
         }
         Err(e) => Err(e),
     }
 }
 
+/// `path` opened for direct writes, or `None` (logged once) where the
+/// filesystem refuses `O_DIRECT`.
+pub fn open_direct_writer(path: &Path) -> io::Result<Option<File>> {
+    open_direct(path, std::fs::OpenOptions::new().write(true), "writing")
+}
+
 impl DirectFile {
     /// Opens `path` read-only with `O_DIRECT`, or without it (logged once)
     /// where the filesystem does not support it.
     pub fn open(path: &Path) -> io::Result<DirectFile> {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
-            Ok(file) => Ok(DirectFile { file, direct: true }),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                log_fallback(path, "reading");
-                Ok(Self::buffered(File::open(path)?))
-            }
-            Err(e) => Err(e),
+        match open_direct(path, std::fs::OpenOptions::new().read(true), "reading")? {
+            Some(file) => Ok(DirectFile { file, direct: true }),
+            None => Ok(Self::buffered(File::open(path)?)),
         }
     }
 
