@@ -177,8 +177,8 @@ async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
     );
     assert_eq!(t.overlap_under("packs/"), 0, "a byte was fetched twice");
     assert_eq!(pack_bytes(&r), big.len() as u64, "every byte fetched once");
-    // Full window: half a window (16 MiB) of 4 MiB requests per top-up, and
-    // the previous top-up still arriving.
+    // Full window: a window of 4 MiB requests in flight, each top-up adding
+    // at least one as soon as one is free.
     let max = t.max_in_flight.load(Ordering::SeqCst);
     assert!(max >= 4, "only {max} requests in flight at most");
     assert!(
@@ -208,6 +208,62 @@ async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
     assert!(
         unaligned <= 6,
         "{unaligned} requests start inside a 1 MiB block another request read"
+    );
+}
+
+/// The window is topped up as soon as a request's worth of it is free, so
+/// the bytes fetched ahead of a sequential reader stay near a full window.
+/// Topped up only when half the window had drained, a reader of a local
+/// store's packs waited for the three packs it then asked for at once,
+/// while the disk had sat idle for 28% of the read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_is_topped_up_a_request_at_a_time() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let big = random_bytes(&mut rng, 96 * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let cfg = ReadConfig {
+        request_bytes: 4 << 20,
+        max_window: 32 << 20,
+        ..ReadConfig::default()
+    };
+    let r = reader(&f, tmp.path(), cfg.clone(), 1 << 30);
+    r.manifest().await;
+    r.slow.traffic.reset();
+    let fh = r.open("big.bin").await;
+    let (window, request) = (cfg.max_window as usize, cfg.request_bytes as usize);
+    let mut leads = vec![];
+    let mut off = 0usize;
+    while off < big.len() {
+        let got = r.vfs.read(fh, off as u64, MIB as u32).await.unwrap();
+        assert!(got[..] == big[off..off + MIB], "bytes at {off}");
+        off += MIB;
+        // Let everything planned arrive, so the bytes fetched show where the
+        // frontier is (a reader slower than the store).
+        let t0 = std::time::Instant::now();
+        while r.vfs.source().in_flight() > 0 {
+            assert!(t0.elapsed() < Duration::from_secs(20), "fetches never end");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Past the ramp-up (the window doubles from 1 MiB per top-up), and
+        // not yet at the end of the file.
+        if off >= 16 * MIB && off + window + request <= big.len() {
+            leads.push((pack_bytes(&r) as usize - off) / MIB);
+        }
+    }
+    r.vfs.release(fh);
+    eprintln!("MiB fetched ahead of the reader: {leads:?}");
+    assert_eq!(
+        r.slow.traffic.overlap_under("packs/"),
+        0,
+        "a byte was fetched twice"
+    );
+    // At least a full window less one request and one chunk; half a window
+    // (16 MiB) with top-ups at half the window.
+    let min = *leads.iter().min().expect("reads in the steady state");
+    assert!(
+        min >= (window - request) / MIB - 2,
+        "only {min} MiB fetched ahead of the reader: {leads:?}"
     );
 }
 

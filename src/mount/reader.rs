@@ -478,6 +478,15 @@ impl ChunkSource {
         &self.cfg
     }
 
+    /// The size of the requests reads are planned in: whole packs of a local
+    /// store, else [`ReadConfig::request_bytes`].
+    pub(crate) fn request_target(&self) -> u64 {
+        match self.local_packs {
+            Some(_) => self.cfg.local_request_bytes,
+            None => self.cfg.request_bytes,
+        }
+    }
+
     pub(crate) fn budget(&self) -> &Arc<Semaphore> {
         &self.budget
     }
@@ -667,10 +676,7 @@ impl ChunkSource {
                 }
             }
         }
-        let target = match self.local_packs {
-            Some(_) => self.cfg.local_request_bytes,
-            None => self.cfg.request_bytes,
-        };
+        let target = self.request_target();
         for run in runs(&fetch) {
             for (range, asms) in split_run(run, target, self.cfg.align) {
                 let me = self.clone();

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Cold sequential `cat` of a 1 GiB file (MIB) through a mount of a `file://` store on the same disk (fresh
-# mount, empty cache, page cache dropped), against `cat` of the version's packs in write order, 3 rounds; for
+# mount, empty cache, page cache dropped), against `cat` of the version's packs in write order, ROUNDS (3) rounds; for
 # each mount read: daemon CPU, the disk's requests (/proc/diskstats: count, mean size, mean in flight), the
 # machine's busy and iowait share (/proc/stat) and the daemon's VmHWM. ASSETFS_BIN_B: a second build (A/B).
 set -e
@@ -22,7 +22,7 @@ head -c $((MIB << 20)) /dev/urandom >"$W/src/big.bin"
 "$A" --store $S push models/big "$W/src" -m p >/dev/null 2>&1
 rm -rf "$W/src"
 ds() { awk -v d="$DEV" '$3==d {print $4, $6, $14}' /proc/diskstats; }
-for round in 1 2 3; do
+for round in $(seq "${ROUNDS:-3}"); do
   for X in "$A" $B; do
     rm -rf "$W/c"; sync; echo 3 >/proc/sys/vm/drop_caches
     "$X" --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
