@@ -2,6 +2,7 @@ mod fuse;
 mod fuse_session;
 #[cfg(test)]
 mod fuse_tests;
+mod in_order;
 mod lifecycle;
 mod mount_config;
 #[cfg(test)]

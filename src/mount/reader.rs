@@ -32,12 +32,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::mpsc::OwnedPermit;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::{Admit, BufferPool, DirectFile, DiskCache, Origin};
 use crate::format::{open_range, verify_chunk, ChunkError, FetchError};
 use crate::format::{to_hex, DigestMap, Hash, PackId};
 use crate::format::{ChunkRef, Entry, Manifest, PACK_TARGET};
+use crate::mount::in_order::start_in_order;
 use crate::store::{Store, StoreError};
 
 /// Why a chunk could not be read. Cloned to every reader waiting for the
@@ -677,12 +678,11 @@ impl ChunkSource {
             }
         }
         let target = self.request_target();
-        for run in runs(&fetch) {
-            for (range, asms) in split_run(run, target, self.cfg.align) {
-                let me = self.clone();
-                tokio::spawn(async move { me.fetch_range(range, asms).await });
-            }
-        }
+        let requests: Vec<_> = runs(&fetch)
+            .into_iter()
+            .flat_map(|run| split_run(run, target, self.cfg.align))
+            .collect();
+        self.spawn_fetches(requests);
         self.spawn_disk_reads(from_disk);
         for (pack, c, tx) in read_here {
             let got = self.disk.get(&c.hash, c.len, origin(pack, c));
@@ -709,7 +709,7 @@ impl ChunkSource {
                     }),
                 });
                 let range = c.offset as u64..c.offset as u64 + c.len as u64;
-                tokio::spawn(self.clone().fetch_range(range, vec![asm]));
+                self.spawn_fetches(vec![(range, vec![asm])]);
             }
         }
     }
@@ -720,47 +720,93 @@ impl ChunkSource {
     fn spawn_disk_reads(self: &Arc<Self>, chunks: Vec<(PackId, ChunkRef, Sender)>) {
         let names: Vec<_> = chunks.iter().map(|(_, c, _)| (c.hash, c.len)).collect();
         let mut chunks: Vec<_> = chunks.into_iter().map(Some).collect();
-        for ids in self.disk.run_groups(&names) {
-            let group: Vec<_> = ids
-                .iter()
-                .map(|&i| chunks[i].take().expect("each chunk in one group"))
-                .collect();
-            let me = self.clone();
-            tokio::spawn(async move {
-                let items: Vec<_> = group
-                    .iter()
-                    .map(|(pack, c, _)| (c.hash, c.len, origin(*pack, *c)))
-                    .collect();
-                let permit = me.disk_reads.clone().acquire_owned().await;
-                let disk = me.disk.clone();
-                // The permit covers the reads, not the checks after them.
-                let got =
-                    tokio::task::spawn_blocking(move || disk.get_run(&items, || drop(permit)))
-                        .await
-                        .unwrap_or_default();
-                let mut got = got.into_iter();
-                for (pack, c, tx) in group {
-                    me.disk_read_done(pack, c, tx, got.next().flatten());
-                }
-            });
-        }
+        let groups: Vec<Vec<_>> = self
+            .disk
+            .run_groups(&names)
+            .into_iter()
+            .map(|ids| {
+                ids.iter()
+                    .map(|&i| chunks[i].take().expect("each chunk in one group"))
+                    .collect()
+            })
+            .collect();
+        // In file order: with a task per group taking its own read slot, a
+        // warm reader waited up to 41 ms for the group it needed while
+        // groups far ahead of it were read.
+        let slots = self.disk_reads.clone();
+        let me = self.clone();
+        start_in_order(
+            groups,
+            move || slots.clone().acquire_owned().map(Result::ok).boxed(),
+            move |group: Vec<(PackId, ChunkRef, Sender)>, permit| {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let items: Vec<_> = group
+                        .iter()
+                        .map(|(pack, c, _)| (c.hash, c.len, origin(*pack, *c)))
+                        .collect();
+                    let disk = me.disk.clone();
+                    // The permit covers the reads, not the checks after them.
+                    let got =
+                        tokio::task::spawn_blocking(move || disk.get_run(&items, || drop(permit)))
+                            .await
+                            .unwrap_or_default();
+                    let mut got = got.into_iter();
+                    for (pack, c, tx) in group {
+                        me.disk_read_done(pack, c, tx, got.next().flatten());
+                    }
+                });
+            },
+        );
     }
 
-    /// One ranged GET of `range` of a pack, feeding the chunks that overlap it.
-    async fn fetch_range(self: Arc<Self>, range: Range<u64>, asms: Vec<Arc<Assembly>>) {
+    /// Starts `requests` in the order given (file order), each once it has
+    /// its place in the writer's queue (while the writer is behind, no new
+    /// request starts: the bound on chunks waiting to be written) and, for
+    /// a local store, its read slot ([`start_in_order`]).
+    fn spawn_fetches(self: &Arc<Self>, requests: Vec<(Range<u64>, Vec<Arc<Assembly>>)>) {
+        let me = self.clone();
+        let start = self.clone();
+        start_in_order(
+            requests,
+            move || {
+                let me = me.clone();
+                async move {
+                    let slot = me.writes.clone().reserve_owned().await.ok();
+                    let read = match &me.local_packs {
+                        Some(local) => local.reads.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    (slot, read)
+                }
+                .boxed()
+            },
+            move |(range, asms), (slot, read)| {
+                tokio::spawn(start.clone().fetch_range(range, asms, slot, read));
+            },
+        );
+    }
+
+    /// One ranged GET of `range` of a pack, feeding the chunks that overlap
+    /// it, holding its place in the writer's queue and (local store) its
+    /// read slot.
+    async fn fetch_range(
+        self: Arc<Self>,
+        range: Range<u64>,
+        asms: Vec<Arc<Assembly>>,
+        slot: Option<OwnedPermit<Vec<Admit>>>,
+        read: Option<OwnedSemaphorePermit>,
+    ) {
         let Some(first) = asms.first() else { return };
         let pack = first.pack;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes
             .fetch_add(range.end - range.start, Ordering::Relaxed);
-        // A place in the writer's queue first: while the writer is behind,
-        // no new request starts (the bound on chunks waiting to be written).
-        let slot = self.writes.clone().reserve_owned().await.ok();
         tracing::trace!(pack = %to_hex(&pack), start = range.start, end = range.end, "GET");
         let mut admits = vec![];
         let r = self
-            .stream_into(&pack, range.clone(), &asms, &mut admits)
+            .stream_into(&pack, range.clone(), &asms, &mut admits, read)
             .await;
         self.admit(admits, slot);
         if let Err(e) = r {
@@ -786,12 +832,17 @@ impl ChunkSource {
         range: Range<u64>,
         asms: &[Arc<Assembly>],
         admits: &mut Vec<Admit>,
+        read: Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadError> {
         let total = (range.end - range.start) as usize;
         let buf_id = NEXT_BUF.fetch_add(1, Ordering::Relaxed);
         if let Some(local) = &self.local_packs {
             match local.file(pack) {
-                Ok(file) => return self.read_local(file, range, asms, buf_id, admits).await,
+                Ok(file) => {
+                    return self
+                        .read_local(file, range, asms, buf_id, admits, read)
+                        .await
+                }
                 // Gone: gc rewrote it; read through its forward records below.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(local_pack_error(pack, e)),
@@ -848,6 +899,7 @@ impl ChunkSource {
         asms: &[Arc<Assembly>],
         buf_id: u64,
         admits: &mut Vec<Admit>,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), ReadError> {
         let pack = asms[0].pack;
         let total = (range.end - range.start) as usize;
@@ -855,9 +907,12 @@ impl ChunkSource {
         let t = self.timeout;
         let local = self.local_packs.as_ref().expect("a local store");
         let buffers = local.buffers.clone();
-        // Queued in request order (the semaphore is fair), so the disk sees
-        // few streams moving forward, not many scattered reads.
-        let permit = local.reads.clone().acquire_owned().await;
+        // The read slot, taken in request order ([`Self::spawn_fetches`]),
+        // so the disk sees few streams moving forward, not scattered reads.
+        let permit = match permit {
+            Some(p) => Some(p),
+            None => local.reads.clone().acquire_owned().await.ok(),
+        };
         // Chunks wholly inside the range are verified on the blocking
         // thread that read them: hashing 8 MiB on a runtime thread held up
         // the READs waiting there.
