@@ -40,6 +40,11 @@ for round in $(seq "${ROUNDS:-3}"); do
     "$X" unmount "$W/mnt" >/dev/null
   done
   sync; echo 3 >/proc/sys/vm/drop_caches
-  t0=$(date +%s%N); ls -tr "$W"/store/packs/* | xargs cat >/dev/null; t1=$(date +%s%N)
-  echo "cat of the packs: $(( MIB * 1000 * 1000000 / (t1 - t0) )) MiB/s"
+  c0=($(head -1 /proc/stat)); t0=$(date +%s%N)
+  ls -tr "$W"/store/packs/* | xargs cat >/dev/null
+  t1=$(date +%s%N); c1=($(head -1 /proc/stat))
+  tot=0; for k in 1 2 3 4 5 6 7 8; do tot=$(( tot + c1[k] - c0[k] )); done
+  idle=$(( c1[4] - c0[4] + c1[5] - c0[5] ))
+  echo "cat of the packs: $(( MIB * 1000 * 1000000 / (t1 - t0) )) MiB/s;" \
+    "machine busy $(( 100 * (tot - idle) / tot ))%, iowait $(( 100 * (c1[5] - c0[5]) / tot ))%"
 done
