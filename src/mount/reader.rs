@@ -730,9 +730,8 @@ impl ChunkSource {
                     .collect()
             })
             .collect();
-        // In file order: with a task per group taking its own read slot, a
-        // warm reader waited up to 41 ms for the group it needed while
-        // groups far ahead of it were read.
+        // In file order ([`start_in_order`]): a task per group taking its
+        // own read slot ran in the runtime's order, not the plan's.
         let slots = self.disk_reads.clone();
         let me = self.clone();
         start_in_order(
