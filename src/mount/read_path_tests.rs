@@ -148,22 +148,39 @@ fn pack_bytes(r: &Reader) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let big = random_bytes(&mut rng, 56 * MIB);
-    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
-    let tmp = tempfile::TempDir::new().unwrap();
-    let cfg = ReadConfig {
+/// 4 MiB requests and a 32 MiB window: a file of tens of MiB reaches the
+/// window's steady state.
+fn small_window() -> ReadConfig {
+    ReadConfig {
         request_bytes: 4 << 20,
         max_window: 32 << 20,
         ..ReadConfig::default()
-    };
-    // 200 MiB/s with 3 ms per request: one request at a time cannot fill it.
-    let r = reader(&f, tmp.path(), cfg.clone(), 200 << 20);
+    }
+}
+
+/// A random `big.bin` of `mib` MiB (from `seed`), pushed; a reader of it
+/// with [`small_window`] over a link of `bps` bytes/s; its manifest, loaded
+/// before the store's traffic is reset.
+async fn one_big_file(
+    seed: u64,
+    mib: usize,
+    bps: u64,
+) -> (Vec<u8>, Fixture, tempfile::TempDir, Reader, Arc<Manifest>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let big = random_bytes(&mut rng, mib * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let r = reader(&f, tmp.path(), small_window(), bps);
     let m = r.manifest().await;
-    assert!(m.packs.len() >= 3, "the file spans {} packs", m.packs.len());
     r.slow.traffic.reset();
+    (big, f, tmp, r, m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
+    // 200 MiB/s with 3 ms per request: one request at a time cannot fill it.
+    let (big, _f, _tmp, r, m) = one_big_file(1, 56, 200 << 20).await;
+    assert!(m.packs.len() >= 3, "the file spans {} packs", m.packs.len());
     let got = r.read_all("big.bin", 128 << 10).await;
     assert!(got == big, "bytes differ");
     let t = &r.slow.traffic;
@@ -218,18 +235,8 @@ async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
 /// while the disk had sat idle for 28% of the read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_is_topped_up_a_request_at_a_time() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let big = random_bytes(&mut rng, 96 * MIB);
-    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
-    let tmp = tempfile::TempDir::new().unwrap();
-    let cfg = ReadConfig {
-        request_bytes: 4 << 20,
-        max_window: 32 << 20,
-        ..ReadConfig::default()
-    };
-    let r = reader(&f, tmp.path(), cfg.clone(), 1 << 30);
-    r.manifest().await;
-    r.slow.traffic.reset();
+    let (big, _f, _tmp, r, _) = one_big_file(11, 96, 1 << 30).await;
+    let cfg = small_window();
     let fh = r.open("big.bin").await;
     let (window, request) = (cfg.max_window as usize, cfg.request_bytes as usize);
     let mut leads = vec![];
