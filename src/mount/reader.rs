@@ -906,12 +906,9 @@ impl ChunkSource {
         let t = self.timeout;
         let local = self.local_packs.as_ref().expect("a local store");
         let buffers = local.buffers.clone();
-        // The read slot, taken in request order ([`Self::spawn_fetches`]),
-        // so the disk sees few streams moving forward, not scattered reads.
-        let permit = match permit {
-            Some(p) => Some(p),
-            None => local.reads.clone().acquire_owned().await.ok(),
-        };
+        // `permit`: the read slot, taken in request order by
+        // [`Self::spawn_fetches`], so the disk sees few streams moving
+        // forward, not scattered reads.
         // Chunks wholly inside the range are verified on the blocking
         // thread that read them: hashing 8 MiB on a runtime thread held up
         // the READs waiting there.
