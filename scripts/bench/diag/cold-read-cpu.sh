@@ -1,10 +1,11 @@
 #!/bin/bash
 # CPU per GiB of a cold 1 GiB read (docs/benchmarks.md): raw ranged GETs with curl vs assetfs through
 # the mount, and Garage's CPU serving each, three rounds. PERF=1: `perf record -g` of the daemon during each
-# mount read into /tmp/cold-perf-<round>.data. ASSETFS_BIN_B: a second build, read right after the first in
-# every round (A/B). Root; needs garage, curl, the repo's .venv.
+# mount read into /tmp/cold-perf-<round>.data. ASSETFS_BIN_B: a second build, read beside the first in
+# every round, first in even rounds (A/B). Root; needs garage, curl, the repo's .venv.
 set -e
 source "$(dirname "${BASH_SOURCE[0]}")/garage-env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/rounds.sh"
 S=s3://bench/cb
 head -c $((1024<<20)) /dev/urandom > $W/src/big.bin
 $A --store $S init >/dev/null 2>&1 || true
@@ -15,7 +16,7 @@ for r in 1 2 3; do
   g0=$(gcpu)
   /usr/bin/time -f "curl client: %U user %S sys %e wall" $PY $T rawget-curl bench cb/packs 8192 8 > /dev/null
   echo "  garage CPU $(( $(gcpu) - g0 )) ticks"
-  for X in $A ${ASSETFS_BIN_B:-}; do
+  for X in $(ab_order $r "$A" "${ASSETFS_BIN_B:-}"); do
     rm -rf $W/c$r
     $X --store $S --cache-dir $W/c$r mount $W/mnt >/dev/null
     PID=$(pgrep -f "mount.*$W/mnt" | head -1)

@@ -2,9 +2,10 @@
 # Cold sequential `cat` of a 1 GiB file (MIB) through a mount of a `file://` store on the same disk (fresh
 # mount, empty cache, page cache dropped), against `cat` of the version's packs in write order, ROUNDS (3) rounds; for
 # each mount read: daemon CPU, the disk's requests (/proc/diskstats: count, mean size, mean in flight), the
-# machine's busy and iowait share (/proc/stat) and the daemon's VmHWM. ASSETFS_BIN_B: a second build (A/B).
+# machine's busy and iowait share (/proc/stat) and the daemon's VmHWM. ASSETFS_BIN_B: a second build (A/B), first in even rounds.
 set -e
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/rounds.sh"
 A=${ASSETFS_BIN:-$ROOT/target/release/assetfs}
 B=${ASSETFS_BIN_B:-}
 MIB=${MIB:-1024}
@@ -23,7 +24,7 @@ head -c $((MIB << 20)) /dev/urandom >"$W/src/big.bin"
 rm -rf "$W/src"
 ds() { awk -v d="$DEV" '$3==d {print $4, $6, $14}' /proc/diskstats; }
 for round in $(seq "${ROUNDS:-3}"); do
-  for X in "$A" $B; do
+  for X in $(ab_order "$round" "$A" "$B"); do
     rm -rf "$W/c"; sync; echo 3 >/proc/sys/vm/drop_caches
     "$X" --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
     PID=$(pgrep -f "mount.*$W/mnt" | head -1)

@@ -2,10 +2,11 @@
 # Warm sequential `cat` of a 1 GiB file (MIB) through the mount (disk cache full, page cache dropped, fresh
 # mount), against a local `cat` and fio (1 MiB, 4 jobs, psync) of the same bytes, 3 rounds; for each, the
 # disk's requests from /proc/diskstats: how many, their mean size, the mean number in flight, busy time.
-# ASSETFS_BIN_B: a second build, read right after the first in every round (A/B). FILL=mount fills the cache
+# ASSETFS_BIN_B: a second build, read beside the first in every round, first in even rounds (A/B). FILL=mount fills the cache
 # by a cold read through the mount (as bench-mount.sh does), else by `cache prefetch`. Root; Garage on loopback.
 set -e
 source "$(dirname "${BASH_SOURCE[0]}")/garage-env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/rounds.sh"
 B=${ASSETFS_BIN_B:-}
 MIB=${MIB:-1024}
 # The disk under /tmp (a partition's parent disk).
@@ -32,7 +33,7 @@ run() { # LABEL CMD...: timed, page cache dropped first
   echo "$l: $(( MIB * 1000 / ms )) MiB/s; disk reads $((r1 - r0)) of $(( (s1 - s0) / 2 / n )) KiB; in flight $(echo "scale=2; ($w1 - $w0) / $ms" | bc); busy $(( (i1 - i0) * 100 / ms ))%"
 }
 for round in 1 2 3; do
-  for X in "$A" $B; do
+  for X in $(ab_order "$round" "$A" "$B"); do
     "$X" --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
     PID=$(pgrep -f "mount.*$W/mnt" | head -1)
     ls -la "$W/mnt/models/big@1/big.bin" >/dev/null
