@@ -130,8 +130,43 @@ pub struct Origin {
 #[derive(Debug, Clone)]
 pub struct Admit {
     pub hash: Hash,
-    pub data: Bytes,
+    pub body: Body,
     pub origin: Origin,
+}
+
+/// What a chunk's record is made from.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The chunk's bytes (a local store's record keeps only their checksums).
+    Bytes(Bytes),
+    /// A local store's chunk: its length and block checksums
+    /// ([`disk_cache_file::block_sums`]), computed where its bytes were
+    /// verified. Its record needs nothing else, so no pack buffer waits in
+    /// the writer's queue: when it carried the bytes, the queue held up to
+    /// ~80 MiB of them while a local stream outran the writer (peak RSS
+    /// 219-261 MiB streaming 4 GiB, against 149-170 MiB without).
+    Sums { len: u32, sums: Vec<u8> },
+}
+
+impl Body {
+    /// The body of a local store's record of `data`: its checksums.
+    pub fn sums_of(data: &[u8]) -> Body {
+        Body::Sums {
+            len: data.len() as u32,
+            sums: disk_cache_file::block_sums(data),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Bytes(b) => b.len(),
+            Body::Sums { len, .. } => *len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Where a record lies.
@@ -850,13 +885,14 @@ impl DiskCache {
     pub fn put(&self, h: &Hash, data: &[u8], at: Origin) -> Result<(), CacheError> {
         self.put_batch(&[Admit {
             hash: *h,
-            data: Bytes::copy_from_slice(data),
+            body: Body::Bytes(Bytes::copy_from_slice(data)),
             origin: at,
         }])
     }
 
     /// Stores chunks the caller has already verified against their names,
-    /// in one write, evicting first if they would not fit.
+    /// in one write, evicting first if they would not fit. A cache that
+    /// keeps data skips [`Body::Sums`] items: it cannot write their records.
     pub fn put_batch(&self, items: &[Admit]) -> Result<(), CacheError> {
         let local = self.local_packs.is_some();
         let mut seen = HashSet::new();
@@ -864,6 +900,7 @@ impl DiskCache {
             let idx = self.index.lock().expect("index lock");
             items
                 .iter()
+                .filter(|a| local || matches!(a.body, Body::Bytes(_)))
                 .filter(|a| !idx.contains_key(&a.hash) && seen.insert(a.hash))
                 .collect()
         };
@@ -872,7 +909,7 @@ impl DiskCache {
         }
         let incoming: u64 = items
             .iter()
-            .map(|a| record_size(a.data.len(), local) as u64)
+            .map(|a| record_size(a.body.len(), local) as u64)
             .sum();
         // Room first, so the cache never holds more than its bound.
         if self.approx_bytes.load(Ordering::Relaxed) + incoming > self.limit {
@@ -904,7 +941,7 @@ impl DiskCache {
             let e = Entry {
                 seg: a.id,
                 off: at as u32,
-                len: it.data.len() as u32,
+                len: it.body.len() as u32,
                 local,
             };
             at += e.size();
@@ -912,18 +949,25 @@ impl DiskCache {
         }
         let footer = |it: &Admit| Footer {
             hash: it.hash,
-            len: it.data.len() as u32,
+            len: it.body.len() as u32,
             local,
             pack: it.origin.pack,
             offset: it.origin.offset,
+        };
+        let trailer = |out: &mut Vec<u8>, it: &Admit| match &it.body {
+            Body::Bytes(b) => disk_cache_file::write_trailer(out, b, &footer(it)),
+            Body::Sums { sums, .. } => disk_cache_file::write_trailer_sums(out, sums, &footer(it)),
         };
         if let Some(f) = direct {
             let mut out = self.direct_pool.appender(DIRECT_WRITE_BYTES, start);
             let mut t = vec![];
             for it in &items {
-                out.append(f, &it.data).map_err(io)?;
+                // Always bytes here: a cache that keeps data took no sums.
+                if let Body::Bytes(data) = &it.body {
+                    out.append(f, data).map_err(io)?;
+                }
                 t.clear();
-                disk_cache_file::write_trailer(&mut t, &it.data, &footer(it));
+                trailer(&mut t, it);
                 out.append(f, &t).map_err(io)?;
             }
             at = out.finish(f).map_err(io)?;
@@ -933,14 +977,14 @@ impl DiskCache {
                 .iter()
                 .map(|it| {
                     let mut t = vec![];
-                    disk_cache_file::write_trailer(&mut t, &it.data, &footer(it));
+                    trailer(&mut t, it);
                     t
                 })
                 .collect();
             let mut bufs: Vec<&[u8]> = Vec::with_capacity(2 * items.len());
             for (it, t) in items.iter().zip(&trailers) {
-                if !local {
-                    bufs.push(&it.data);
+                if let (false, Body::Bytes(data)) = (local, &it.body) {
+                    bufs.push(data);
                 }
                 bufs.push(t);
             }
@@ -1297,7 +1341,7 @@ mod tests {
             .iter()
             .map(|x| Admit {
                 hash: h(x),
-                data: Bytes::from(x.clone()),
+                body: Body::Bytes(Bytes::from(x.clone())),
                 origin: AT,
             })
             .collect();
@@ -1329,7 +1373,7 @@ mod tests {
             .iter()
             .map(|&i| Admit {
                 hash: h(&chunks[i]),
-                data: Bytes::from(chunks[i].clone()),
+                body: Body::Bytes(Bytes::from(chunks[i].clone())),
                 origin: AT,
             })
             .collect();
@@ -1378,7 +1422,7 @@ mod tests {
         let admit = |r: std::ops::Range<usize>| -> Vec<Admit> {
             r.map(|i| Admit {
                 hash: h(&chunks[i]),
-                data: Bytes::from(chunks[i].clone()),
+                body: Body::Bytes(Bytes::from(chunks[i].clone())),
                 origin: AT,
             })
             .collect()
@@ -1524,6 +1568,49 @@ mod tests {
         // Without the local store (another mount of the cache): a miss.
         let c2 = DiskCache::open(&d.path().join("cache2"), 1 << 30).unwrap();
         drop(c2);
+    }
+
+    /// A local record admitted by its checksums alone is the record its
+    /// bytes would have made; a cache that keeps data cannot take one.
+    #[test]
+    fn local_records_from_sums_match_records_from_bytes() {
+        let d = tempfile::TempDir::new().unwrap();
+        let packs = d.path().join("packs");
+        std::fs::create_dir_all(&packs).unwrap();
+        let pack: PackId = [6; 16];
+        let data: Vec<u8> = (0..50_001u32).map(|i| (i * 11 % 251) as u8).collect();
+        std::fs::write(packs.join(to_hex(&pack)), &data).unwrap();
+        let at = Origin { pack, offset: 0 };
+        let record = |body: Body| {
+            let dir = tempfile::TempDir::new().unwrap();
+            let c = DiskCache::open(dir.path(), 1 << 30)
+                .unwrap()
+                .with_local_packs(Some(packs.clone()));
+            let admit = Admit {
+                hash: h(&data),
+                body,
+                origin: at,
+            };
+            c.put_batch(&[admit]).unwrap();
+            assert_eq!(c.get(&h(&data), data.len() as u32, at).unwrap(), data);
+            let (p, off, size) = c.record_of(&h(&data)).unwrap();
+            std::fs::read(p).unwrap()[off as usize..(off + size) as usize].to_vec()
+        };
+        assert_eq!(
+            record(Body::sums_of(&data)),
+            record(Body::Bytes(Bytes::from(data.clone())))
+        );
+        let c = DiskCache::open(&d.path().join("data-cache"), 1 << 30).unwrap();
+        let admit = Admit {
+            hash: h(&data),
+            body: Body::sums_of(&data),
+            origin: at,
+        };
+        c.put_batch(&[admit]).unwrap();
+        assert!(
+            !c.contains(&h(&data)),
+            "a data cache took a record without data"
+        );
     }
 
     #[test]

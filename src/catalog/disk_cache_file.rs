@@ -74,10 +74,27 @@ impl Footer {
 /// The checksums are computed here, from bytes the caller has verified.
 pub fn write_trailer(out: &mut Vec<u8>, data: &[u8], footer: &Footer) {
     out.reserve(trailer_len(data.len()));
+    push_block_sums(out, data);
+    out.extend_from_slice(&footer.encode());
+}
+
+/// [`write_trailer`] from checksums computed earlier ([`block_sums`]).
+pub fn write_trailer_sums(out: &mut Vec<u8>, sums: &[u8], footer: &Footer) {
+    out.extend_from_slice(sums);
+    out.extend_from_slice(&footer.encode());
+}
+
+/// The checksum table of a chunk's bytes: a CRC32C per block.
+pub fn block_sums(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(trailer_len(data.len()) - FOOTER);
+    push_block_sums(&mut out, data);
+    out
+}
+
+fn push_block_sums(out: &mut Vec<u8>, data: &[u8]) {
     for b in data.chunks(BLOCK) {
         out.extend_from_slice(&crc32c::crc32c(b).to_le_bytes());
     }
-    out.extend_from_slice(&footer.encode());
 }
 
 /// Why a record was refused.

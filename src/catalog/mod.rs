@@ -11,7 +11,7 @@ mod versions;
 
 pub use catalog_cache::{CatalogCache, Listing};
 pub use direct_io::{BufferPool, DirectFile};
-pub use disk_cache::{Admit, CacheError, DiskCache, Origin};
+pub use disk_cache::{Admit, Body, CacheError, DiskCache, Origin};
 pub mod gc_runs {
     //! gc's run records (mark, wait, sweep, done) and the writer's guard.
     pub use super::gc_records::{

@@ -34,7 +34,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::catalog::{Admit, BufferPool, DirectFile, DiskCache, Origin};
+use crate::catalog::{Admit, Body, BufferPool, DirectFile, DiskCache, Origin};
 use crate::format::{open_range, verify_chunk, ChunkError, FetchError};
 use crate::format::{to_hex, DigestMap, Hash, PackId};
 use crate::format::{ChunkRef, Entry, Manifest, PACK_TARGET};
@@ -394,11 +394,11 @@ fn spawn_writer(
                 // Let a few more arrive: fewer, larger writes, and far fewer
                 // wake-ups of this thread (latency does not matter here).
                 std::thread::sleep(Duration::from_millis(2));
-                let mut bytes: usize = batch.iter().map(|a| a.data.len()).sum();
+                let mut bytes: usize = batch.iter().map(|a| a.body.len()).sum();
                 while bytes < max_batch && batch.len() < 256 {
                     match rx.try_recv() {
                         Ok(more) => {
-                            bytes += more.iter().map(|a| a.data.len()).sum::<usize>();
+                            bytes += more.iter().map(|a| a.body.len()).sum::<usize>();
                             batch.extend(more);
                         }
                         Err(_) => break,
@@ -911,7 +911,10 @@ impl ChunkSource {
         // forward, not scattered reads.
         // Chunks wholly inside the range are verified on the blocking
         // thread that read them: hashing 8 MiB on a runtime thread held up
-        // the READs waiting there.
+        // the READs waiting there. Their block checksums (all a local
+        // store's record keeps) are computed there too, while the bytes are
+        // at hand.
+        let sums_wanted = self.disk.is_local();
         let whole_chunks: Vec<ChunkRef> = asms
             .iter()
             .map(|a| a.c)
@@ -922,11 +925,14 @@ impl ChunkSource {
             // The next read starts while this one is hashed.
             drop(permit);
             let whole = whole?;
-            let verdicts: Vec<Result<(), ChunkError>> = whole_chunks
+            let verdicts: Vec<(Result<(), ChunkError>, Option<Body>)> = whole_chunks
                 .iter()
                 .map(|c| {
                     let at = (c.offset as u64 - start) as usize;
-                    verify_chunk(&pack, c, &whole[at..at + c.len as usize])
+                    let bytes = &whole[at..at + c.len as usize];
+                    let verdict = verify_chunk(&pack, c, bytes);
+                    let sums = (verdict.is_ok() && sums_wanted).then(|| Body::sums_of(bytes));
+                    (verdict, sums)
                 })
                 .collect();
             Ok::<_, std::io::Error>((whole, verdicts))
@@ -943,9 +949,9 @@ impl ChunkSource {
             let piece = whole.slice((s - range.start) as usize..(e - range.start) as usize);
             let at = (s - a.c.offset as u64) as u32;
             if e - s == a.c.len as u64 {
-                let verdict = verdicts.next().expect("a verdict per whole chunk");
+                let (verdict, sums) = verdicts.next().expect("a verdict per whole chunk");
                 if let Some((chunk, tx)) = add_piece(a, at, piece, buf_id) {
-                    self.publish(a, chunk, tx, verdict, admits);
+                    self.publish(a, chunk, tx, verdict, sums, admits);
                 }
             } else {
                 self.deposit(a, at, piece, buf_id, admits);
@@ -959,19 +965,22 @@ impl ChunkSource {
     fn deposit(&self, a: &Assembly, at: u32, bytes: Bytes, buf: u64, admits: &mut Vec<Admit>) {
         if let Some((chunk, tx)) = add_piece(a, at, bytes, buf) {
             let verdict = verify_chunk(&a.pack, &a.c, &chunk.bytes);
-            self.publish(a, chunk, tx, verdict, admits);
+            self.publish(a, chunk, tx, verdict, None, admits);
         }
     }
 
     /// Hands a complete chunk, and whether it matched its name, to its
     /// readers and (when it did) to `admits`, which the request sends to
-    /// the disk-cache writer when it ends ([`Self::admit`]).
+    /// the disk-cache writer when it ends ([`Self::admit`]). A cache of a
+    /// local store gets only the chunk's block checksums (`sums`, if they
+    /// were computed already).
     fn publish(
         &self,
         a: &Assembly,
         chunk: Chunk,
         tx: Sender,
         verdict: Result<(), ChunkError>,
+        sums: Option<Body>,
         admits: &mut Vec<Admit>,
     ) {
         let r = match verdict {
@@ -982,17 +991,26 @@ impl ChunkSource {
             }
         };
         if r.is_ok() {
-            // Findable until the writer has admitted it, so no planner
-            // fetches it again meanwhile; counted before any reader has it,
-            // so `flush_writes` after a read always waits for its chunks.
-            self.writing
-                .lock()
-                .expect("writing lock")
-                .insert(a.c.hash, chunk.clone());
+            let body = if self.disk.is_local() {
+                // Not kept in `writing`: a planner that wants it before its
+                // record is written reads the pack again, rather than the
+                // pack buffer waiting for the writer.
+                sums.unwrap_or_else(|| Body::sums_of(&chunk.bytes))
+            } else {
+                // Findable until the writer has admitted it, so no planner
+                // fetches it again meanwhile.
+                self.writing
+                    .lock()
+                    .expect("writing lock")
+                    .insert(a.c.hash, chunk.clone());
+                Body::Bytes(chunk.bytes.clone())
+            };
+            // Counted before any reader has it, so `flush_writes` after a
+            // read always waits for its chunks.
             self.pending_writes.fetch_add(1, Ordering::SeqCst);
             admits.push(Admit {
                 hash: a.c.hash,
-                data: chunk.bytes,
+                body,
                 origin: origin(a.pack, a.c),
             });
         }
@@ -1242,6 +1260,46 @@ mod tests {
             },
             state: Mutex::default(),
         })
+    }
+
+    /// What a verified chunk leaves for the disk-cache writer: a cache of a
+    /// local store gets its checksums only, so no pack buffer waits in the
+    /// writer's queue (nor in `writing`); any other cache gets its bytes,
+    /// findable in `writing` until written.
+    #[tokio::test]
+    async fn a_local_store_hands_the_writer_checksums_not_bytes() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let url = format!("file://{}", tmp.path().join("store").display());
+        let store = Store::create(&url).unwrap();
+        let data = Bytes::from((0..9_000u32).map(|i| (i % 241) as u8).collect::<Vec<_>>());
+        for local in [true, false] {
+            let packs = local.then(|| store.local_packs()).flatten();
+            let cache = tmp.path().join(format!("cache-{local}"));
+            let disk = DiskCache::open(&cache, 1 << 30)
+                .unwrap()
+                .with_local_packs(packs);
+            let source = ChunkSource::new(store.clone(), Arc::new(disk), Duration::from_secs(5));
+            let a = asm(0, data.len() as u32);
+            let (tx, rx) = futures::channel::oneshot::channel();
+            let mut admits = vec![];
+            source.publish(&a, Chunk::own(data.clone()), tx, Ok(()), None, &mut admits);
+            assert!(
+                rx.await.unwrap().unwrap().bytes == data,
+                "the reader has it"
+            );
+            assert_eq!(admits.len(), 1);
+            match &admits[0].body {
+                Body::Sums { len, .. } if local => {
+                    assert_eq!(*len as usize, data.len());
+                    assert!(source.writing_get(&a.c.hash).is_none(), "held in `writing`");
+                }
+                Body::Bytes(b) if !local => {
+                    assert!(*b == data);
+                    assert!(source.writing_get(&a.c.hash).is_some());
+                }
+                other => panic!("local store {local}: {other:?}"),
+            }
+        }
     }
 
     #[test]
