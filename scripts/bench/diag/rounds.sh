@@ -2,7 +2,7 @@
 #
 # ab_order ROUND A [B]: the builds to run in round ROUND, the order swapped in even rounds. Passes right
 # after one another are not alike on this VM: in an A/A run of local-cold-read.sh (one binary under two
-# names, 5 rounds) the second read of a round was faster in 3 rounds (by up to 16%), and in
+# names, 5 rounds) the second read of a round was faster in 3 rounds (by 4-16%), and in
 # warm-loader-profile.sh the first pass of a round was the faster one in 4 of 4 rounds.
 ab_order() {
   if [ -n "${3:-}" ] && [ $(( $1 % 2 )) = 0 ]; then echo "$3 $2"; else echo "$2 ${3:-}"; fi
