@@ -1536,16 +1536,22 @@ mod tests {
         assert_eq!(c.stats().unwrap().corrupt_dropped, 4);
     }
 
+    /// A local store's pack directory under `d` holding `bytes` as `pack`.
+    fn local_pack(d: &Path, pack: PackId, bytes: &[u8]) -> PathBuf {
+        let packs = d.join("packs");
+        std::fs::create_dir_all(&packs).unwrap();
+        std::fs::write(packs.join(to_hex(&pack)), bytes).unwrap();
+        packs
+    }
+
     #[test]
     fn local_records_read_the_pack_in_place() {
         let d = tempfile::TempDir::new().unwrap();
-        let packs = d.path().join("packs");
-        std::fs::create_dir_all(&packs).unwrap();
         let pack: PackId = [5; 16];
         let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
         let mut packfile = vec![1u8; 1000];
         packfile.extend_from_slice(&data);
-        std::fs::write(packs.join(to_hex(&pack)), &packfile).unwrap();
+        let packs = local_pack(d.path(), pack, &packfile);
         let at = Origin { pack, offset: 1000 };
         let c = DiskCache::open(&d.path().join("cache"), 1 << 30)
             .unwrap()
@@ -1575,11 +1581,9 @@ mod tests {
     #[test]
     fn local_records_from_sums_match_records_from_bytes() {
         let d = tempfile::TempDir::new().unwrap();
-        let packs = d.path().join("packs");
-        std::fs::create_dir_all(&packs).unwrap();
         let pack: PackId = [6; 16];
         let data: Vec<u8> = (0..50_001u32).map(|i| (i * 11 % 251) as u8).collect();
-        std::fs::write(packs.join(to_hex(&pack)), &data).unwrap();
+        let packs = local_pack(d.path(), pack, &data);
         let at = Origin { pack, offset: 0 };
         let record = |body: Body| {
             let dir = tempfile::TempDir::new().unwrap();
