@@ -202,6 +202,13 @@ wirediff() {
 }
 wirefield() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", y[n] - x[n] }'; }
 runs_list() { local IFS=' '; echo "$*"; }
+# run_ratios A B: "per run: A[i]/B[i] ..." of two arrays (by name) measured in the same runs; their spread shows
+# how much of a ratio of medians is the machine's mood.
+run_ratios() {
+  local -n ra=$1 rb=$2; local i out=()
+  for i in "${!ra[@]}"; do out+=("$(calc '%.2f' "${ra[$i]} / ${rb[$i]}")"); done
+  echo "per run: $(runs_list "${out[@]}")"
+}
 fmt_runs() { local f=$1 x out=(); shift; for x in "$@"; do out+=("$(calc "$f" "$x")"); done; runs_list "${out[@]}"; }
 # goal OP TARGET VALUE [UNIT]: "OP TARGET[ UNIT]: yes|**no**" (OP is >=, > or <=; VALUE as printed in the row).
 goal() {
@@ -618,7 +625,7 @@ part3() {
   fi
   ratio=$(calc '%.2f' "$w / $l")
   row " 3d " " DataLoader pass, second pass: disk cache warm, page cache dropped, fresh mount " " **$w files/s** (runs: $(runs_list "${warm[@]}")); daemon $(calc '%.2f' "$(median "${warm_cpu[@]}")") CPU-s " \
-    " the same pass over the local files, page cache dropped: $l files/s (runs: $(runs_list "${loc[@]}")) " " **${ratio}x** " " $(goal '>=' 0.9 "$ratio") " " $(mib_of_kb "$(max "${warm_rss[@]}")") MiB "
+    " the same pass over the local files, page cache dropped: $l files/s (runs: $(runs_list "${loc[@]}")) " " **${ratio}x** ($(run_ratios warm loc)) " " $(goal '>=' 0.9 "$ratio") " " $(mib_of_kb "$(max "${warm_rss[@]}")") MiB "
   note "- Part 3: $n files of $((kib * 1024)) random bytes, 200 a directory (\`mount-tools.py files\`), pushed as features/dl to \`$store\` (${R[push_dl_s]} s; $(jq -r '"\(.new_chunks) chunks in \(.packs) packs"' "$W/push-dl.json")) and uploaded once as $n plain objects under \`$BUCKET/$plain/\` (\`mount-tools.py putdir\`, boto3 put_object x $UPLOAD_THREADS threads: $up_s s). Pass: \`mount-tools.py loader\`: $DL_THREADS threads take the next path of a list shuffled with seed = run number (the same order for every side within a run) and read each file whole (\`open(p, 'rb', buffering=0).read()\`); files/s over the whole pass. s3fs and mountpoint-s3: $DL_SLOW_RUNS run(s) over the first $slow files of the run's order (\`BENCH_MOUNT_DL_SLOW_RUNS\`, \`BENCH_MOUNT_DL_SLOW_FILES\`: s3fs reads ~100 files/s here, so a full pass takes minutes; files/s does not depend on how many of the files are read, as each is read once). Before each warm pass, \`cache prefetch\` completed the cache the cold pass left (chunks it fetched, last run: $(jq -r '.chunks_fetched' "$W/dl-pf.json")). assetfs traffic per cold pass: $(printf '%s; ' "${cold_get[@]}")"
   rm -rf "$src" "$list"
 }
@@ -682,10 +689,10 @@ part4() {
   rss="$(mib_of_kb "$(max "${afrss[@]}")") MiB"
   a=$(median "${acat[@]}"); l=$(median "${lcat[@]}"); lf=$(median "${lfio[@]}"); ratio=$(calc '%.2f' "$a / $l")
   row " 4a " " warm sequential read, ${BIG_MIB} MiB, one reader (\`cat\`), cache full, page cache dropped, fresh mount " " **$a MiB/s** (runs: $(runs_list "${acat[@]}")) " \
-    " local file, \`cat\`, page cache dropped: $l MiB/s (runs: $(runs_list "${lcat[@]}")) " " **${ratio}x** " " $(goal '>=' 1.0 "$ratio") " " $rss "
+    " local file, \`cat\`, page cache dropped: $l MiB/s (runs: $(runs_list "${lcat[@]}")) " " **${ratio}x** ($(run_ratios acat lcat)) " " $(goal '>=' 1.0 "$ratio") " " $rss "
   ratio=$(calc '%.2f' "$a / $lf")
   row " 4b " " (same assetfs \`cat\`) " " $a MiB/s " " local file, fio sequential 1 MiB blocks, 4 jobs (each its own quarter), psync, page cache dropped: $lf MiB/s (runs: $(runs_list "${lfio[@]}")) " \
-    " **${ratio}x** " " $(goal '>=' 0.9 "$ratio") " " (above) "
+    " **${ratio}x** ($(run_ratios acat lfio)) " " $(goal '>=' 0.9 "$ratio") " " (above) "
   row " 4c " " (context) fio sequential 1 MiB blocks, 4 jobs, through the mount (fresh mount, page cache dropped) " " $(median "${afio[@]}") MiB/s (runs: $(runs_list "${afio[@]}")) " \
     " local: $lf MiB/s " " $(calc '%.2f' "$(median "${afio[@]}") / $lf")x " " - " " (above) "
   row " 4d " " (context; row 2 of the first runs) warm sequential read with \`dd bs=1M\` " " $(median "${add[@]}") MiB/s (runs: $(runs_list "${add[@]}")) " \
@@ -929,8 +936,8 @@ part9() {
   local m l ratio
   m=$(median "${a[@]}"); l=$(median "${p[@]}"); ratio=$(calc '%.2f' "$m / $l")
   row " 9 " " cold sequential read (\`cat\`), ${BIG_MIB} MiB, \`file://\` store on the same disk, empty cache, fresh mount " " **$m MiB/s** (runs: $(runs_list "${a[@]}")); daemon $(calc '%.2f' "$(median "${cpus[@]}") * 1024 / $BIG_MIB") CPU-s/GiB " \
-    " \`cat\` of the version's ${#packs[@]} pack files in write order, page cache dropped: $l MiB/s (runs: $(runs_list "${p[@]}")) " " **${ratio}x** " " $(goal '>=' 0.9 "$ratio") " " $(mib_of_kb "$(max "${rss[@]}")") MiB "
-  note "- Part 9: the ${BIG_MIB} MiB file of part 1 pushed to a fresh \`file://\` store in $push_s s; the cold read also writes the chunk cache on the same disk."
+    " \`cat\` of the version's ${#packs[@]} pack files in write order, page cache dropped: $l MiB/s (runs: $(runs_list "${p[@]}")) " " **${ratio}x** ($(run_ratios a p)) " " $(goal '>=' 0.9 "$ratio") " " $(mib_of_kb "$(max "${rss[@]}")") MiB "
+  note "- Part 9: the ${BIG_MIB} MiB file of part 1 pushed to a fresh \`file://\` store in $push_s s; the cold read also writes the chunks' block checksums (not their bytes) to the chunk cache on the same disk."
 }
 
 # ------------------------------------------------------------------------------------------------------------
