@@ -1003,7 +1003,7 @@ impl ChunkSource {
                     .lock()
                     .expect("writing lock")
                     .insert(a.c.hash, chunk.clone());
-                Body::Bytes(chunk.bytes.clone())
+                Body::Bytes(chunk.bytes)
             };
             // Counted before any reader has it, so `flush_writes` after a
             // read always waits for its chunks.
