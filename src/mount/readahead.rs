@@ -235,6 +235,16 @@ impl ReadAhead {
         let wanted: u64 = chunks[must..stop].iter().map(|c| c.len as u64).sum();
         let free = source.budget().available_permits() as u64;
         let grant = wanted.min(free);
+        tracing::trace!(
+            from,
+            stop,
+            must,
+            wanted,
+            free,
+            grant,
+            window = self.window,
+            "top-up"
+        );
         let mut end = must;
         if grant > 0 && grant >= wanted.min(cfg.request_bytes) {
             let mut bytes = 0u64;
@@ -414,7 +424,18 @@ pub async fn read_range(
             }
         }
     });
-    let parts = match futures::future::try_join_all(parts).await {
+    // How long the READ waited for its chunks (scripts/bench/diag/local-read-trace.sh).
+    let waiting = tracing::enabled!(tracing::Level::TRACE).then(std::time::Instant::now);
+    let parts = futures::future::try_join_all(parts).await;
+    if let Some(t) = waiting {
+        tracing::trace!(
+            offset,
+            len,
+            wait_us = t.elapsed().as_micros() as u64,
+            "read served"
+        );
+    }
+    let parts = match parts {
         Ok(p) => p,
         Err(err) => {
             // A failed fetch must not stay planned: the next read tries again.

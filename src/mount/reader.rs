@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -920,8 +920,12 @@ impl ChunkSource {
             .map(|a| a.c)
             .filter(|c| c.offset as u64 >= start && c.offset as u64 + c.len as u64 <= range.end)
             .collect();
+        // Timings for the trace below (scripts/bench/diag/local-read-trace.sh).
+        let queued = Instant::now();
         let read = tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
             let whole = file.read_at(&buffers, start, total);
+            let t1 = Instant::now();
             // The next read starts while this one is hashed.
             drop(permit);
             let whole = whole?;
@@ -935,6 +939,15 @@ impl ChunkSource {
                     (verdict, sums)
                 })
                 .collect();
+            tracing::trace!(
+                pack = %to_hex(&pack),
+                start,
+                len = total,
+                queued_us = (t0 - queued).as_micros() as u64,
+                read_us = (t1 - t0).as_micros() as u64,
+                hash_us = t1.elapsed().as_micros() as u64,
+                "local pack read"
+            );
             Ok::<_, std::io::Error>((whole, verdicts))
         });
         let (whole, verdicts) = tokio::time::timeout(t, read)
