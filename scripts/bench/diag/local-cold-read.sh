@@ -4,24 +4,12 @@
 # each mount read: daemon CPU, the disk's requests (/proc/diskstats: count, mean size, mean in flight), the
 # machine's busy and iowait share (/proc/stat) and the daemon's VmHWM. ASSETFS_BIN_B: a second build (A/B), first in even rounds.
 set -e
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/rounds.sh"
-A=${ASSETFS_BIN:-$ROOT/target/release/assetfs}
+source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
 B=${ASSETFS_BIN_B:-}
-MIB=${MIB:-1024}
 # The disk under /tmp (a partition's parent disk).
 DEV=${DIAG_DISK:-$(basename "$(df --output=source /tmp | tail -1)")}
 [ -e "/sys/block/$DEV" ] || DEV=$(lsblk -no pkname "/dev/$DEV")
-W=$(mktemp -d /tmp/local-cold.XXXX)
-export HOME=$W/home XDG_DATA_HOME=$W/data XDG_CACHE_HOME=$W/cache
-S=file://$W/store
-mkdir -p "$HOME" "$W/mnt" "$W/src"
-cleanup() { "$A" unmount "$W/mnt" >/dev/null 2>&1 || umount -l "$W/mnt" 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-head -c $((MIB << 20)) /dev/urandom >"$W/src/big.bin"
-"$A" --store $S init >/dev/null 2>&1 || true
-"$A" --store $S push models/big "$W/src" -m p >/dev/null 2>&1
-rm -rf "$W/src"
 ds() { awk -v d="$DEV" '$3==d {print $4, $6, $14}' /proc/diskstats; }
 for round in $(seq "${ROUNDS:-3}"); do
   for X in $(ab_order "$round" "$A" "$B"); do
