@@ -267,6 +267,8 @@ pub struct DiskCache {
     direct_pool: Arc<BufferPool>,
     /// Direct reads of adjacent records done (for tests).
     run_reads: AtomicU64,
+    /// Records handed to the kernel's readahead by `will_need`.
+    advised: AtomicU64,
     /// Bytes those reads covered (for tests).
     run_read_bytes: AtomicU64,
     /// Batches written with direct I/O (for tests).
@@ -421,6 +423,7 @@ impl DiskCache {
             direct_segments: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
             direct_pool: BufferPool::new(DIRECT_POOL_BYTES),
             run_reads: AtomicU64::new(0),
+            advised: AtomicU64::new(0),
             run_read_bytes: AtomicU64::new(0),
             direct_writes: AtomicU64::new(0),
             packs: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
@@ -516,6 +519,41 @@ impl DiskCache {
     pub fn locate(&self, h: &Hash) -> Option<Located> {
         let entry = *self.index.lock().expect("index lock").get(h)?;
         Some(Located { entry })
+    }
+
+    /// Asks the kernel to start reading `h`'s record (and, for a local
+    /// store, its data in the pack) into the page cache, without waiting
+    /// (`POSIX_FADV_WILLNEED`). Nothing happens when `h` is not cached.
+    pub fn will_need(&self, h: &Hash, at: Origin) {
+        let Some(e) = self.index.lock().expect("index lock").get(h).copied() else {
+            return;
+        };
+        self.advised.fetch_add(1, Ordering::Relaxed);
+        let advise = |f: &File, off: u64, len: usize| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid descriptor; the advice only schedules reads.
+            unsafe {
+                libc::posix_fadvise(
+                    f.as_raw_fd(),
+                    off as libc::off_t,
+                    len as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                )
+            };
+        };
+        let len = e.len as usize;
+        if let Ok(seg) = self.open_segment(e.seg) {
+            if e.local {
+                advise(&seg, e.off as u64, trailer_len(len));
+            } else {
+                advise(&seg, e.off as u64, len + trailer_len(len));
+            }
+        }
+        if e.local {
+            if let Ok(pack) = self.open_pack(&at.pack) {
+                advise(&pack, at.offset as u64, len);
+            }
+        }
     }
 
     /// A whole verified chunk of `len` bytes, or `None` (missing, evicted, or
@@ -673,6 +711,11 @@ impl DiskCache {
         self.run_read_bytes.fetch_add(len as u64, Ordering::Relaxed);
         f.read_at(&self.direct_pool, off, len)
             .map_err(|_| Bad::Corrupt("record shorter than its chunk"))
+    }
+
+    /// Records [`DiskCache::will_need`] asked the kernel for (for tests).
+    pub fn advised(&self) -> u64 {
+        self.advised.load(Ordering::Relaxed)
     }
 
     /// Direct reads of records done so far (for tests).
@@ -1328,6 +1371,74 @@ mod tests {
         let s = c.stats().unwrap();
         assert_eq!((s.entries, s.bytes), (1, file_size(data.len()) as u64));
         assert_eq!((s.hits, s.misses), (2, 1));
+    }
+
+    /// Pages of `path` in `off..off + len` in the page cache, and how many
+    /// pages that range spans (`mincore` of a mapping of the file).
+    fn resident(path: &Path, off: u64, len: u64) -> (usize, usize) {
+        use std::os::fd::AsRawFd;
+        let f = File::open(path).unwrap();
+        let page = 4096u64;
+        let (start, end) = (off / page * page, (off + len).div_ceil(page) * page);
+        let n = ((end - start) / page) as usize;
+        let mut vec = vec![0u8; n];
+        // SAFETY: a read-only shared mapping of an open file, unmapped below;
+        // mincore writes one byte per page of it into `vec`.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                (end - start) as usize,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                start as libc::off_t,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(
+                libc::mincore(p, (end - start) as usize, vec.as_mut_ptr()),
+                0
+            );
+            libc::munmap(p, (end - start) as usize);
+        }
+        (vec.iter().filter(|b| *b & 1 == 1).count(), n)
+    }
+
+    #[test]
+    fn will_need_starts_reading_a_record_into_the_page_cache() {
+        use std::os::fd::AsRawFd;
+        let d = tempfile::TempDir::new().unwrap();
+        let c = DiskCache::open(d.path(), 1 << 30).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        put(&c, &data);
+        let (path, off, size) = c.record_of(&h(&data)).unwrap();
+        // Out of the page cache first: written back, then dropped.
+        let f = File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: a valid descriptor; the advice only drops clean pages.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let (before, pages) = resident(&path, off, size);
+        assert_eq!(
+            before,
+            0,
+            "{} kept its pages after POSIX_FADV_DONTNEED (tmpfs?): this test needs a disk-backed temp dir",
+            path.display()
+        );
+        c.will_need(&[7; 32], AT);
+        assert_eq!(c.advised(), 0, "a chunk that is not cached is not advised");
+        c.will_need(&h(&data), AT);
+        assert_eq!(c.advised(), 1);
+        // The reads were only started: wait for them, without reading.
+        let t = std::time::Instant::now();
+        let mut now = 0;
+        while now < pages && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            now = resident(&path, off, size).0;
+        }
+        assert_eq!(
+            now, pages,
+            "the record's pages in the page cache after will_need"
+        );
+        assert_eq!(get(&c, &data).unwrap(), data);
     }
 
     #[test]

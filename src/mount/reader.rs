@@ -475,6 +475,19 @@ impl ChunkSource {
         &self.disk
     }
 
+    /// A file no larger than the first readahead window was opened: it is
+    /// most likely read whole next (a data-loader epoch), so its cached
+    /// records start on their way into the page cache now, and its READ, a
+    /// round trip later, finds them there or in flight. A warm pass over
+    /// 20,000 files of 100 KiB took 5-16% less time with it, with less time
+    /// in iowait (docs/benchmarks.md). Chunks not cached: nothing happens.
+    pub fn opened_small(&self, m: &Manifest, e: &Entry) {
+        for &c in m.chunks_of(e) {
+            self.disk
+                .will_need(&c.hash, origin(m.packs[c.pack as usize], c));
+        }
+    }
+
     pub fn config(&self) -> &ReadConfig {
         &self.cfg
     }

@@ -489,6 +489,9 @@ impl Vfs {
                     EntryKind::File => {}
                 }
                 let map = ChunkMap::new(&m, &e);
+                if map.size() <= self.source.config().initial_window {
+                    self.source.opened_small(&m, &e);
+                }
                 OpenFile::Version {
                     manifest: m.clone(),
                     idx: i,

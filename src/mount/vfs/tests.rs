@@ -349,3 +349,33 @@ async fn manifests_evicted_under_a_small_bound_stay_usable() {
         Err(VfsError::NotFound)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_small_cached_file_starts_reading_its_records() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let (vfs, _) = fixture(tmp.path()).await;
+    let models = vfs.lookup(ROOT, "models").await.unwrap();
+    let v1 = vfs.lookup(models.ino, "m@1").await.unwrap();
+    let small = vfs.lookup(v1.ino, "a.txt").await.unwrap();
+    let w = vfs.lookup(v1.ino, "w").await.unwrap();
+    let big = vfs.lookup(w.ino, "big.bin").await.unwrap();
+    let advised = || vfs.source().disk().advised();
+    // Not cached yet: nothing to start.
+    let fh = vfs.open(small.ino, libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(advised(), 0);
+    assert_eq!(&vfs.read(fh, 0, 4096).await.unwrap()[..], b"hello");
+    vfs.release(fh);
+    let fh = vfs.open(big.ino, libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(vfs.read(fh, 0, 4 << 20).await.unwrap().len(), 3_000_000);
+    vfs.release(fh);
+    vfs.source().flush_writes(Duration::from_secs(10)).await;
+    // Cached now: the small file's record is asked for at open, the large
+    // file's (past the first readahead window) is left to its readahead.
+    let fh = vfs.open(small.ino, libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(advised(), 1);
+    assert_eq!(&vfs.read(fh, 0, 4096).await.unwrap()[..], b"hello");
+    vfs.release(fh);
+    let fh = vfs.open(big.ino, libc::O_RDONLY, 0).await.unwrap();
+    assert_eq!(advised(), 1);
+    vfs.release(fh);
+}
