@@ -267,10 +267,10 @@ pub struct DiskCache {
     direct_pool: Arc<BufferPool>,
     /// Direct reads of adjacent records done (for tests).
     run_reads: AtomicU64,
-    /// Records handed to the kernel's readahead by `will_need`.
-    advised: AtomicU64,
     /// Bytes those reads covered (for tests).
     run_read_bytes: AtomicU64,
+    /// Records handed to the kernel's readahead by `will_need` (for tests).
+    advised: AtomicU64,
     /// Batches written with direct I/O (for tests).
     direct_writes: AtomicU64,
     packs: Mutex<LruCache<PackId, Arc<File>>>,
