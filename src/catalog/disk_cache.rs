@@ -529,29 +529,15 @@ impl DiskCache {
             return;
         };
         self.advised.fetch_add(1, Ordering::Relaxed);
-        let advise = |f: &File, off: u64, len: usize| {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a valid descriptor; the advice only schedules reads.
-            unsafe {
-                libc::posix_fadvise(
-                    f.as_raw_fd(),
-                    off as libc::off_t,
-                    len as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                )
-            };
-        };
         let len = e.len as usize;
+        // The record: data and checksums, or a local store's checksums only.
+        let record = if e.local { 0 } else { len } + trailer_len(len);
         if let Ok(seg) = self.open_segment(e.seg) {
-            if e.local {
-                advise(&seg, e.off as u64, trailer_len(len));
-            } else {
-                advise(&seg, e.off as u64, len + trailer_len(len));
-            }
+            crate::store::will_need_range(&seg, e.off as u64, record as u64);
         }
         if e.local {
             if let Ok(pack) = self.open_pack(&at.pack) {
-                advise(&pack, at.offset as u64, len);
+                crate::store::will_need_range(&pack, at.offset as u64, len as u64);
             }
         }
     }

@@ -138,11 +138,21 @@ pub fn remove_in_background(paths: Vec<PathBuf>) {
 /// waiting: issued for many small files before reading them one by one, it
 /// keeps many disk reads in flight from one thread.
 pub fn will_need(f: &std::fs::File) {
+    will_need_range(f, 0, 0);
+}
+
+/// [`will_need`] for `len` bytes of `f` from `off` (`len` 0: to the end).
+pub fn will_need_range(f: &std::fs::File, off: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on an open descriptor; a failure only means
     // no readahead.
     unsafe {
-        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+        libc::posix_fadvise(
+            f.as_raw_fd(),
+            off as libc::off_t,
+            len as libc::off_t,
+            libc::POSIX_FADV_WILLNEED,
+        );
     }
 }
 

@@ -16,6 +16,6 @@ pub use doubles::{FaultyStore, GateHandle, GatedStore, Gates, SimClock, SimClock
 pub use errno::ToErrno;
 pub use fsutil::{
     append_private, create_private, lstat_all, private_dir, remove_in_background, will_need,
-    write_atomic, write_replace,
+    will_need_range, write_atomic, write_replace,
 };
 pub use in_place::{InPlace, InPlaceError};
