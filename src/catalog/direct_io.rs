@@ -1,7 +1,8 @@
 //! I/O that bypasses the page cache (`O_DIRECT`) from and into reused,
 //! aligned buffers, for bytes the daemon reads once and hands on: whole
 //! records of the disk cache read ahead of a sequential reader, pack ranges
-//! of a local store, and large batches of records the cache writes.
+//! of a local store, and large batches of records the cache writes. The
+//! same pooled buffers receive store responses ([`FillBuf`]).
 //!
 //! Why: such bytes end up in the page cache of the mounted file anyway
 //! (the kernel keeps what a READ returned), so reading them through the
@@ -26,7 +27,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -131,6 +132,8 @@ pub struct BufferPool {
     free: Mutex<Vec<(*mut u8, usize)>>,
     /// Bytes of free buffers kept at most.
     keep: usize,
+    /// Buffers mapped afresh so far (each costs page faults on first use).
+    mapped: AtomicU64,
 }
 
 // SAFETY: the pool only stores pointers of free buffers nobody else holds.
@@ -194,7 +197,13 @@ impl BufferPool {
         Arc::new(BufferPool {
             free: Mutex::default(),
             keep,
+            mapped: AtomicU64::new(0),
         })
+    }
+
+    /// Buffers mapped afresh so far: how often the pool had none to reuse.
+    pub fn mapped(&self) -> u64 {
+        self.mapped.load(Ordering::Relaxed)
     }
 
     /// Bytes of free buffers held now.
@@ -235,6 +244,7 @@ impl BufferPool {
             best.map(|i| free.swap_remove(i))
         };
         let (ptr, cap) = found.unwrap_or_else(|| {
+            self.mapped.fetch_add(1, Ordering::Relaxed);
             let grain = if n >= HUGE { HUGE } else { GRAIN };
             let cap = n.div_ceil(grain) * grain;
             (map_buffer(cap), cap)
@@ -274,6 +284,84 @@ unsafe impl Sync for Aligned {}
 impl AsRef<[u8]> for Aligned {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: the first `len` bytes were written by the read.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// A pooled buffer filled front to back whose filled bytes are handed out
+/// as [`Bytes`] while the rest is still arriving: a store response received
+/// in place, each chunk served as soon as it is complete. The buffer goes
+/// back to the pool when the last piece handed out is dropped, so its pages
+/// stay mapped: receive buffers from the allocator were fresh memory for a
+/// third of the requests of a cold read, and faulting them in cost about a
+/// tenth of the daemon's CPU (`perf`, docs/benchmarks.md).
+pub struct FillBuf {
+    buf: Arc<Aligned>,
+    /// Bytes written so far.
+    filled: usize,
+    /// Bytes handed out so far (`<= filled`).
+    handed: usize,
+}
+
+impl BufferPool {
+    /// A [`FillBuf`] with room for at least `n` (> 0) bytes.
+    pub fn fill_buf(self: &Arc<Self>, n: usize) -> FillBuf {
+        FillBuf {
+            buf: Arc::new(self.take(n)),
+            filled: 0,
+            handed: 0,
+        }
+    }
+}
+
+impl FillBuf {
+    /// Appends `s`. Panics when it does not fit: callers size the buffer
+    /// for the whole response.
+    pub fn extend(&mut self, s: &[u8]) {
+        assert!(
+            s.len() <= self.buf.cap - self.filled,
+            "fill buffer overflow"
+        );
+        // SAFETY: `filled + s.len() <= cap`. Pieces handed out end at
+        // `handed <= filled`, so nothing else reads or writes these bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), self.buf.ptr.add(self.filled), s.len())
+        };
+        self.filled += s.len();
+    }
+
+    /// The next `n` filled bytes not handed out yet; they are never written
+    /// again.
+    pub fn split_to(&mut self, n: usize) -> Bytes {
+        assert!(self.handed + n <= self.filled, "handing out unfilled bytes");
+        let piece = Piece {
+            // SAFETY: `handed + n <= filled <= cap`: inside the buffer.
+            ptr: unsafe { self.buf.ptr.add(self.handed) },
+            len: n,
+            _buf: self.buf.clone(),
+        };
+        self.handed += n;
+        Bytes::from_owner(piece)
+    }
+}
+
+/// Filled bytes of a [`FillBuf`], keeping its buffer out of the pool.
+struct Piece {
+    ptr: *const u8,
+    len: usize,
+    _buf: Arc<Aligned>,
+}
+
+// SAFETY: the bytes a piece covers are written before it exists and never
+// after; access is read-only.
+unsafe impl Send for Piece {}
+// SAFETY: as above.
+unsafe impl Sync for Piece {}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` lies in the buffer `_buf` keeps alive,
+        // and was filled before the piece was made.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
@@ -445,5 +533,54 @@ mod tests {
         drop(many);
         drop(c);
         assert_eq!(pool.free_bytes(), 1 << 20, "kept up to the bound");
+    }
+
+    /// A fill buffer hands out what was filled, in order, while later bytes
+    /// still arrive, and goes back to the pool only with its last piece.
+    #[test]
+    fn fill_buf_hands_out_pieces_and_returns_with_the_last() {
+        let pool = BufferPool::new(4 << 20);
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut fb = pool.fill_buf(data.len());
+        let mut pieces = vec![];
+        let (mut filled, mut handed) = (0, 0);
+        // Frames of 64 KiB; a piece of 300,000 bytes as soon as it is complete.
+        for frame in data.chunks(65_536) {
+            fb.extend(frame);
+            filled += frame.len();
+            while filled - handed >= 300_000 {
+                pieces.push(fb.split_to(300_000));
+                handed += 300_000;
+            }
+        }
+        pieces.push(fb.split_to(filled - handed));
+        drop(fb);
+        let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        assert!(joined == data, "pieces differ from what was filled");
+        for w in pieces.windows(2) {
+            let end = w[0].as_ptr() as usize + w[0].len();
+            assert_eq!(end, w[1].as_ptr() as usize, "pieces lie back to back");
+        }
+        assert_eq!(pool.mapped(), 1);
+        let last = pieces.pop().unwrap();
+        drop(pieces);
+        assert_eq!(
+            pool.free_bytes(),
+            0,
+            "back before its last piece was dropped"
+        );
+        drop(last);
+        assert_eq!(pool.free_bytes(), 4 << 20, "not back after its last piece");
+        let again = pool.fill_buf(1 << 20);
+        assert_eq!(pool.mapped(), 1, "a free buffer was mapped afresh");
+        drop(again);
+    }
+
+    #[test]
+    #[should_panic(expected = "fill buffer overflow")]
+    fn fill_buf_refuses_more_than_it_holds() {
+        let pool = BufferPool::new(0);
+        let mut fb = pool.fill_buf(GRAIN);
+        fb.extend(&vec![0u8; GRAIN + 1]);
     }
 }

@@ -10,7 +10,7 @@ mod stat_cache;
 mod versions;
 
 pub use catalog_cache::{CatalogCache, Listing};
-pub use direct_io::{BufferPool, DirectFile};
+pub use direct_io::{BufferPool, DirectFile, FillBuf};
 pub use disk_cache::{Admit, Body, CacheError, DiskCache, Origin};
 pub mod gc_runs {
     //! gc's run records (mark, wait, sweep, done) and the writer's guard.

@@ -228,6 +228,45 @@ async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
     );
 }
 
+/// Store responses are received into pooled buffers that come back when
+/// their chunks are dropped, so a long read maps about as many buffers as it
+/// ever holds at once, not one per request: fresh receive buffers cost the
+/// daemon a page fault per 4 KiB (a tenth of its CPU in a cold read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_buffers_are_reused_across_requests() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let big = random_bytes(&mut rng, 48 * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let cfg = ReadConfig {
+        request_bytes: 2 << 20,
+        max_window: 4 << 20,
+        budget: 8 << 20,
+        write_queue: 2,
+        ..ReadConfig::default()
+    };
+    // SlowStore sends 64 KiB frames, so responses are gathered, not whole.
+    let slow = SlowStore::new(f.inner.clone(), Duration::from_millis(2), 1 << 30);
+    let store = Store::from_object_store(Arc::new(slow.clone()), "slow://");
+    let disk = Arc::new(DiskCache::open(tmp.path(), 1 << 30).unwrap());
+    let source = ChunkSource::with_config(store.clone(), disk, Duration::from_secs(20), cfg);
+    let r = Reader {
+        vfs: vfs_over(store, source.clone(), tmp.path()),
+        slow,
+    };
+    assert!(r.read_all("big.bin", 1 << 20).await == big, "bytes differ");
+    let requests = r.slow.traffic.ranges_under("packs/").len() as u64;
+    let mapped = source.buffers_mapped();
+    eprintln!("{requests} pack GETs, {mapped} buffers mapped");
+    assert!(requests >= 20, "only {requests} requests");
+    // At most: the window's requests, those queued for the cache writer, a
+    // few being received, and the requests too small to pool.
+    assert!(
+        mapped <= 12,
+        "{mapped} buffers mapped for {requests} requests: buffers not reused"
+    );
+}
+
 /// The window is topped up as soon as a request's worth of it is free, so
 /// the bytes fetched ahead of a sequential reader stay near a full window.
 /// Topped up only when half the window had drained, a reader of a local

@@ -34,7 +34,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::catalog::{Admit, Body, BufferPool, DirectFile, DiskCache, Origin};
+use crate::catalog::{Admit, Body, BufferPool, DirectFile, DiskCache, FillBuf, Origin};
 use crate::format::{open_range, verify_chunk, ChunkError, FetchError};
 use crate::format::{to_hex, DigestMap, Hash, PackId};
 use crate::format::{ChunkRef, Entry, Manifest, PACK_TARGET};
@@ -123,8 +123,9 @@ impl Drop for StreamGuard {
 /// Ids of store response buffers (0 is "a buffer of its own").
 static NEXT_BUF: AtomicU64 = AtomicU64::new(1);
 
-/// Free buffers of direct pack reads (local store) kept for reuse.
-const LOCAL_POOL_BYTES: usize = 64 << 20;
+/// Free buffers of store responses and of a local store's pack reads kept
+/// for reuse.
+const POOL_BYTES: usize = 64 << 20;
 
 /// Requests smaller than this get a buffer of their own.
 const POOLED_MIN: usize = 1 << 20;
@@ -137,37 +138,33 @@ const INLINE_DISK_READ: usize = 64 << 10;
 /// switches per file.
 const INLINE_CHUNK_READ: u32 = 256 << 10;
 
-/// Request buffers kept for reuse. A buffer is given back when its request
-/// is done and taken again once every chunk sliced from it has been
-/// dropped, so its pages stay mapped: allocating a fresh multi-MiB buffer
-/// per request made the kernel fault in and zero every page of it again
-/// (about 0.25 CPU-s per GiB read, measured).
-struct BufPool {
-    free: Mutex<Vec<BytesMut>>,
-    keep: usize,
-    size: usize,
+/// Where a store response's frames are gathered: a pooled buffer, or for
+/// a small request a buffer of its own.
+enum Gather {
+    Pooled(FillBuf),
+    Own(BytesMut),
 }
 
-impl BufPool {
-    fn take(&self, n: usize) -> BytesMut {
+impl Gather {
+    fn new(pool: &Arc<BufferPool>, n: usize) -> Gather {
         if n < POOLED_MIN {
-            return BytesMut::with_capacity(n);
+            Gather::Own(BytesMut::with_capacity(n))
+        } else {
+            Gather::Pooled(pool.fill_buf(n))
         }
-        {
-            let mut g = self.free.lock().expect("pool lock");
-            if let Some(i) = g.iter_mut().position(|b| b.try_reclaim(n)) {
-                return g.swap_remove(i);
-            }
-        }
-        BytesMut::with_capacity(n.max(self.size))
     }
 
-    /// Takes back what is left of a buffer whose pieces were all split off.
-    fn give(&self, mut b: BytesMut) {
-        b.clear();
-        let mut g = self.free.lock().expect("pool lock");
-        if g.len() < self.keep {
-            g.push(b);
+    fn extend(&mut self, s: &[u8]) {
+        match self {
+            Gather::Pooled(b) => b.extend(s),
+            Gather::Own(b) => b.extend_from_slice(s),
+        }
+    }
+
+    fn split_to(&mut self, n: usize) -> Bytes {
+        match self {
+            Gather::Pooled(b) => b.split_to(n),
+            Gather::Own(b) => b.split_to(n).freeze(),
         }
     }
 }
@@ -329,7 +326,8 @@ pub struct ChunkSource {
     pending_writes: Arc<AtomicUsize>,
     /// Open files reading sequentially, sharing the readahead budget.
     streams: Arc<AtomicUsize>,
-    pool: BufPool,
+    /// Buffers of store responses and local pack reads.
+    buffers: Arc<BufferPool>,
     /// Small files read whole so far, by pack (see `readahead::neighbours`).
     small_reads: Mutex<lru::LruCache<PackId, u32>>,
     /// A local store's pack directory: its packs are read directly.
@@ -341,7 +339,6 @@ pub struct ChunkSource {
 struct LocalPacks {
     dir: std::path::PathBuf,
     open: Mutex<lru::LruCache<PackId, Arc<DirectFile>>>,
-    buffers: Arc<BufferPool>,
     /// Reads running at once (`ReadConfig::local_parallel`).
     reads: Arc<Semaphore>,
 }
@@ -436,7 +433,6 @@ impl ChunkSource {
         spawn_writer(disk.clone(), writing.clone(), pending_writes.clone(), rx);
         let local_packs = store.local_packs();
         let local_parallel = cfg.local_parallel.max(1);
-        let pooled = (cfg.request_bytes + cfg.request_bytes / 2 + cfg.align) as usize;
         Arc::new(ChunkSource {
             store,
             disk,
@@ -451,11 +447,7 @@ impl ChunkSource {
             pack_indexes: Mutex::default(),
             pending_writes,
             streams: Arc::default(),
-            pool: BufPool {
-                free: Mutex::default(),
-                keep: 4,
-                size: pooled,
-            },
+            buffers: BufferPool::new(POOL_BYTES),
             small_reads: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).expect("nonzero"),
             )),
@@ -464,11 +456,16 @@ impl ChunkSource {
                 open: Mutex::new(lru::LruCache::new(
                     std::num::NonZeroUsize::new(64).expect("nonzero"),
                 )),
-                buffers: BufferPool::new(LOCAL_POOL_BYTES),
                 reads: Arc::new(Semaphore::new(local_parallel)),
             }),
             stats: SourceStats::default(),
         })
+    }
+
+    /// Response and pack-read buffers mapped afresh so far (tests: buffers
+    /// are reused across requests).
+    pub fn buffers_mapped(&self) -> u64 {
+        self.buffers.mapped()
     }
 
     pub fn disk(&self) -> &Arc<DiskCache> {
@@ -864,17 +861,15 @@ impl ChunkSource {
         // Bytes received up to `pos`; whole when it came in one frame.
         let mut pos = range.start;
         let mut whole: Option<Bytes> = None;
-        let mut acc = BytesMut::new();
+        let mut acc: Option<Gather> = None;
         let mut i = 0;
         while let Some(frame) = body.next_frame().await? {
             let n = frame.len();
             if pos == range.start && n == total {
                 whole = Some(frame);
             } else {
-                if acc.capacity() == 0 {
-                    acc = self.pool.take(total);
-                }
-                acc.extend_from_slice(&frame);
+                acc.get_or_insert_with(|| Gather::new(&self.buffers, total))
+                    .extend(&frame);
             }
             pos += n as u64;
             // Every chunk whose piece of this request is complete.
@@ -884,19 +879,17 @@ impl ChunkSource {
                 if end > pos {
                     break;
                 }
-                let piece = match &whole {
-                    Some(w) => {
+                let piece = match (&whole, &mut acc) {
+                    (Some(w), _) => {
                         w.slice((start - range.start) as usize..(end - range.start) as usize)
                     }
-                    None => acc.split_to((end - start) as usize).freeze(),
+                    (None, Some(acc)) => acc.split_to((end - start) as usize),
+                    (None, None) => Bytes::new(),
                 };
                 let at = (start - a.c.offset as u64) as u32;
                 self.deposit(a, at, piece, buf_id, admits);
                 i += 1;
             }
-        }
-        if acc.capacity() > 0 || whole.is_none() {
-            self.pool.give(acc);
         }
         Ok(())
     }
@@ -917,8 +910,7 @@ impl ChunkSource {
         let total = (range.end - range.start) as usize;
         let start = range.start;
         let t = self.timeout;
-        let local = self.local_packs.as_ref().expect("a local store");
-        let buffers = local.buffers.clone();
+        let buffers = self.buffers.clone();
         // `permit`: the read slot, taken in request order by
         // [`Self::spawn_fetches`], so the disk sees few streams moving
         // forward, not scattered reads.
