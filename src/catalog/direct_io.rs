@@ -278,7 +278,8 @@ struct Aligned {
 
 // SAFETY: the buffer is uniquely owned; after `read_at` it is only read.
 unsafe impl Send for Aligned {}
-// SAFETY: shared access is read-only (`as_ref`).
+// SAFETY: shared access is read-only (`as_ref`), but for a [`FillBuf`]'s
+// writes to bytes that no piece covers yet.
 unsafe impl Sync for Aligned {}
 
 impl AsRef<[u8]> for Aligned {

@@ -246,17 +246,10 @@ async fn response_buffers_are_reused_across_requests() {
         ..ReadConfig::default()
     };
     // SlowStore sends 64 KiB frames, so responses are gathered, not whole.
-    let slow = SlowStore::new(f.inner.clone(), Duration::from_millis(2), 1 << 30);
-    let store = Store::from_object_store(Arc::new(slow.clone()), "slow://");
-    let disk = Arc::new(DiskCache::open(tmp.path(), 1 << 30).unwrap());
-    let source = ChunkSource::with_config(store.clone(), disk, Duration::from_secs(20), cfg);
-    let r = Reader {
-        vfs: vfs_over(store, source.clone(), tmp.path()),
-        slow,
-    };
+    let r = reader(&f, tmp.path(), cfg, 1 << 30);
     assert!(r.read_all("big.bin", 1 << 20).await == big, "bytes differ");
     let requests = r.slow.traffic.ranges_under("packs/").len() as u64;
-    let mapped = source.buffers_mapped();
+    let mapped = r.vfs.source().buffers_mapped();
     eprintln!("{requests} pack GETs, {mapped} buffers mapped");
     assert!(requests >= 20, "only {requests} requests");
     // At most: the window's requests, those queued for the cache writer, a
