@@ -158,6 +158,15 @@ fn small_window() -> ReadConfig {
     }
 }
 
+/// A random `big.bin` of `mib` MiB (from `seed`), pushed; and an empty
+/// directory for a disk cache.
+async fn big_file(seed: u64, mib: usize) -> (Vec<u8>, Fixture, tempfile::TempDir) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let big = random_bytes(&mut rng, mib * MIB);
+    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
+    (big, f, tempfile::TempDir::new().unwrap())
+}
+
 /// A random `big.bin` of `mib` MiB (from `seed`), pushed; a reader of it
 /// with [`small_window`] over a link of `bps` bytes/s; its manifest, loaded
 /// before the store's traffic is reset.
@@ -166,10 +175,7 @@ async fn one_big_file(
     mib: usize,
     bps: u64,
 ) -> (Vec<u8>, Fixture, tempfile::TempDir, Reader, Arc<Manifest>) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let big = random_bytes(&mut rng, mib * MIB);
-    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
-    let tmp = tempfile::TempDir::new().unwrap();
+    let (big, f, tmp) = big_file(seed, mib).await;
     let r = reader(&f, tmp.path(), small_window(), bps);
     let m = r.manifest().await;
     r.slow.traffic.reset();
@@ -234,10 +240,7 @@ async fn sequential_read_keeps_requests_in_flight_and_fetches_each_byte_once() {
 /// daemon a page fault per 4 KiB (a tenth of its CPU in a cold read).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_buffers_are_reused_across_requests() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
-    let big = random_bytes(&mut rng, 48 * MIB);
-    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
-    let tmp = tempfile::TempDir::new().unwrap();
+    let (big, f, tmp) = big_file(21, 48).await;
     let cfg = ReadConfig {
         request_bytes: 2 << 20,
         max_window: 4 << 20,
@@ -518,10 +521,7 @@ async fn warm_reads_come_from_the_disk_cache_only() {
 /// where requests of the cold read admitted a file's chunks out of order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_kernel_read_keeps_the_window() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let big = random_bytes(&mut rng, 48 * MIB);
-    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
-    let tmp = tempfile::TempDir::new().unwrap();
+    let (big, f, tmp) = big_file(5, 48).await;
     {
         let r = Arc::new(reader(&f, tmp.path(), ReadConfig::default(), 1 << 30));
         // Two readers at once: requests finish, and are admitted, out of order.
@@ -556,10 +556,7 @@ async fn a_late_kernel_read_keeps_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_reads_fetch_only_what_they_touch() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-    let big = random_bytes(&mut rng, 24 * MIB);
-    let f = fixture(vec![("big.bin".into(), big.clone())]).await;
-    let tmp = tempfile::TempDir::new().unwrap();
+    let (big, f, tmp) = big_file(4, 24).await;
     let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
     r.manifest().await;
     r.slow.traffic.reset();
