@@ -113,16 +113,46 @@ impl DirectFile {
         if len == 0 {
             return Ok(Bytes::new());
         }
+        Ok(self.read_buf_at(pool, off, len)?.freeze())
+    }
+
+    /// [`DirectFile::read_at`], the bytes still writable: the caller may
+    /// rearrange them before handing them out.
+    pub fn read_buf_at(&self, pool: &Arc<BufferPool>, off: u64, len: usize) -> io::Result<ReadBuf> {
         let start = off / ALIGN as u64 * ALIGN as u64;
         let skip = (off - start) as usize;
-        let want = (skip + len).div_ceil(ALIGN) * ALIGN;
+        let want = (skip + len).div_ceil(ALIGN).max(1) * ALIGN;
         let mut buf = pool.take(want);
         // SAFETY: `buf` has room for `want` bytes. Each read asks for the
         // rest of the room from an offset that stays a multiple of ALIGN
         // until the file ends, as O_DIRECT requires.
         unsafe { pread_at_least(&self.file, buf.ptr, want, skip + len, start)? };
         buf.len = skip + len;
-        Ok(Bytes::from_owner(buf).slice(skip..))
+        Ok(ReadBuf { buf, skip })
+    }
+}
+
+/// The bytes of a direct read, owned and writable until [`ReadBuf::freeze`]
+/// hands them out.
+pub struct ReadBuf {
+    buf: Aligned,
+    /// Bytes before the ones asked for (the read starts aligned).
+    skip: usize,
+}
+
+impl ReadBuf {
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the first `len` bytes were written by the read, and the
+        // buffer is owned by `self` alone.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.ptr, self.buf.len) }
+            .get_mut(self.skip..)
+            .expect("skip within the read")
+    }
+
+    /// The bytes, read-only from now on.
+    pub fn freeze(self) -> Bytes {
+        let skip = self.skip;
+        Bytes::from_owner(self.buf).slice(skip..)
     }
 }
 
@@ -276,7 +306,8 @@ struct Aligned {
     pool: Arc<BufferPool>,
 }
 
-// SAFETY: the buffer is uniquely owned; after `read_at` it is only read.
+// SAFETY: the buffer is uniquely owned; once frozen (`ReadBuf::freeze`) it
+// is only read.
 unsafe impl Send for Aligned {}
 // SAFETY: shared access is read-only (`as_ref`), but for a [`FillBuf`]'s
 // writes to bytes that no piece covers yet.

@@ -10,8 +10,8 @@ mod stat_cache;
 mod versions;
 
 pub use catalog_cache::{CatalogCache, Listing};
-pub use direct_io::{BufferPool, DirectFile, FillBuf};
-pub use disk_cache::{Admit, Body, CacheError, DiskCache, Origin};
+pub use direct_io::{BufferPool, DirectFile, FillBuf, ReadBuf};
+pub use disk_cache::{Admit, Body, CacheError, DiskCache, Origin, RunChunk};
 pub mod gc_runs {
     //! gc's run records (mark, wait, sweep, done) and the writer's guard.
     pub use super::gc_records::{

@@ -26,6 +26,7 @@
 //! instead of 8 MiB, at 0.44x the raw GETs' throughput.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -445,5 +446,9 @@ pub async fn read_range(
             return Err(err);
         }
     };
-    Ok(concat(parts))
+    let (bytes, copied) = concat(parts);
+    if copied {
+        source.stats.copied_reads.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(bytes)
 }

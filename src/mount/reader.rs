@@ -186,13 +186,14 @@ impl AsRef<[u8]> for Joined {
     }
 }
 
-/// The bytes of `parts`, in order, as one `Bytes`: without copying when
-/// they are back-to-back slices of one store response (the common case of
-/// a 1 MiB read across several chunks of one request), else copied once.
-pub fn concat(mut parts: Vec<Chunk>) -> Bytes {
+/// The bytes of `parts`, in order, as one `Bytes`, and whether they were
+/// copied: not when they are back-to-back slices of one buffer (a store
+/// response, or a direct read of the disk cache: the common case of a
+/// 1 MiB read across several chunks), else copied once.
+pub fn concat(mut parts: Vec<Chunk>) -> (Bytes, bool) {
     match parts.len() {
-        0 => return Bytes::new(),
-        1 => return parts.pop().expect("one part").bytes,
+        0 => return (Bytes::new(), false),
+        1 => return (parts.pop().expect("one part").bytes, false),
         _ => {}
     }
     let buf = parts[0].buf;
@@ -204,17 +205,18 @@ pub fn concat(mut parts: Vec<Chunk>) -> Bytes {
     let len: usize = parts.iter().map(|p| p.bytes.len()).sum();
     if adjacent {
         let ptr = parts[0].bytes.as_ptr() as usize;
-        return Bytes::from_owner(Joined {
+        let joined = Joined {
             _parts: parts.into_iter().map(|p| p.bytes).collect(),
             ptr,
             len,
-        });
+        };
+        return (Bytes::from_owner(joined), false);
     }
     let mut out = BytesMut::with_capacity(len);
     for p in parts {
         out.extend_from_slice(&p.bytes);
     }
-    out.freeze()
+    (out.freeze(), true)
 }
 
 /// Where the answer for a chunk on its way goes.
@@ -277,6 +279,9 @@ impl Default for ReadConfig {
 pub struct SourceStats {
     pub requests: AtomicU64,
     pub bytes: AtomicU64,
+    /// Reads spanning chunks that were not back to back in memory, so
+    /// answered with a copy ([`concat`]).
+    pub copied_reads: AtomicU64,
 }
 
 /// One chunk being put together from one or more requests.
@@ -696,18 +701,18 @@ impl ChunkSource {
         self.spawn_disk_reads(from_disk);
         for (pack, c, tx) in read_here {
             let got = self.disk.get(&c.hash, c.len, origin(pack, c));
-            self.disk_read_done(pack, c, tx, got);
+            self.disk_read_done(pack, c, tx, got.map(Chunk::own));
         }
         out
     }
 
     /// Hands a chunk read from the disk cache to its readers; one that was
     /// evicted or found corrupt (and dropped) is fetched from the store.
-    fn disk_read_done(self: &Arc<Self>, pack: PackId, c: ChunkRef, tx: Sender, got: Option<Bytes>) {
+    fn disk_read_done(self: &Arc<Self>, pack: PackId, c: ChunkRef, tx: Sender, got: Option<Chunk>) {
         match got {
-            Some(b) => {
+            Some(chunk) => {
                 self.inflight.lock().expect("inflight").remove(&c.hash);
-                let _ = tx.send(Ok(Chunk::own(b)));
+                let _ = tx.send(Ok(chunk));
             }
             None => {
                 let asm = Arc::new(Assembly {
@@ -760,9 +765,18 @@ impl ChunkSource {
                         tokio::task::spawn_blocking(move || disk.get_run(&items, || drop(permit)))
                             .await
                             .unwrap_or_default();
+                    // Chunks of one direct read lie back to back in its
+                    // buffer: a buffer id each, for `concat`.
+                    let reads = got.iter().flatten().filter_map(|c| c.read).max();
+                    let base =
+                        NEXT_BUF.fetch_add(reads.map_or(0, |r| r as u64 + 1), Ordering::Relaxed);
                     let mut got = got.into_iter();
                     for (pack, c, tx) in group {
-                        me.disk_read_done(pack, c, tx, got.next().flatten());
+                        let chunk = got.next().flatten().map(|r| Chunk {
+                            bytes: r.bytes,
+                            buf: r.read.map_or(0, |k| base + k as u64),
+                        });
+                        me.disk_read_done(pack, c, tx, chunk);
                     }
                 });
             },
@@ -1227,6 +1241,40 @@ impl ChunkMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Back-to-back slices of one buffer are joined without a copy; slices
+    /// of no known buffer, or with a gap, are copied.
+    #[test]
+    fn concat_joins_back_to_back_slices_without_copying() {
+        let b = Bytes::from((0..=255u8).collect::<Vec<_>>());
+        let parts = |buf: u64| {
+            [0..100, 100..180, 180..256]
+                .into_iter()
+                .map(|r| Chunk {
+                    bytes: b.slice(r),
+                    buf,
+                })
+                .collect::<Vec<_>>()
+        };
+        let (joined, copied) = concat(parts(7));
+        assert!(joined == b && !copied);
+        assert_eq!(joined.as_ptr(), b.as_ptr(), "no copy");
+        let (own, copied) = concat(parts(0));
+        assert!(own == b && copied);
+        assert_ne!(own.as_ptr(), b.as_ptr());
+        let gap = vec![
+            Chunk {
+                bytes: b.slice(0..10),
+                buf: 7,
+            },
+            Chunk {
+                bytes: b.slice(20..30),
+                buf: 7,
+            },
+        ];
+        let (got, copied) = concat(gap);
+        assert!(got[..] == [&b[0..10], &b[20..30]].concat()[..] && copied);
+    }
 
     /// Failures keep their cause and the text they always had.
     #[test]
