@@ -542,6 +542,44 @@ async fn warm_reads_across_chunks_are_not_copied() {
     assert_eq!(pack_bytes(&r), 0, "warm reads went to the store");
 }
 
+/// The READs of one kernel readahead batch (up to 8 MiB) are handled on
+/// several threads in any order. One handled after later ones still finds
+/// its chunks planned, so a warm read takes each chunk from the disk cache
+/// once: chunks used to be let go of 4 MiB behind the READ being handled,
+/// and the late READ read its chunks from the disk again (a warm `cat`
+/// waited 10-15 ms for it every 16 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_a_batch_in_any_order_keep_their_chunks() {
+    let (big, f, tmp) = big_file(7, 48).await;
+    {
+        let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+        assert!(r.read_all("big.bin", MIB as u32).await == big);
+        r.vfs.source().flush_writes(Duration::from_secs(10)).await;
+    }
+    let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+    let chunks = r.manifest().await.chunks.len() as u64;
+    let disk = r.vfs.source().disk().clone();
+    disk.flush_counters();
+    let hits0 = disk.stats().unwrap().hits;
+    let fh = r.open("big.bin").await;
+    // Batches of 8 READs of 1 MiB, the last of each handled first.
+    for batch in (0..48).step_by(8) {
+        for i in [7, 0, 1, 2, 3, 4, 5, 6] {
+            let off = (batch + i) * MIB;
+            let got = r.vfs.read(fh, off as u64, MIB as u32).await.unwrap();
+            assert!(got[..] == big[off..off + MIB], "bytes at {off}");
+        }
+    }
+    r.vfs.release(fh);
+    disk.flush_counters();
+    let hits = disk.stats().unwrap().hits - hits0;
+    assert!(
+        hits <= chunks + chunks / 20,
+        "{hits} reads of chunks from the disk cache for {chunks} chunks"
+    );
+    assert_eq!(pack_bytes(&r), 0, "warm reads went to the store");
+}
+
 /// A READ of the kernel's readahead handled late (behind the stream, within
 /// its window) keeps the window: it used to drop it, and every chunk of the
 /// dropped window was read from the disk cache again (a warm `cat` read 1.6x

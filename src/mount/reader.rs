@@ -749,11 +749,13 @@ impl ChunkSource {
         // own read slot ran in the runtime's order, not the plan's.
         let slots = self.disk_reads.clone();
         let me = self.clone();
+        let planned = Instant::now();
         start_in_order(
             groups,
             move || slots.clone().acquire_owned().map(Result::ok).boxed(),
             move |group: Vec<(PackId, ChunkRef, Sender)>, permit| {
                 let me = me.clone();
+                let started = Instant::now();
                 tokio::spawn(async move {
                     let items: Vec<_> = group
                         .iter()
@@ -761,10 +763,27 @@ impl ChunkSource {
                         .collect();
                     let disk = me.disk.clone();
                     // The permit covers the reads, not the checks after them.
-                    let got =
-                        tokio::task::spawn_blocking(move || disk.get_run(&items, || drop(permit)))
-                            .await
-                            .unwrap_or_default();
+                    let got = tokio::task::spawn_blocking(move || {
+                        let running = Instant::now();
+                        let mut read = running;
+                        let got = disk.get_run(&items, || {
+                            read = Instant::now();
+                            drop(permit)
+                        });
+                        // Where a readahead read of the cache spends its time:
+                        // waiting for a slot, a thread, the disk, the checks.
+                        tracing::trace!(
+                            bytes = items.iter().map(|i| i.1 as u64).sum::<u64>(),
+                            slot_us = started.duration_since(planned).as_micros() as u64,
+                            thread_us = running.duration_since(started).as_micros() as u64,
+                            read_us = read.duration_since(running).as_micros() as u64,
+                            check_us = read.elapsed().as_micros() as u64,
+                            "disk run"
+                        );
+                        got
+                    })
+                    .await
+                    .unwrap_or_default();
                     // Chunks of one direct read lie back to back in its
                     // buffer: a buffer id each, for `concat`.
                     let reads = got.iter().flatten().filter_map(|c| c.read).max();
