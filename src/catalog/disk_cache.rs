@@ -1424,6 +1424,18 @@ mod tests {
         c.put(&h(data), data, AT).unwrap();
     }
 
+    /// Chunks to admit in one batch, in the order given.
+    fn admits<'a>(chunks: impl IntoIterator<Item = &'a Vec<u8>>) -> Vec<Admit> {
+        chunks
+            .into_iter()
+            .map(|x| Admit {
+                hash: h(x),
+                body: Body::Bytes(Bytes::from(x.clone())),
+                origin: AT,
+            })
+            .collect()
+    }
+
     /// Flips a byte of a chunk's record, `at` bytes into it.
     fn damage(c: &DiskCache, data: &[u8], at: u64, f: impl FnOnce(&mut u8)) {
         let (path, off, _) = c.record_of(&h(data)).unwrap();
@@ -1525,14 +1537,7 @@ mod tests {
         let chunks: Vec<Vec<u8>> = (0..200u32)
             .map(|i| vec![i as u8; 5000 + i as usize])
             .collect();
-        let batch: Vec<Admit> = chunks
-            .iter()
-            .map(|x| Admit {
-                hash: h(x),
-                body: Body::Bytes(Bytes::from(x.clone())),
-                origin: AT,
-            })
-            .collect();
+        let batch = admits(&chunks);
         c.put_batch(&batch[..100]).unwrap();
         for x in &chunks[100..] {
             put(&c, x);
@@ -1557,14 +1562,7 @@ mod tests {
             .collect();
         // Admitted out of file order, as parallel fetches complete.
         let order = [3, 0, 1, 2, 5, 4, 7, 6, 8, 10, 9, 11];
-        let batch: Vec<Admit> = order
-            .iter()
-            .map(|&i| Admit {
-                hash: h(&chunks[i]),
-                body: Body::Bytes(Bytes::from(chunks[i].clone())),
-                origin: AT,
-            })
-            .collect();
+        let batch = admits(order.iter().map(|&i| &chunks[i]));
         c.put_batch(&batch).unwrap();
         let absent = vec![1u8; 5000];
         let mut items: Vec<(Hash, u32, Origin)> =
@@ -1606,14 +1604,7 @@ mod tests {
         let chunks: Vec<Vec<u8>> = (0..8u32)
             .map(|i| (0..50_000 + i * 4099).map(|j| (i * 5 + j) as u8).collect())
             .collect();
-        let batch: Vec<Admit> = chunks
-            .iter()
-            .map(|x| Admit {
-                hash: h(x),
-                body: Body::Bytes(Bytes::from(x.clone())),
-                origin: AT,
-            })
-            .collect();
+        let batch = admits(&chunks);
         c.put_batch(&batch).unwrap();
         damage(&c, &chunks[3], 10, |b| *b ^= 1);
         let items: Vec<_> = chunks.iter().map(|x| (h(x), x.len() as u32, AT)).collect();
@@ -1701,14 +1692,7 @@ mod tests {
         let chunks: Vec<Vec<u8>> = (0..24u32)
             .map(|i| (0..200_000 + i * 977).map(|j| (i * 13 + j) as u8).collect())
             .collect();
-        let admit = |r: std::ops::Range<usize>| -> Vec<Admit> {
-            r.map(|i| Admit {
-                hash: h(&chunks[i]),
-                body: Body::Bytes(Bytes::from(chunks[i].clone())),
-                origin: AT,
-            })
-            .collect()
-        };
+        let admit = |r: std::ops::Range<usize>| admits(&chunks[r]);
         // Requests of a cold read finish out of order; a small put between.
         c.put_batch(&admit(8..16)).unwrap();
         put(&c, &[5u8; 3000]);

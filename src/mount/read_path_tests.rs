@@ -167,6 +167,16 @@ async fn big_file(seed: u64, mib: usize) -> (Vec<u8>, Fixture, tempfile::TempDir
     (big, f, tempfile::TempDir::new().unwrap())
 }
 
+/// [`big_file`], its disk cache filled by a sequential read of 1 MiB READs.
+async fn big_file_cached(seed: u64, mib: usize) -> (Vec<u8>, Fixture, tempfile::TempDir) {
+    let (big, f, tmp) = big_file(seed, mib).await;
+    let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
+    assert!(r.read_all("big.bin", MIB as u32).await == big);
+    r.vfs.source().flush_writes(Duration::from_secs(10)).await;
+    drop(r);
+    (big, f, tmp)
+}
+
 /// A random `big.bin` of `mib` MiB (from `seed`), pushed; a reader of it
 /// with [`small_window`] over a link of `bps` bytes/s; its manifest, loaded
 /// before the store's traffic is reset.
@@ -521,12 +531,7 @@ async fn warm_reads_come_from_the_disk_cache_only() {
 /// daemon's CPU in a warm `cat`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_reads_across_chunks_are_not_copied() {
-    let (big, f, tmp) = big_file(6, 48).await;
-    {
-        let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
-        assert!(r.read_all("big.bin", MIB as u32).await == big);
-        r.vfs.source().flush_writes(Duration::from_secs(10)).await;
-    }
+    let (big, f, tmp) = big_file_cached(6, 48).await;
     let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
     r.manifest().await;
     let chunks = r.manifest().await.chunks.len();
@@ -550,12 +555,7 @@ async fn warm_reads_across_chunks_are_not_copied() {
 /// waited 10-15 ms for it every 16 MiB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_of_a_batch_in_any_order_keep_their_chunks() {
-    let (big, f, tmp) = big_file(7, 48).await;
-    {
-        let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
-        assert!(r.read_all("big.bin", MIB as u32).await == big);
-        r.vfs.source().flush_writes(Duration::from_secs(10)).await;
-    }
+    let (big, f, tmp) = big_file_cached(7, 48).await;
     let r = reader(&f, tmp.path(), ReadConfig::default(), 1 << 30);
     let chunks = r.manifest().await.chunks.len() as u64;
     let disk = r.vfs.source().disk().clone();

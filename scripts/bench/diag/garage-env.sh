@@ -11,3 +11,18 @@ export HOME=$W/home XDG_DATA_HOME=$W/data XDG_CACHE_HOME=$W/cache ASSETFS_UNSAFE
 mkdir -p "$HOME" "$W/mnt" "$W/src"
 cleanup() { "$A" unmount "$W/mnt" >/dev/null 2>&1 || umount -l "$W/mnt" 2>/dev/null || true; kill "$GARAGE_PID" 2>/dev/null; sleep 1; rm -rf "$W"; }
 trap cleanup EXIT
+
+# push_big MIB STORE: a random MIB-MiB file $W/src/big.bin pushed to STORE as models/big (version 1).
+push_big() {
+  head -c $(($1 << 20)) /dev/urandom >"$W/src/big.bin"
+  "$A" --store "$2" init >/dev/null 2>&1 || true
+  "$A" --store "$2" push models/big "$W/src" -m p >/dev/null 2>&1
+}
+
+# fill_by_cat STORE: the cache $W/c filled as bench-mount.sh fills it, by a cold `cat` of models/big@1 through a
+# mount.
+fill_by_cat() {
+  "$A" --store "$1" --cache-dir "$W/c" mount "$W/mnt" >/dev/null
+  cat "$W/mnt/models/big@1/big.bin" >/dev/null
+  "$A" unmount "$W/mnt" >/dev/null
+}

@@ -13,14 +13,9 @@ MIB=${MIB:-1024}
 DEV=${DIAG_DISK:-$(basename "$(df --output=source /tmp | tail -1)")}
 [ -e "/sys/block/$DEV" ] || DEV=$(lsblk -no pkname "/dev/$DEV")
 S=s3://bench/warm
-head -c $((MIB << 20)) /dev/urandom >"$W/src/big.bin"
-"$A" --store $S init >/dev/null 2>&1 || true
-"$A" --store $S push models/big "$W/src" -m p >/dev/null 2>&1
+push_big "$MIB" $S
 if [ "${FILL:-prefetch}" = mount ]; then
-  # Filled as bench-mount.sh part 4 fills it: by a cold read through the mount.
-  "$A" --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
-  cat "$W/mnt/models/big@1/big.bin" >/dev/null
-  "$A" unmount "$W/mnt" >/dev/null
+  fill_by_cat $S
 else
   "$A" --store $S --cache-dir "$W/c" cache prefetch models/big@1 >/dev/null 2>&1
 fi

@@ -7,12 +7,8 @@ set -e
 source "$(dirname "${BASH_SOURCE[0]}")/garage-env.sh"
 MIB=${MIB:-256}
 S=s3://bench/reads
-head -c $((MIB << 20)) /dev/urandom > "$W/src/big.bin"
-"$A" --store $S init >/dev/null 2>&1 || true
-"$A" --store $S push models/big "$W/src" -m p >/dev/null 2>&1
-"$A" --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
-cat "$W/mnt/models/big@1/big.bin" > /dev/null
-"$A" unmount "$W/mnt" >/dev/null
+push_big "$MIB" $S
+fill_by_cat $S
 "$A" --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
 PID=$(pgrep -f "mount.*$W/mnt" | head -1)
 sync; echo 3 > /proc/sys/vm/drop_caches

@@ -9,12 +9,8 @@ set -e
 source "$(dirname "${BASH_SOURCE[0]}")/garage-env.sh"
 MIB=${MIB:-1024}
 S=s3://bench/warmtrace
-head -c $((MIB << 20)) /dev/urandom >"$W/src/big.bin"
-"$A" --store $S init >/dev/null 2>&1 || true
-"$A" --store $S push models/big "$W/src" -m p >/dev/null 2>&1
-"$A" --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
-cat "$W/mnt/models/big@1/big.bin" >/dev/null
-"$A" unmount "$W/mnt" >/dev/null
+push_big "$MIB" $S
+fill_by_cat $S
 for r in $(seq 1 "${ROUNDS:-2}"); do
   rm -f "$W"/c/logs/*.log
   ASSETFS_LOG=assetfs::mount::readahead=trace,assetfs::mount::reader=trace \
