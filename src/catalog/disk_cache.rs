@@ -366,11 +366,8 @@ fn check_and_move(buf: &mut [u8], at: usize, to: usize, h: &Hash, e: Entry) -> R
     check_footer(&buf[sums + tlen - FOOTER..sums + tlen], h, e.len, false)?;
     for b in (0..len).step_by(BLOCK) {
         let end = (b + BLOCK).min(len);
-        let sum = crc32c::crc32c(&buf[at + b..at + end]).to_le_bytes();
         let k = sums + 4 * (b / BLOCK);
-        if sum != buf[k..k + 4] {
-            return Err(Bad::Corrupt("block checksum mismatch"));
-        }
+        check_blocks(&buf[at + b..at + end], &buf[k..k + 4])?;
         if to != at {
             buf.copy_within(at + b..at + end, to + b);
         }
