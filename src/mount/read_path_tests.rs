@@ -148,6 +148,40 @@ fn pack_bytes(r: &Reader) -> u64 {
         .sum()
 }
 
+/// Offsets inside a pack where one request ended and another began, off a
+/// 1 MiB boundary: an S3 server such as Garage reads the block there for
+/// both. Offsets where one of the manifest's files begins are left out (two
+/// streams meet there).
+fn meetings_inside_blocks(r: &Reader, m: &Manifest) -> Vec<(String, u64)> {
+    let starts: Vec<(String, u64)> = m
+        .entries()
+        .filter_map(|e| m.chunks_of(&e).first().copied())
+        .map(|c| {
+            (
+                crate::format::to_hex(&m.packs[c.pack as usize]),
+                c.offset as u64,
+            )
+        })
+        .collect();
+    let ranges = r.slow.traffic.ranges_under("packs/");
+    let mut out = vec![];
+    for (path, a) in &ranges {
+        for (other, b) in &ranges {
+            let at = a.end;
+            if path == other
+                && b.start == at
+                && at % MIB as u64 != 0
+                && !starts
+                    .iter()
+                    .any(|(p, o)| *o == at && path.contains(p.as_str()))
+            {
+                out.push((path.clone(), at));
+            }
+        }
+    }
+    out
+}
+
 /// 4 MiB requests and a 32 MiB window: a file of tens of MiB reaches the
 /// window's steady state.
 fn small_window() -> ReadConfig {
@@ -291,9 +325,11 @@ async fn the_window_is_topped_up_a_request_at_a_time() {
         assert!(got[..] == big[off..off + MIB], "bytes at {off}");
         off += MIB;
         // Let everything planned arrive, so the bytes fetched show where the
-        // frontier is (a reader slower than the store).
+        // frontier is (a reader slower than the store); the chunks of the
+        // last top-up past its last aligned offset wait for the next one.
         let t0 = std::time::Instant::now();
-        while r.vfs.source().in_flight() > 0 {
+        let source = r.vfs.source();
+        while source.in_flight() > source.owed_chunks() {
             assert!(t0.elapsed() < Duration::from_secs(20), "fetches never end");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -367,6 +403,18 @@ async fn many_readers_share_the_budget_in_large_requests() {
     );
     assert_eq!(t.overlap_under("packs/"), 0, "a byte was fetched twice");
     assert_eq!(total, 8 * 16 * MIB as u64, "every byte fetched once");
+    // A stream's top-ups end inside blocks (at chunk boundaries); their
+    // requests meet at aligned offsets all the same, but where a reader
+    // caught up with its frontier and wanted an owed chunk before the next
+    // top-up (or planned only what its READ needed). Requests met inside a
+    // block 42 times here before tails.
+    let meetings = meetings_inside_blocks(&r, &*r.manifest().await);
+    eprintln!("{} requests met inside a block", meetings.len());
+    assert!(
+        meetings.len() <= 6,
+        "{} requests met inside a block: {meetings:?}",
+        meetings.len()
+    );
     assert!(max >= 8, "only {max} requests in flight at most");
     // 128 MiB in requests of about 2 MiB, plus the first top-ups of each
     // reader (1 MiB window) and pack ends. Taking budget as it trickled
@@ -376,6 +424,87 @@ async fn many_readers_share_the_budget_in_large_requests() {
         "{} requests for 128 MiB: the budget is taken in small pieces",
         ranges.len()
     );
+}
+
+/// One stream with a budget that ends its top-ups inside packs: it leaves
+/// a tail after `mib` MiB of 1 MiB READs. Returns the handle, and the file
+/// offset of the tail's first owed byte.
+async fn stream_with_a_tail(r: &Reader, big: &[u8], mib: usize) -> (u64, u64) {
+    let fh = r.open("big.bin").await;
+    for i in 0..mib {
+        let off = i * MIB;
+        let got = r.vfs.read(fh, off as u64, MIB as u32).await.unwrap();
+        assert!(got[..] == big[off..off + MIB], "bytes at {off}");
+    }
+    let tails = r.vfs.source().tails();
+    assert_eq!(tails.len(), 1, "tails: {tails:?}");
+    let (pack, from, _) = tails[0];
+    let m = r.manifest().await;
+    let e = m.entries().find(|e| e.path.ends_with("big.bin")).unwrap();
+    let mut at = 0u64;
+    for c in m.chunks_of(&e) {
+        let (start, end) = (c.offset as u64, c.offset as u64 + c.len as u64);
+        if m.packs[c.pack as usize] == pack && start <= from && from < end {
+            return (fh, at + from - start);
+        }
+        at += c.len as u64;
+    }
+    panic!("no chunk of the file holds the tail");
+}
+
+/// A budget of 12 MiB for one stream: 8 MiB windows that end inside packs.
+fn tail_config() -> ReadConfig {
+    ReadConfig {
+        request_bytes: 2 << 20,
+        max_window: 16 << 20,
+        budget: 12 << 20,
+        ..ReadConfig::default()
+    }
+}
+
+/// A chunk whose bytes a tail still owes, wanted by another reader, is
+/// fetched at once; and a stream that ends lets go of its tail, so every
+/// planned chunk arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tails_are_fetched_when_wanted_or_let_go_of() {
+    let (big, f, tmp) = big_file(12, 40).await;
+    let r = reader(&f, tmp.path(), tail_config(), 1 << 30);
+    let (fh, owed) = stream_with_a_tail(&r, &big, 6).await;
+    // A random read of an owed byte on another handle.
+    let other = r.open("big.bin").await;
+    let at = owed as usize;
+    let got = tokio::time::timeout(Duration::from_secs(10), r.vfs.read(other, owed, 4096))
+        .await
+        .expect("a read of a chunk a tail owes never finished")
+        .unwrap();
+    assert!(got[..] == big[at..at + 4096], "bytes at {at}");
+    assert!(r.vfs.source().tails().is_empty(), "the tail is still owed");
+    r.vfs.release(other);
+    r.vfs.release(fh);
+
+    // A stream that stops after leaving a tail.
+    let (big, f, tmp) = big_file(13, 40).await;
+    let r = reader(&f, tmp.path(), tail_config(), 1 << 30);
+    let (fh, _) = stream_with_a_tail(&r, &big, 6).await;
+    r.vfs.release(fh);
+    let t0 = std::time::Instant::now();
+    while r.vfs.source().in_flight() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "planned chunks never arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        r.vfs.source().tails().is_empty(),
+        "a released stream's tail"
+    );
+    assert_eq!(
+        r.slow.traffic.overlap_under("packs/"),
+        0,
+        "a byte was fetched twice"
+    );
+    assert!(r.read_all("big.bin", MIB as u32).await == big);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,10 @@
 //! requests, and the disk or link never waits for half the window to drain. A
 //! top-up that ends inside a run of chunks lying back to back in one pack is
 //! extended to the end of that run when it is near, so top-ups (and thus
-//! requests) meet at pack boundaries instead of splitting a pack's block.
+//! requests) meet at pack boundaries instead of splitting a pack's block;
+//! one that still ends inside the run leaves the chunks past its last
+//! aligned offset to the next top-up (a tail: see
+//! [`ChunkSource::plan_stream`]), so requests meet at block boundaries.
 //! The window is the same for chunks in the disk cache: they are read from
 //! disk in parallel ahead of the reader.
 //!
@@ -97,6 +100,21 @@ struct Slot {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// The tail a stream's last top-up left for its next one
+/// ([`ChunkSource::plan_stream`]); let go of (fetched on its own, unless a
+/// top-up took it) when the stream moves on or ends.
+struct Owed {
+    source: Arc<ChunkSource>,
+    pack: PackId,
+    to: u64,
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        self.source.release_tail(self.pack, self.to);
+    }
+}
+
 /// Access-pattern state of one open file.
 #[derive(Default)]
 pub struct ReadAhead {
@@ -117,6 +135,8 @@ pub struct ReadAhead {
     /// Counts this file among the sequential streams sharing the budget
     /// while it has a window.
     stream: Option<StreamGuard>,
+    /// The tail the last top-up left.
+    owed: Option<Owed>,
     /// Top-ups so far (for tests).
     pub top_ups: u64,
 }
@@ -131,6 +151,7 @@ impl ReadAhead {
         self.head = at;
         self.window = 0;
         self.stream = None;
+        self.owed = None;
     }
 
     /// Records a read of `[offset, offset + len)` and returns, for each chunk
@@ -314,6 +335,12 @@ impl ReadAhead {
                 Err(_) => end = must,
             }
         }
+        let adjacent = |i: usize| {
+            i > 0
+                && i < chunks.len()
+                && chunks[i - 1].pack == chunks[i].pack
+                && chunks[i - 1].offset + chunks[i - 1].len == chunks[i].offset
+        };
         let planned: Vec<(PackId, ChunkRef)> = chunks[from..end]
             .iter()
             .map(|&c| (m.packs[c.pack as usize], c))
@@ -328,6 +355,9 @@ impl ReadAhead {
             planned.into_iter().chain(extra).enumerate().collect();
         // The chunks the read needs now lead the plan (unless it is sorted).
         let mut now = must - from;
+        // More of the file follows in the same pack, beyond what a READ
+        // waits for now: the next top-up continues the last request.
+        let open_end = all.len() == n && end > must && adjacent(end);
         if all.len() > n {
             all.sort_by_key(|(_, (p, c))| (*p, c.offset));
             now = 0;
@@ -335,8 +365,23 @@ impl ReadAhead {
         let order: Vec<usize> = all.iter().map(|(i, _)| *i).collect();
         let plan: Vec<_> = all.into_iter().map(|(_, x)| x).collect();
         let mut got: Vec<Option<Pending>> = vec![None; plan.len()];
-        for (i, p) in order.into_iter().zip(source.plan(&plan, now)) {
+        // Taken by this plan if it continues the last one; let go of
+        // (below) if not.
+        let owed = self.owed.take();
+        for (i, p) in order
+            .into_iter()
+            .zip(source.plan_stream(&plan, now, open_end))
+        {
             got[i] = Some(p);
+        }
+        drop(owed);
+        if open_end {
+            let last = chunks[end - 1];
+            self.owed = Some(Owed {
+                source: source.clone(),
+                pack: m.packs[last.pack as usize],
+                to: last.offset as u64 + last.len as u64,
+            });
         }
         let mut got = got.into_iter().map(|p| p.expect("planned"));
         let pendings: Vec<Pending> = got.by_ref().take(n).collect();

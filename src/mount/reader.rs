@@ -7,7 +7,10 @@
 //! Store fetches are planned in byte ranges of packs, not chunk by chunk: a
 //! run of chunks that lie back to back in one pack becomes large ranged GETs
 //! whose boundaries fall on 1 MiB multiples of the pack (the block size of S3
-//! servers such as Garage, so no block is read for two requests). Bodies are
+//! servers such as Garage, so no block is read for two requests); a
+//! stream's readahead leaves the chunks past its last request's last aligned
+//! offset to its next request, so its top-ups meet on those multiples too
+//! ([`ChunkSource::plan_stream`]). Bodies are
 //! streamed into one buffer per request, copied once: each chunk is a slice
 //! of it, BLAKE3-verified and handed to its readers as soon as its last byte
 //! arrives, while the rest of the request is still on the wire; a chunk that
@@ -299,6 +302,26 @@ struct AsmState {
     done: Option<futures::channel::oneshot::Sender<Result<Chunk, ReadError>>>,
 }
 
+/// The chunks at the end of a stream's last request, from the last aligned
+/// offset of the request to the end of the chunks planned: left to the
+/// request that continues the run, so that a stream's top-ups meet at a
+/// block boundary of the pack. (Top-ups end at chunk boundaries, inside an
+/// S3 server's 1 MiB blocks, and Garage read the block for both requests:
+/// 1.10x the bytes with eight readers.)
+struct Tail {
+    pack: PackId,
+    /// Aligned offset in the pack where the owed bytes begin.
+    from: u64,
+    /// End of the last chunk planned: where the next request starts.
+    to: u64,
+    /// Chunks overlapping `from..to` (the first may have its head already).
+    asms: Vec<Arc<Assembly>>,
+}
+
+/// Tails waiting at most: past that the oldest is fetched on its own (each
+/// holds the head of a chunk, in a response buffer, until it is complete).
+const MAX_TAILS: usize = 16;
+
 /// What earlier small-file reads of a pack say about the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmallReads {
@@ -316,6 +339,8 @@ pub struct ChunkSource {
     store: Store,
     disk: Arc<DiskCache>,
     inflight: Mutex<DigestMap<Hash, Pending>>,
+    /// Tails of streams' requests, owed to the requests that continue them.
+    tails: Mutex<Vec<Tail>>,
     writing: Writing,
     timeout: Duration,
     cfg: ReadConfig,
@@ -442,6 +467,7 @@ impl ChunkSource {
             store,
             disk,
             inflight: Mutex::default(),
+            tails: Mutex::default(),
             writing,
             timeout,
             budget: Arc::new(Semaphore::new(cfg.budget as usize)),
@@ -652,6 +678,22 @@ impl ChunkSource {
     /// fetch the same chunk. Of the first `now` chunks (the ones the caller
     /// waits for), small cached ones are read on the calling thread.
     pub fn plan(self: &Arc<Self>, chunks: &[(PackId, ChunkRef)], now: usize) -> Vec<Pending> {
+        self.plan_stream(chunks, now, false)
+    }
+
+    /// [`Self::plan`] for a stream's readahead. `open_end`: the stream's
+    /// next chunks follow the last one in its pack, so the last request
+    /// stops at its last aligned offset and the chunks past it are left as a
+    /// [`Tail`] for the next top-up's first request (or fetched on their own
+    /// once a reader waits for one of them, or the stream lets go of them:
+    /// [`Self::release_tail`]). A request that starts where a tail ends
+    /// begins at the tail's aligned offset and brings its chunks.
+    pub fn plan_stream(
+        self: &Arc<Self>,
+        chunks: &[(PackId, ChunkRef)],
+        now: usize,
+        open_end: bool,
+    ) -> Vec<Pending> {
         let mut out = Vec::with_capacity(chunks.len());
         let mut fetch: Vec<Arc<Assembly>> = vec![];
         let mut read_here = vec![];
@@ -668,13 +710,28 @@ impl ChunkSource {
                     continue;
                 }
                 let (tx, rx) = futures::channel::oneshot::channel();
-                let p: Pending = rx
-                    .map(|r| r.unwrap_or_else(|_| Err(ReadError::Abandoned)))
+                let cached = self.disk.contains(&c.hash);
+                let p: Pending = if cached {
+                    rx.map(|r| r.unwrap_or_else(|_| Err(ReadError::Abandoned)))
+                        .boxed()
+                        .shared()
+                } else {
+                    // Waited for: if its bytes are owed by a tail, they are
+                    // fetched now.
+                    let me = Arc::downgrade(self);
+                    let hash = c.hash;
+                    async move {
+                        if let Some(me) = me.upgrade() {
+                            me.tail_wanted(&hash);
+                        }
+                        rx.await.unwrap_or_else(|_| Err(ReadError::Abandoned))
+                    }
                     .boxed()
-                    .shared();
+                    .shared()
+                };
                 inflight.insert(c.hash, p.clone());
                 out.push(p);
-                if self.disk.contains(&c.hash) {
+                if cached {
                     if out.len() <= now && c.len <= INLINE_CHUNK_READ {
                         read_here.push((pack, c, tx));
                     } else {
@@ -693,10 +750,33 @@ impl ChunkSource {
             }
         }
         let target = self.request_target();
-        let requests: Vec<_> = runs(&fetch)
-            .into_iter()
-            .flat_map(|run| split_run(run, target, self.cfg.align))
-            .collect();
+        let mut requests = vec![];
+        for run in runs(&fetch) {
+            let mut split = split_run(run, target, self.cfg.align);
+            if let (Some(t), Some((range, asms))) = (
+                self.take_tail(run[0].pack, run[0].c.offset as u64),
+                split.first_mut(),
+            ) {
+                range.start = t.from;
+                asms.splice(0..0, t.asms);
+            }
+            requests.extend(split);
+        }
+        // Tails owed to chunks this plan did not fetch (cached or in flight
+        // already): nothing continues them.
+        if !self.tails.lock().expect("tails").is_empty() {
+            let alone: Vec<_> = chunks
+                .iter()
+                .filter_map(|&(pack, c)| self.take_tail(pack, c.offset as u64))
+                .map(|t| (t.from..t.to, t.asms))
+                .collect();
+            // They come before this plan's chunks in the file.
+            requests.splice(0..0, alone);
+        }
+        let last = chunks.last().map(|(p, c)| (*p, c.offset));
+        if open_end {
+            self.leave_tail(&mut requests, last);
+        }
         self.spawn_fetches(requests);
         self.spawn_disk_reads(from_disk);
         for (pack, c, tx) in read_here {
@@ -704,6 +784,92 @@ impl ChunkSource {
             self.disk_read_done(pack, c, tx, got.map(Chunk::own));
         }
         out
+    }
+
+    /// Cuts the last request at its last aligned offset if it ends with the
+    /// plan's last chunk (`last`), leaving the chunks past that offset as a
+    /// tail.
+    fn leave_tail(
+        self: &Arc<Self>,
+        requests: &mut [(Range<u64>, Vec<Arc<Assembly>>)],
+        last: Option<(PackId, u32)>,
+    ) {
+        let Some((range, asms)) = requests.last_mut() else {
+            return;
+        };
+        let Some(a) = asms.last() else { return };
+        if last != Some((a.pack, a.c.offset)) {
+            return;
+        }
+        let align = self.cfg.align.max(1);
+        let cut = range.end / align * align;
+        if cut <= range.start || cut >= range.end {
+            return;
+        }
+        let pack = a.pack;
+        let owed: Vec<_> = asms
+            .iter()
+            .filter(|a| a.c.offset as u64 + a.c.len as u64 > cut)
+            .cloned()
+            .collect();
+        asms.retain(|a| (a.c.offset as u64) < cut);
+        let tail = Tail {
+            pack,
+            from: cut,
+            to: range.end,
+            asms: owed,
+        };
+        range.end = cut;
+        let mut tails = self.tails.lock().expect("tails");
+        tails.push(tail);
+        let oldest = (tails.len() > MAX_TAILS).then(|| tails.remove(0));
+        drop(tails);
+        if let Some(t) = oldest {
+            self.spawn_fetches(vec![(t.from..t.to, t.asms)]);
+        }
+    }
+
+    /// Chunks owed by tails (in flight until a request continues them).
+    pub fn owed_chunks(&self) -> usize {
+        let tails = self.tails.lock().expect("tails");
+        tails.iter().map(|t| t.asms.len()).sum()
+    }
+
+    /// The tails waiting: (pack, aligned offset, end).
+    #[cfg(test)]
+    pub fn tails(&self) -> Vec<(PackId, u64, u64)> {
+        let tails = self.tails.lock().expect("tails");
+        tails.iter().map(|t| (t.pack, t.from, t.to)).collect()
+    }
+
+    fn take_tail(&self, pack: PackId, to: u64) -> Option<Tail> {
+        let mut tails = self.tails.lock().expect("tails");
+        let i = tails.iter().position(|t| t.pack == pack && t.to == to)?;
+        Some(tails.remove(i))
+    }
+
+    /// A reader waits for chunk `hash`: a tail owing its bytes is fetched now.
+    fn tail_wanted(self: &Arc<Self>, hash: &Hash) {
+        let t = {
+            let mut tails = self.tails.lock().expect("tails");
+            let Some(i) = tails
+                .iter()
+                .position(|t| t.asms.iter().any(|a| a.c.hash == *hash))
+            else {
+                return;
+            };
+            tails.remove(i)
+        };
+        tracing::debug!(pack = %to_hex(&t.pack), from = t.from, to = t.to, "tail fetched for a reader");
+        self.spawn_fetches(vec![(t.from..t.to, t.asms)]);
+    }
+
+    /// The stream that left the tail ending at `to` in `pack` will not
+    /// continue it (it ended, or moved elsewhere): fetched on its own.
+    pub fn release_tail(self: &Arc<Self>, pack: PackId, to: u64) {
+        if let Some(t) = self.take_tail(pack, to) {
+            self.spawn_fetches(vec![(t.from..t.to, t.asms)]);
+        }
     }
 
     /// Hands a chunk read from the disk cache to its readers; one that was

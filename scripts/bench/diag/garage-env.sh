@@ -3,7 +3,7 @@
 # cleanup on exit that unmounts $W/mnt, stops Garage and removes $W.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 A=${ASSETFS_BIN:-$ROOT/target/release/assetfs}
-PY=$ROOT/.venv/bin/python
+PY=${PY:-$ROOT/.venv/bin/python}
 T=$ROOT/scripts/bench/mount-tools.py
 W=$(mktemp -d /tmp/assetfs-diag.XXXX)
 eval "$("${BENCH_GARAGE_UP:-/work/shared/bench/garage-up.sh}" "$W/garage" "${DIAG_GARAGE_PORT:-3990}")"
