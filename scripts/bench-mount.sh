@@ -44,6 +44,7 @@
 #                                    in part 1; the strongest median is the baseline of goals 1 and 2 ("" for none)
 #   BENCH_MOUNT_EIGHT_FILES [8] BENCH_MOUNT_EIGHT_MIB [256]   part 2 files
 #   BENCH_MOUNT_EIGHT_MOUNTS [1]     1: part 2 also reads through rclone, s3fs and mountpoint-s3
+#   BENCH_MOUNT_PINNED [1]           1: parts 1 and 2 also read with Garage on CPU 0 and the clients on CPU 1 (rows 1j, 2c)
 #   BENCH_MOUNT_DL_FILES [20000] BENCH_MOUNT_DL_KIB [100] BENCH_MOUNT_DL_THREADS [8]   part 3 pass
 #   BENCH_MOUNT_DL_SLOW_RUNS [1] BENCH_MOUNT_DL_SLOW_FILES [5000]   part 3: s3fs and mountpoint-s3 make this many passes
 #                                    over the first FILES of the shuffled list (s3fs needs ~4 min for 20,000 files)
@@ -82,6 +83,8 @@ RAW_MORE=${BENCH_MOUNT_RAW_MORE-boto3:8192:16 curl:8192:8 curl:8192:16}
 EIGHT_FILES=${BENCH_MOUNT_EIGHT_FILES:-8}
 EIGHT_MIB=${BENCH_MOUNT_EIGHT_MIB:-256}
 EIGHT_MOUNTS=${BENCH_MOUNT_EIGHT_MOUNTS:-1}
+PINNED_RUNS=${BENCH_MOUNT_PINNED:-1}
+[ "$(nproc)" -ge 2 ] || PINNED_RUNS=0
 DL_FILES=${BENCH_MOUNT_DL_FILES:-20000}
 DL_KIB=${BENCH_MOUNT_DL_KIB:-100}
 DL_THREADS=${BENCH_MOUNT_DL_THREADS:-8}
@@ -229,7 +232,7 @@ pair() { if [ $(( $1 % 2 )) = 1 ]; then "$2"; "$3"; else "$3"; "$2"; fi; }
 seqread() {
   local t0 t1 out
   t0=$(now)
-  out=$(dd if="$1" of=/dev/null bs=1M 2>&1 | tail -n 1)
+  out=$("${ON1[@]}" dd if="$1" of=/dev/null bs=1M 2>&1 | tail -n 1)
   t1=$(now)
   SECS=$(secs "$t0" "$t1"); BYTES=${out%% *}
 }
@@ -247,7 +250,7 @@ amount() {
   local t0
   mkdir -p "$3"
   t0=$(now)
-  "$BIN" --store "$1" --cache-dir "$2" mount "$3" --foreground --cache-size "$CACHE_SIZE" --timeout 30s \
+  "${ON1[@]}" "$BIN" --store "$1" --cache-dir "$2" mount "$3" --foreground --cache-size "$CACHE_SIZE" --timeout 30s \
     >>"$W/logs/assetfs-mount.out" 2>&1 &
   MNT_PID=$!; MNT_DIR=$3; PIDS+=("$MNT_PID")
   for _ in $(seq 1000); do
@@ -286,7 +289,7 @@ omount() {
       ;;
     mp)
       if [ -n "${5:-}" ]; then mkdir -p "$5"; fi
-      env -u AWS_CA_BUNDLE "$MP_BIN" "$BUCKET/$prefix" "$dir" --endpoint-url "$AWS_ENDPOINT_URL" --region garage \
+      "${ON1[@]}" env -u AWS_CA_BUNDLE "$MP_BIN" "$BUCKET/$prefix" "$dir" --endpoint-url "$AWS_ENDPOINT_URL" --region garage \
         ${5:+--cache "$5"} >>"$W/logs/mp.out" 2>&1 &
       ;;
     *) die "omount: unknown kind $kind" ;;
@@ -388,13 +391,24 @@ rawget() {
   local client range conc
   IFS=: read -r client range conc <<<"$1"
   case "$client" in
-    boto3) "$PY" "$TOOLS" rawget "$BUCKET" "$2" "$range" "$conc" >"$W/raw.json" ;;
-    curl) "$PY" "$TOOLS" rawget-curl "$BUCKET" "$2" "$range" "$conc" >"$W/raw.json" ;;
+    boto3) "${ON1[@]}" "$PY" "$TOOLS" rawget "$BUCKET" "$2" "$range" "$conc" >"$W/raw.json" ;;
+    curl) "${ON1[@]}" "$PY" "$TOOLS" rawget-curl "$BUCKET" "$2" "$range" "$conc" >"$W/raw.json" ;;
     *) die "raw client '$client' unknown (boto3 or curl)" ;;
   esac
   jq -r '.bytes / 1048576 / .seconds | floor' "$W/raw.json"
 }
 spec_desc() { local c r n; IFS=: read -r c r n <<<"$1"; echo "$c, $((r / 1024)) MiB ranges, $n in flight"; }
+
+# Garage and every client share this VM's cores, so a client that does more per byte than curl (verify, cache,
+# the FUSE copy) takes CPU from the server. Rows 1j and 2c read again with the two apart: pin_garage 1 puts
+# Garage's threads (and the threads they start) on CPU 0, pin_garage 0 lets them run anywhere again; while
+# pinned, `"${ON1[@]}" CMD...` runs CMD on CPU 1 (the raw clients, the mounts, dd and the readers go through it;
+# an array, not a function, so that `$!` of a command started in the background is the command's PID).
+ON1=()
+pin_garage() {
+  if [ "$1" = 1 ]; then taskset -a -p 1 "$GARAGE_PID" >/dev/null; ON1=(taskset -c 1)
+  else taskset -a -p "$(( (1 << $(nproc)) - 1 ))" "$GARAGE_PID" >/dev/null; ON1=(); fi
+}
 
 # ------------------------------------------------------------------------------------------------------------
 part1() {
@@ -469,6 +483,21 @@ part1() {
     done
     log "  run $r: rclone $(echo "${orate[rclone]}" | awk '{ print $NF }'), s3fs $(echo "${orate[s3fs]}" | awk '{ print $NF }'), mountpoint-s3 $(echo "${orate[mp]}" | awk '{ print $NF }') MiB/s"
   done
+  local pr=() pa=() pm=()
+  if [ "$PINNED_RUNS" = 1 ]; then
+    pin_garage 1
+    for r in $(seq "$RUNS"); do
+      flush; pr+=("$(rawget "$best" "$PREFIX/packs")")
+      rm -rf "$W/cache-pin"; amount "$STORE_S3" "$W/cache-pin" "$MF"; flush
+      seqread "$FILE_M"; aunmount
+      [ "$BYTES" = "$BIG_BYTES" ] || die "pinned: read $BYTES bytes through the mount, expected $BIG_BYTES"
+      pa+=("$(mibs "$BIG_BYTES" "$SECS")")
+      omount mp "$W/mnt/mp" "$PLAIN" big.bin; flush; seqread "$W/mnt/mp/big.bin"; ounmount
+      pm+=("$(mibs "$BYTES" "$SECS")")
+      log "  run $r, Garage on CPU 0 and the clients on CPU 1: raw GETs ${pr[-1]}, assetfs ${pa[-1]}, mountpoint-s3 ${pm[-1]} MiB/s"
+    done
+    pin_garage 0; rm -rf "$W/cache-pin"
+  fi
   local a m_plain m_pf m_ss_b m_ss_c m_ss
   a=$(median "${af[@]}"); m_plain=$(median "${rawplain[@]}"); m_pf=$(median "${pf[@]}")
   m_ss_b=$(median "${ss_b[@]}"); m_ss_c=$(median "${ss_c[@]}"); m_ss=$(max "$m_ss_b" "$m_ss_c")
@@ -497,6 +526,12 @@ part1() {
   row " 1g " " (context) single-stream GET of the plain object (one request, read in 1 MiB pieces) " " $a MiB/s " \
     " $m_ss MiB/s (boto3 $m_ss_b MiB/s, runs: $(runs_list "${ss_b[@]}"); curl $m_ss_c MiB/s, runs: $(runs_list "${ss_c[@]}")); mountpoint-s3 reads at $(calc '%.2f' "${om[mp]} / $m_ss")x this " \
     " $(calc '%.2f' "$a / $m_ss")x " " - " " - "
+  if [ "$PINNED_RUNS" = 1 ]; then
+    local pa_m pr_m pm_m; pa_m=$(median "${pa[@]}"); pr_m=$(median "${pr[@]}"); pm_m=$(median "${pm[@]}")
+    row " 1j " " (diagnostic) the same cold read with Garage on CPU 0 and every client (curl, the mount daemons, dd) on CPU 1: no client takes CPU from the server " \
+      " $pa_m MiB/s (runs: $(runs_list "${pa[@]}")) " " raw GETs ($(spec_desc "$best")) $pr_m MiB/s (runs: $(runs_list "${pr[@]}")); mountpoint-s3 $pm_m MiB/s (runs: $(runs_list "${pm[@]}")) = assetfs $(calc '%.2f' "$pa_m / $pm_m")x " \
+      " $(calc '%.2f' "$pa_m / $pr_m")x raw " " - " " - "
+  fi
   local blk lo
   blk=$(median "${afblk[@]}"); lo=$(median "${aflo[@]}")
   row " 1h " " bytes fetched from the store / bytes read, assetfs cold read (Garage's \`block_bytes_read\` metric; loopback bytes as a cross-check) (lower is better) " \
@@ -531,7 +566,7 @@ part2() {
     rm -rf "$W/cache-eight"; amount "$store" "$W/cache-eight" "$mnt"; flush
     files=(); for i in $(seq 0 $((n - 1))); do files+=("$mnt/models/eight@1/f$i.bin"); done
     g0=$(wire); c0=$(snap "$MNT_PID")
-    "$PY" "$TOOLS" readers "${files[@]}" >"$W/readers.json"
+    "${ON1[@]}" "$PY" "$TOOLS" readers "${files[@]}" >"$W/readers.json"
     afget+=("$(wirediff "$g0" "$(wire)")"); afcpus+=("$(snapcpu "$c0" "$(snap "$MNT_PID")")")
     aunmount; afrss+=("$HWM_KB")
     [ "$(jq .bytes "$W/readers.json")" = "$total" ] || die "part 2 read $(jq .bytes "$W/readers.json") bytes through the mount, expected $total"
@@ -541,7 +576,7 @@ part2() {
       for kind in rclone s3fs mp; do
         omount "$kind" "$W/mnt/$kind" "$plain" f0.bin; flush
         files=(); for i in $(seq 0 $((n - 1))); do files+=("$W/mnt/$kind/f$i.bin"); done
-        "$PY" "$TOOLS" readers "${files[@]}" >"$W/readers.json"
+        "${ON1[@]}" "$PY" "$TOOLS" readers "${files[@]}" >"$W/readers.json"
         ounmount
         [ "$(jq .bytes "$W/readers.json")" = "$total" ] || die "part 2: $kind read $(jq .bytes "$W/readers.json") bytes"
         orate[$kind]+="$(jq -r '.bytes / 1048576 / .seconds | floor' "$W/readers.json") "; orss[$kind]=$(max "$OTHER_HWM_KB" "${orss[$kind]:-0}")
@@ -551,6 +586,24 @@ part2() {
     log "  run $r: assetfs ${af[-1]} MiB/s (${afget[-1]}), raw GETs ${raw[-1]}$others MiB/s"
   done
   rm -rf "$W/cache-eight"
+  local pr=() pa=() pm=()
+  if [ "$PINNED_RUNS" = 1 ]; then
+    pin_garage 1
+    for r in $(seq "$RUNS"); do
+      flush; pr+=("$(rawget "$spec" "$PREFIX-eight/packs")")
+      rm -rf "$W/cache-eight"; amount "$store" "$W/cache-eight" "$mnt"; flush
+      files=(); for i in $(seq 0 $((n - 1))); do files+=("$mnt/models/eight@1/f$i.bin"); done
+      "${ON1[@]}" "$PY" "$TOOLS" readers "${files[@]}" >"$W/readers.json"; aunmount
+      [ "$(jq .bytes "$W/readers.json")" = "$total" ] || die "part 2 pinned: read $(jq .bytes "$W/readers.json") bytes"
+      pa+=("$(jq -r '.bytes / 1048576 / .seconds | floor' "$W/readers.json")")
+      omount mp "$W/mnt/mp" "$plain" f0.bin; flush
+      files=(); for i in $(seq 0 $((n - 1))); do files+=("$W/mnt/mp/f$i.bin"); done
+      "${ON1[@]}" "$PY" "$TOOLS" readers "${files[@]}" >"$W/readers.json"; ounmount
+      pm+=("$(jq -r '.bytes / 1048576 / .seconds | floor' "$W/readers.json")")
+      log "  run $r, Garage on CPU 0 and the clients on CPU 1: raw GETs ${pr[-1]}, assetfs ${pa[-1]}, mountpoint-s3 ${pm[-1]} MiB/s"
+    done
+    pin_garage 0; rm -rf "$W/cache-eight"
+  fi
   local a m ratio
   a=$(median "${af[@]}"); m=$(median "${raw[@]}"); ratio=$(calc '%.2f' "$a / $m")
   row " 2a " " $n readers at once, each reading its own ${mib} MiB file (cold, Garage S3, empty cache; aggregate) " " **$a MiB/s** (runs: $(runs_list "${af[@]}")); daemon $(calc '%.2f' "$(median "${afcpus[@]}") * 1024 * 1048576 / $total") CPU-s/GiB " \
@@ -560,6 +613,12 @@ part2() {
     # shellcheck disable=SC2086
     for kind in rclone s3fs mp; do om=$(median ${orate[$kind]}); cells+=("$(kind_name "$kind") $om MiB/s (runs: ${orate[$kind]% }; VmHWM $(mib_of_kb "${orss[$kind]}") MiB) = assetfs $(calc '%.2f' "$a / $om")x"); done
     row " 2b " " (context) the same $n files read the same way through other mounts (plain objects) " " $a MiB/s " " $(printf '%s; ' "${cells[@]}") " " - " " - " " - "
+  fi
+  if [ "$PINNED_RUNS" = 1 ]; then
+    local pa_m pr_m pm_m; pa_m=$(median "${pa[@]}"); pr_m=$(median "${pr[@]}"); pm_m=$(median "${pm[@]}")
+    row " 2c " " (diagnostic) the same $n readers with Garage on CPU 0 and every client (curl, the mount daemons, the readers) on CPU 1 " \
+      " $pa_m MiB/s (runs: $(runs_list "${pa[@]}")) " " raw GETs ($(spec_desc "$spec")) $pr_m MiB/s (runs: $(runs_list "${pr[@]}")); mountpoint-s3 $pm_m MiB/s (runs: $(runs_list "${pm[@]}")) = assetfs $(calc '%.2f' "$pa_m / $pm_m")x " \
+      " $(calc '%.2f' "$pa_m / $pr_m")x raw " " - " " - "
   fi
   note "- Part 2: $n random files of ${mib} MiB pushed as models/eight to \`$store\` (${R[push_eight_s]} s; $(jq -r '"\(.new_chunks) chunks in \(.packs) packs"' "$W/push-eight.json")) and uploaded as plain objects under \`$BUCKET/$plain/\`; readers: \`mount-tools.py readers\` (one thread per file, 1 MiB \`readinto\`), timed from the first open to the last byte. Raw baseline: the best client of part 1 (or boto3 ${RANGE_KIB} KiB x $CONC when part 1 did not run) over the version's packs. assetfs traffic per run: $(printf '%s; ' "${afget[@]}")"
 }
