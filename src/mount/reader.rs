@@ -341,6 +341,8 @@ pub struct ChunkSource {
     inflight: Mutex<DigestMap<Hash, Pending>>,
     /// Tails of streams' requests, owed to the requests that continue them.
     tails: Mutex<Vec<Tail>>,
+    /// The runtime this source was made in, for work started outside it.
+    runtime: Option<tokio::runtime::Handle>,
     writing: Writing,
     timeout: Duration,
     cfg: ReadConfig,
@@ -468,6 +470,7 @@ impl ChunkSource {
             disk,
             inflight: Mutex::default(),
             tails: Mutex::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             writing,
             timeout,
             budget: Arc::new(Semaphore::new(cfg.budget as usize)),
@@ -774,7 +777,9 @@ impl ChunkSource {
             requests.splice(0..0, alone);
         }
         let last = chunks.last().map(|(p, c)| (*p, c.offset));
-        if open_end {
+        // A local store's packs are read directly, in 4 KiB blocks: no
+        // server blocks to share.
+        if open_end && self.local_packs.is_none() {
             self.leave_tail(&mut requests, last);
         }
         self.spawn_fetches(requests);
@@ -825,7 +830,7 @@ impl ChunkSource {
         let oldest = (tails.len() > MAX_TAILS).then(|| tails.remove(0));
         drop(tails);
         if let Some(t) = oldest {
-            self.spawn_fetches(vec![(t.from..t.to, t.asms)]);
+            self.fetch_tail(t);
         }
     }
 
@@ -861,15 +866,35 @@ impl ChunkSource {
             tails.remove(i)
         };
         tracing::debug!(pack = %to_hex(&t.pack), from = t.from, to = t.to, "tail fetched for a reader");
-        self.spawn_fetches(vec![(t.from..t.to, t.asms)]);
+        self.fetch_tail(t);
     }
 
     /// The stream that left the tail ending at `to` in `pack` will not
     /// continue it (it ended, or moved elsewhere): fetched on its own.
     pub fn release_tail(self: &Arc<Self>, pack: PackId, to: u64) {
         if let Some(t) = self.take_tail(pack, to) {
-            self.spawn_fetches(vec![(t.from..t.to, t.asms)]);
+            self.fetch_tail(t);
         }
+    }
+
+    /// Fetches a tail on its own. Also from outside the runtime: a stream
+    /// is let go of when its file handle is dropped, which may happen on a
+    /// FUSE session thread.
+    fn fetch_tail(self: &Arc<Self>, t: Tail) {
+        let _entered = match tokio::runtime::Handle::try_current() {
+            Ok(_) => None,
+            Err(_) => match &self.runtime {
+                Some(h) => Some(h.enter()),
+                // No runtime left (shutting down): nobody will read them.
+                None => {
+                    for a in &t.asms {
+                        self.fail(a, ReadError::Abandoned);
+                    }
+                    return;
+                }
+            },
+        };
+        self.spawn_fetches(vec![(t.from..t.to, t.asms)]);
     }
 
     /// Hands a chunk read from the disk cache to its readers; one that was
