@@ -835,6 +835,7 @@ impl ChunkSource {
     }
 
     /// Chunks owed by tails (in flight until a request continues them).
+    #[cfg(test)]
     pub fn owed_chunks(&self) -> usize {
         let tails = self.tails.lock().expect("tails");
         tails.iter().map(|t| t.asms.len()).sum()
