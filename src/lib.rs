@@ -4,7 +4,7 @@
 //! below it (`tests/architecture.rs` fails the build on anything else, and
 //! `docs/architecture.md` draws the picture):
 //! 1. [`store`]: object_store access, errors and hints, local-disk helpers.
-//! 2. [`format`]: ids, names, the key layout, chunker, packs, manifests.
+//! 2. [`format`](mod@format): ids, names, the key layout, chunker, packs, manifests.
 //! 3. [`catalog`]: versions, aliases, records, the commit claim, and the
 //!    node's local state (chunk cache, catalog cache, staging areas).
 //! 4. [`ops`]: push/commit, get, verify, diff, lineage, gc, stored tests.

@@ -246,8 +246,8 @@ impl BufferPool {
             .sum()
     }
 
-    /// A writer of consecutive bytes at `off` (a multiple of [`ALIGN`])
-    /// in direct writes of `buf_len` bytes (a multiple of [`ALIGN`]), through
+    /// A writer of consecutive bytes at `off` (a multiple of `ALIGN`)
+    /// in direct writes of `buf_len` bytes (a multiple of `ALIGN`), through
     /// one reused buffer: buffers of one size are reused from the pool, where
     /// buffers sized to each batch were mapped afresh for most batches.
     pub fn appender(self: &Arc<Self>, buf_len: usize, off: u64) -> DirectAppender {

@@ -140,7 +140,7 @@ pub enum Body {
     /// The chunk's bytes (a local store's record keeps only their checksums).
     Bytes(Bytes),
     /// A local store's chunk: its length and block checksums
-    /// ([`disk_cache_file::block_sums`]), computed where its bytes were
+    /// (`disk_cache_file::block_sums`), computed where its bytes were
     /// verified. Its record needs nothing else, so no pack buffer waits in
     /// the writer's queue: when it carried the bytes, the queue held up to
     /// ~80 MiB of them while a local stream outran the writer (peak RSS
@@ -684,7 +684,7 @@ impl DiskCache {
     /// Splits chunks a reader wants from the cache (`(name, length)`, in
     /// the reader's order) into groups for [`DiskCache::get_run`]: records
     /// lying near each other in a segment, up to one direct read of
-    /// [`RUN_BYTES`] (records and alignment included), whatever their order
+    /// `RUN_BYTES` (records and alignment included), whatever their order
     /// in the file. Groups come in the order of the earliest chunk each
     /// holds; chunks without an inline record go in groups of their own.
     ///
@@ -726,12 +726,12 @@ impl DiskCache {
     /// Whole chunks, as [`DiskCache::get`] gives them, for chunks a reader
     /// will read soon (readahead). Records that lie near each other in one
     /// segment are read together, bypassing the page cache (see
-    /// [`crate::catalog::direct_io`]): in order of their place in the
-    /// segment, gaps of up to [`RUN_GAP`] read through, up to
-    /// [`RUN_BYTES`] per read. Chunks fetched in parallel are admitted
+    /// `crate::catalog::direct_io`): in order of their place in the
+    /// segment, gaps of up to `RUN_GAP` read through, up to
+    /// `RUN_BYTES` per read. Chunks fetched in parallel are admitted
     /// interleaved, so a file's records are near each other, not always
     /// back to back. Each record is checked on its own; the data of good
-    /// records is then moved together ([`compact_records`]), so the chunks
+    /// records is then moved together (`compact_records`), so the chunks
     /// of one read lie back to back in its buffer, in the records' order.
     pub fn get_run(
         &self,

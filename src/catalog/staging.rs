@@ -1025,7 +1025,7 @@ impl Staging {
 
 /// Where the staging area of an asset lives: under the data dir, keyed by
 /// store so two stores never share a working copy. Records the store as
-/// used (see [`crate::catalog::node_dirs`]).
+/// used (see `crate::catalog::node_dirs`).
 pub fn staging_dir(data_home: &Path, store_url: &str, asset: &crate::format::AssetId) -> PathBuf {
     let root = crate::catalog::node_dirs::staging_root(data_home, store_url);
     crate::catalog::node_dirs::note_use(&root, store_url);

@@ -141,7 +141,7 @@ impl StatCache {
     /// Records files read by this push (path, stamp before reading, stamp
     /// after, what they held), skipping any whose stamp is not trustworthy.
     /// Also marks `used` paths as used, and drops rows unused for
-    /// [`MAX_AGE`]. One transaction.
+    /// `MAX_AGE`. One transaction.
     pub fn record(
         &mut self,
         read_at: Duration,

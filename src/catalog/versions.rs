@@ -591,7 +591,7 @@ impl Catalog {
 
     /// Marks a version deleted (create-if-absent, so a second delete fails
     /// with [`CatalogError::Deleted`] naming the first). Policy checks
-    /// (lineage, aliases) are the caller's: see [`crate::ops::remove`].
+    /// (lineage, aliases) are the caller's: see `crate::ops::remove`.
     pub async fn delete_version(
         &self,
         asset: &AssetId,

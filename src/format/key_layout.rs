@@ -29,7 +29,7 @@ pub fn aliases_dir(a: &AssetId) -> String {
 pub fn alias(a: &AssetId, alias: &str, seq: u64) -> String {
     format!("refs/{}/{}/a/{alias}/{seq:020}", a.kind, a.name)
 }
-/// A writer's session (see [`crate::format::session`]): exists while it runs.
+/// A writer's session (see `crate::format::session`): exists while it runs.
 pub fn session(id: &str) -> String {
     format!("sessions/{id}")
 }
@@ -40,7 +40,7 @@ pub fn gc_record(seq: u64, what: &str) -> String {
     format!("gc/{seq:020}/{what}")
 }
 pub const GC: &str = "gc";
-/// The compacted chunk index written by gc run `gen` (see [`crate::format::chunk_index`]).
+/// The compacted chunk index written by gc run `gen` (see `crate::format::chunk_index`).
 pub fn index_gen_dir(gen: u64) -> String {
     format!("chunkindex/{gen:020}")
 }
@@ -52,7 +52,7 @@ pub fn index_gen_file(gen: u64, what: &str) -> String {
 }
 pub const INDEX_GENS: &str = "chunkindex";
 /// Where the live chunks of pack `old` went when gc run `run` rewrote it
-/// (see [`crate::format::pack_forward`]).
+/// (see `crate::format::pack_forward`).
 pub fn forward(old: &str, run: u64) -> String {
     format!("forwards/{old}/{run:020}")
 }

@@ -98,7 +98,7 @@ const FILE_HASH_CONTEXT: &str = "assetfs 2026-11-29 file hash: chunk hashes and 
 /// A file's content hash from its chunks `(hash, length)` in file order. For
 /// a file of one chunk it is that chunk's name, the BLAKE3 of the bytes (and
 /// for an empty file the BLAKE3 of nothing); for more it is BLAKE3 in
-/// `derive_key` mode with [`FILE_HASH_CONTEXT`] over each chunk's 32-byte
+/// `derive_key` mode with `FILE_HASH_CONTEXT` over each chunk's 32-byte
 /// hash followed by its length as 4 little-endian bytes. Chunks are named
 /// by the BLAKE3 of their bytes and cut by content, so this is a function of
 /// the bytes, and computing it never reads them again.

@@ -29,7 +29,7 @@ fn conditional_check_skipped() -> bool {
 
 static SKIPPED_CHECK_NOTICE: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
 
-/// Sets who tells the user, with [`skip_check_warning`]'s text, each time
+/// Sets who tells the user, with `skip_check_warning`'s text, each time
 /// the check is skipped (the binary: on stderr); a second call is ignored.
 pub fn on_skipped_check(notify: fn(&str)) {
     let _ = SKIPPED_CHECK_NOTICE.set(notify);
@@ -645,7 +645,7 @@ impl Store {
 
     /// Proves the store honours create-if-absent before anything is written
     /// that depends on it. Skipped (loudly: see [`on_skipped_check`]) when
-    /// [`SKIP_CHECK_ENV`] is `1`.
+    /// `SKIP_CHECK_ENV` is `1`.
     pub async fn check_conditional_writes(&self) -> Result<()> {
         if conditional_check_skipped() {
             if let Some(notify) = SKIPPED_CHECK_NOTICE.get() {
