@@ -5,8 +5,10 @@
 # second build read beside the first (A/B, order swapped in even rounds); MP=0 skips mountpoint-s3; PERF=1:
 # `perf record --call-graph dwarf` of the first build's daemon into /tmp/e8-perf-<round>.data. FILES (8) and
 # MIB (256): how many files of what size (FILES=1 MIB=1024 is goal 1's read). PIN=1: Garage on CPU 0 and
-# every client (curl, the mounts, the readers) on CPU 1, so that no client takes CPU from the server. Root;
-# needs garage, curl, the repo's .venv, and the mountpoint-s3 baseline binary of bench-mount.sh.
+# every client (curl, the mounts, the readers) on CPU 1, so that no client takes CPU from the server. CONNS=1:
+# the TCP connections open to Garage's S3 port during each step, sampled every 20 ms (mean, median, max).
+# Each step also prints the machine's iowait share. Root; needs garage, curl, the repo's .venv, and the
+# mountpoint-s3 baseline binary of bench-mount.sh.
 set -e
 source "$(dirname "${BASH_SOURCE[0]}")/garage-env.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/rounds.sh"
@@ -30,13 +32,22 @@ measure() {
   sync; echo 3 >/proc/sys/vm/drop_caches
   g0=$(ticks "$GARAGE_PID"); b0=$(blocks); [ -n "$pid" ] && c0=$(ticks "$pid")
   s0=$(head -1 /proc/stat); t0=$(date +%s.%N)
+  local sp=
+  if [ "${CONNS:-0}" = 1 ]; then
+    (while :; do ss -Htn state established "( sport = :$PORT )" | wc -l; sleep 0.02; done) >"$W/conns" 2>/dev/null &
+    sp=$!
+  fi
   "$@" >/dev/null
   t1=$(date +%s.%N); s1=$(head -1 /proc/stat)
+  if [ -n "$sp" ]; then
+    kill "$sp"; wait "$sp" 2>/dev/null || true
+    echo "    connections to Garage: $(sort -n "$W/conns" | awk '{ a[NR] = $1; s += $1 } END { printf "mean %.1f, median %d, max %d", s / NR, a[int(NR / 2) + 1], a[NR] }')"
+  fi
   awk -v l="$label" -v t0="$t0" -v t1="$t1" -v g="$(( $(ticks "$GARAGE_PID") - g0 ))" \
     -v c="$([ -n "$pid" ] && echo $(( $(ticks "$pid") - c0 )) || echo 0)" -v b="$(( $(blocks) - b0 ))" \
-    -v busy="$(printf '%s\n%s\n' "$s0" "$s1" | awk '{ b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6; if (NR == 1) { b0 = b; t0 = t } else printf "%.0f", 100 * (b - b0) / (t - t0) }')" \
+    -v busy="$(printf '%s\n%s\n' "$s0" "$s1" | awk '{ b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6; if (NR == 1) { b0 = b; t0 = t; w0 = $6 } else printf "%.0f%%, iowait %.0f", 100 * (b - b0) / (t - t0), 100 * ($6 - w0) / (t - t0) }')" \
     -v mib="$((N * MIB))" \
-    'BEGIN { s = t1 - t0; printf "  %-28s %6.0f MiB/s  %.2f s  garage %3d ticks  client %3d ticks  blocks %.3fx  machine busy %d%%\n", l, mib / s, s, g, c, b / mib / 1048576, busy }'
+    'BEGIN { s = t1 - t0; printf "  %-28s %6.0f MiB/s  %.2f s  garage %3d ticks  client %3d ticks  blocks %.3fx  machine busy %s%%\n", l, mib / s, s, g, c, b / mib / 1048576, busy }'
 }
 files() { for i in $IDS; do echo "$1/f$i.bin"; done; }
 for r in $(seq "${ROUNDS:-3}"); do
