@@ -244,9 +244,10 @@ pub struct ReadConfig {
     /// open files: what bounds the daemon's memory with many readers.
     pub budget: u64,
     /// Disk-cache reads running at once (readahead from the cache, up to
-    /// `RUN_BYTES` each). A warm `cat` here: 1,625-1,659 MiB/s with 4,
-    /// 1,469-1,615 with 2, 1,193-1,497 with 8 (this disk slows down when
-    /// read at many places at once).
+    /// `RUN_BYTES` each). This VM's disk reads one place fastest with about
+    /// 32 MiB in flight (fio, direct, 4 MiB blocks: 2,024-2,165 MiB/s at
+    /// queue depth 8, 1,040-2,172 at 4); a warm `cat` here: median 1,865
+    /// MiB/s with 8 and 1,596 with 4 (docs/benchmarks.md).
     pub disk_parallel: usize,
     /// Requests whose verified chunks may wait for the disk-cache writer: a
     /// request reserves its place before it starts, so this bounds that
@@ -269,7 +270,7 @@ impl Default for ReadConfig {
             initial_window: 1 << 20,
             max_window: 64 << 20,
             budget: 128 << 20,
-            disk_parallel: 4,
+            disk_parallel: 8,
             write_queue: 16,
             local_request_bytes: PACK_TARGET as u64,
             local_parallel: 2,
