@@ -246,8 +246,8 @@ pub struct ReadConfig {
     /// Disk-cache reads running at once (readahead from the cache, up to
     /// `RUN_BYTES` each). This VM's disk reads one place fastest with about
     /// 32 MiB in flight (fio, direct, 4 MiB blocks: 2,024-2,165 MiB/s at
-    /// queue depth 8, 1,040-2,172 at 4); a warm `cat` here: median 1,865
-    /// MiB/s with 8 and 1,596 with 4 (docs/benchmarks.md).
+    /// queue depth 8, 1,040-2,172 at 4); a warm `cat` with 8 against 4: +10%
+    /// while the disk was fast, level while it was slow (docs/benchmarks.md).
     pub disk_parallel: usize,
     /// Requests whose verified chunks may wait for the disk-cache writer: a
     /// request reserves its place before it starts, so this bounds that
