@@ -348,7 +348,6 @@ pub struct ChunkSource {
     timeout: Duration,
     cfg: ReadConfig,
     budget: Arc<Semaphore>,
-    bulk: Arc<Semaphore>,
     disk_reads: Arc<Semaphore>,
     /// The verified chunks of one request at a time, for the writer.
     writes: tokio::sync::mpsc::Sender<Vec<Admit>>,
@@ -475,7 +474,6 @@ impl ChunkSource {
             writing,
             timeout,
             budget: Arc::new(Semaphore::new(cfg.budget as usize)),
-            bulk: Arc::new(Semaphore::new((cfg.budget / 4) as usize)),
             disk_reads: Arc::new(Semaphore::new(cfg.disk_parallel.max(1))),
             cfg,
             writes: tx,
@@ -546,12 +544,6 @@ impl ChunkSource {
     /// One sequential stream's share of the readahead budget right now.
     pub(crate) fn budget_share(&self) -> u64 {
         self.cfg.budget / self.streams.load(Ordering::Relaxed).max(1) as u64
-    }
-
-    /// The part of the budget chunks fetched ahead of small-file reads
-    /// (whole packs, see `readahead::neighbours`) may hold at once.
-    pub(crate) fn bulk_budget(&self) -> &Arc<Semaphore> {
-        &self.bulk
     }
 
     /// Waits (bounded) until background disk-cache writes have finished and
