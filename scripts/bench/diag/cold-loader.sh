@@ -25,9 +25,9 @@ for r in $(seq "${ROUNDS:-3}"); do
     $X --store $S --cache-dir "$W/c" mount "$W/mnt" >/dev/null
     sync; echo 3 >/proc/sys/vm/drop_caches
     PID=$(pgrep -f "mount.*$W/mnt" | head -1)
-    w0=$(wire); c0=$(awk '{print $14+$15}' "/proc/$PID/stat")
+    w0=$(wire); c0=$(ticks "$PID")
     out=$($PY $T loader "$W/mnt/features/dl@1" "$W/src.list" 8 "$r")
-    w1=$(wire); c1=$(awk '{print $14+$15}' "/proc/$PID/stat")
+    w1=$(wire); c1=$(ticks "$PID")
     hwm=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status")
     $X unmount "$W/mnt" >/dev/null
     echo "$out" | jq -r --arg l "$(basename "$X")" --arg w "$(awk -v a="$w0" -v b="$w1" 'BEGIN { split(a, x, " "); split(b, y, " ");

@@ -10,23 +10,22 @@ S=s3://bench/cb
 head -c $((1024<<20)) /dev/urandom > $W/src/big.bin
 $A --store $S init >/dev/null 2>&1 || true
 $A --store $S push models/big $W/src -m p >/dev/null 2>&1
-gcpu() { awk '{print $14+$15}' /proc/$GARAGE_PID/stat; }
 for r in 1 2 3; do
   sync; echo 3 > /proc/sys/vm/drop_caches
-  g0=$(gcpu)
+  g0=$(ticks "$GARAGE_PID")
   /usr/bin/time -f "curl client: %U user %S sys %e wall" $PY $T rawget-curl bench cb/packs 8192 8 > /dev/null
-  echo "  garage CPU $(( $(gcpu) - g0 )) ticks"
+  echo "  garage CPU $(( $(ticks "$GARAGE_PID") - g0 )) ticks"
   for X in $(ab_order $r "$A" "${ASSETFS_BIN_B:-}"); do
     rm -rf $W/c$r
     $X --store $S --cache-dir $W/c$r mount $W/mnt >/dev/null
     PID=$(pgrep -f "mount.*$W/mnt" | head -1)
     sync; echo 3 > /proc/sys/vm/drop_caches
-    g0=$(gcpu)
+    g0=$(ticks "$GARAGE_PID")
     PP=
     if [ -n "${PERF:-}" ] && [ "$X" = "$A" ]; then perf record -F 1999 -g -o /tmp/cold-perf-$r.data -p "$PID" >/dev/null 2>&1 & PP=$!; sleep 0.5; fi
     /usr/bin/time -f "dd reader ($X): %U user %S sys %e wall" dd if=$W/mnt/models/big@1/big.bin of=/dev/null bs=1M 2>&1 | grep -v records | grep -v bytes
     if [ -n "$PP" ]; then kill -INT "$PP"; wait "$PP" || true; fi
-    echo "  garage CPU $(( $(gcpu) - g0 )) ticks; daemon $(awk '{print $14+$15}' /proc/$PID/stat) ticks"
+    echo "  garage CPU $(( $(ticks "$GARAGE_PID") - g0 )) ticks; daemon $(ticks "$PID") ticks"
     $X unmount $W/mnt >/dev/null
   done
 done

@@ -23,7 +23,6 @@ $A --store $S init >/dev/null 2>&1 || true
 $A --store $S push models/eight "$W/src" -m p >/dev/null 2>&1
 if [ "${MP:-1}" = 1 ]; then for i in $IDS; do $PY $T put bench "e8-plain/f$i.bin" "$W/src/f$i.bin" >/dev/null; done; fi
 rm -f "$W"/src/f*.bin
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 blocks() { curl -fsS "http://127.0.0.1:$((PORT + 3))/metrics" | awk '/^block_bytes_read / { printf "%.0f", $2 }'; }
 # measure LABEL PID CMD...: one timed step; PID is the client daemon (or empty).
 measure() {

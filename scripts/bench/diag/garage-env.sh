@@ -12,6 +12,9 @@ mkdir -p "$HOME" "$W/mnt" "$W/src"
 cleanup() { "$A" unmount "$W/mnt" >/dev/null 2>&1 || umount -l "$W/mnt" 2>/dev/null || true; kill "$GARAGE_PID" 2>/dev/null; sleep 1; rm -rf "$W"; }
 trap cleanup EXIT
 
+# ticks PID: the CPU time (user + system, 1/100 s) process PID has used so far.
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
 # push_big MIB STORE: a random MIB-MiB file $W/src/big.bin pushed to STORE as models/big (version 1).
 push_big() {
   head -c $(($1 << 20)) /dev/urandom >"$W/src/big.bin"
