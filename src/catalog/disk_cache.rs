@@ -35,7 +35,7 @@ use std::fs::File;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -43,7 +43,9 @@ use bytes::Bytes;
 use lru::LruCache;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::catalog::direct_io::{open_direct_writer, BufferPool, DirectFile, ReadBuf, ALIGN};
+use crate::catalog::direct_io::{
+    dio_grain, open_direct_writer, BufferPool, DirectFile, DirectGather, ReadBuf, ALIGN,
+};
 use crate::catalog::disk_cache_file::{
     self, check_blocks, check_footer, pread_vec, record_size, trailer_len, Bad, Footer, BLOCK,
     FOOTER,
@@ -191,6 +193,9 @@ struct Active {
     file: File,
     /// The same file opened for direct writes (`None`: refused).
     direct: Option<File>,
+    /// The alignment its direct writes need, where the filesystem says
+    /// ([`dio_grain`]): records are then written from where they lie.
+    grain: Option<usize>,
     len: u64,
 }
 
@@ -273,6 +278,10 @@ pub struct DiskCache {
     advised: AtomicU64,
     /// Batches written with direct I/O (for tests).
     direct_writes: AtomicU64,
+    /// Bytes those writes copied into aligned buffers (for tests).
+    direct_copied: AtomicU64,
+    /// Set when a direct write from the records' own memory was refused.
+    gather_refused: AtomicBool,
     packs: Mutex<LruCache<PackId, Arc<File>>>,
     /// Shared while open: `cache clear` refuses to empty a cache in use.
     _lock: crate::catalog::node_dirs::Lock,
@@ -502,6 +511,8 @@ impl DiskCache {
             advised: AtomicU64::new(0),
             run_read_bytes: AtomicU64::new(0),
             direct_writes: AtomicU64::new(0),
+            direct_copied: AtomicU64::new(0),
+            gather_refused: AtomicBool::new(false),
             packs: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
             _lock: lock,
         };
@@ -796,6 +807,11 @@ impl DiskCache {
         self.run_reads.load(Ordering::Relaxed)
     }
 
+    /// Bytes direct writes copied into aligned buffers so far (for tests).
+    pub fn direct_copied(&self) -> u64 {
+        self.direct_copied.load(Ordering::Relaxed)
+    }
+
     /// Batches written with direct I/O so far (for tests).
     pub fn direct_writes(&self) -> u64 {
         self.direct_writes.load(Ordering::Relaxed)
@@ -1052,18 +1068,6 @@ impl DiskCache {
             Some(_) => a.len.div_ceil(ALIGN as u64) * ALIGN as u64,
             None => a.len,
         };
-        let mut entries = Vec::with_capacity(items.len());
-        let mut at = start;
-        for it in &items {
-            let e = Entry {
-                seg: a.id,
-                off: at as u32,
-                len: it.body.len() as u32,
-                local,
-            };
-            at += e.size();
-            entries.push(e);
-        }
         let footer = |it: &Admit| Footer {
             hash: it.hash,
             len: it.body.len() as u32,
@@ -1075,38 +1079,73 @@ impl DiskCache {
             Body::Bytes(b) => disk_cache_file::write_trailer(out, b, &footer(it)),
             Body::Sums { sums, .. } => disk_cache_file::write_trailer_sums(out, sums, &footer(it)),
         };
-        if let Some(f) = direct {
-            let mut out = self.direct_pool.appender(DIRECT_WRITE_BYTES, start);
-            let mut t = vec![];
-            for it in &items {
-                // Always bytes here: a cache that keeps data took no sums.
-                if let Body::Bytes(data) = &it.body {
-                    out.append(f, data).map_err(io)?;
-                }
-                t.clear();
-                trailer(&mut t, it);
-                out.append(f, &t).map_err(io)?;
+        // Where each record begins, and where the next write may start.
+        let (offs, at) = match direct {
+            Some(f) => {
+                let grain = a
+                    .grain
+                    .filter(|_| !self.gather_refused.load(Ordering::Relaxed));
+                let gathered = match grain {
+                    Some(g) => match self.write_gathered(f, g, start, &items, trailer) {
+                        Ok(done) => Some(done),
+                        // The filesystem said what alignment it needs and
+                        // then refused it: copy from now on, and say so.
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            self.gather_refused.store(true, Ordering::Relaxed);
+                            tracing::warn!(
+                                "{}: direct write from the receive buffers refused ({e}); \
+                                 copying each record into an aligned buffer from now on",
+                                path.display()
+                            );
+                            None
+                        }
+                        Err(e) => return Err(io(e)),
+                    },
+                    None => None,
+                };
+                let done = match gathered {
+                    Some(done) => done,
+                    None => self.write_copied(f, start, &items, trailer).map_err(io)?,
+                };
+                self.direct_writes.fetch_add(1, Ordering::Relaxed);
+                done
             }
-            at = out.finish(f).map_err(io)?;
-            self.direct_writes.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let trailers: Vec<Vec<u8>> = items
-                .iter()
-                .map(|it| {
-                    let mut t = vec![];
-                    trailer(&mut t, it);
-                    t
-                })
-                .collect();
-            let mut bufs: Vec<&[u8]> = Vec::with_capacity(2 * items.len());
-            for (it, t) in items.iter().zip(&trailers) {
-                if let (false, Body::Bytes(data)) = (local, &it.body) {
-                    bufs.push(data);
+            None => {
+                let mut offs = Vec::with_capacity(items.len());
+                let mut at = start;
+                for it in &items {
+                    offs.push(at);
+                    at += record_size(it.body.len(), local) as u64;
                 }
-                bufs.push(t);
+                let trailers: Vec<Vec<u8>> = items
+                    .iter()
+                    .map(|it| {
+                        let mut t = vec![];
+                        trailer(&mut t, it);
+                        t
+                    })
+                    .collect();
+                let mut bufs: Vec<&[u8]> = Vec::with_capacity(2 * items.len());
+                for (it, t) in items.iter().zip(&trailers) {
+                    if let (false, Body::Bytes(data)) = (local, &it.body) {
+                        bufs.push(data);
+                    }
+                    bufs.push(t);
+                }
+                disk_cache_file::pwrite_all(&a.file, &bufs, a.len).map_err(io)?;
+                (offs, at)
             }
-            disk_cache_file::pwrite_all(&a.file, &bufs, a.len).map_err(io)?;
-        }
+        };
+        let entries: Vec<Entry> = items
+            .iter()
+            .zip(&offs)
+            .map(|(it, &off)| Entry {
+                seg: a.id,
+                off: off as u32,
+                len: it.body.len() as u32,
+                local,
+            })
+            .collect();
         a.len = at;
         let seal = a.len >= SEGMENT_BYTES;
         {
@@ -1131,6 +1170,68 @@ impl DiskCache {
             self.flush_inserts()?;
         }
         Ok(())
+    }
+
+    /// A direct write of inline records taken from where their bytes lie
+    /// ([`DirectGather`]); returns each record's offset and the end.
+    fn write_gathered(
+        &self,
+        f: &File,
+        grain: usize,
+        start: u64,
+        items: &[&Admit],
+        trailer: impl Fn(&mut Vec<u8>, &Admit),
+    ) -> std::io::Result<(Vec<u64>, u64)> {
+        let trailers: usize = items.iter().map(|it| trailer_len(it.body.len())).sum();
+        let room = DirectGather::room_for(grain, items.len(), trailers);
+        let mut out = self.direct_pool.gather(grain, start, room);
+        let mut t = vec![];
+        let mut offs = Vec::with_capacity(items.len());
+        for it in items {
+            // Always bytes here: a cache that keeps data took no sums.
+            let data: &[u8] = match &it.body {
+                Body::Bytes(b) => b,
+                Body::Sums { .. } => &[],
+            };
+            t.clear();
+            trailer(&mut t, it);
+            offs.push(out.push(data, &t));
+        }
+        let copied = out.copied() as u64;
+        let end = out.finish(f)?;
+        self.direct_copied.fetch_add(copied, Ordering::Relaxed);
+        Ok((offs, end))
+    }
+
+    /// A direct write of inline records copied into an aligned buffer,
+    /// back to back; returns each record's offset and the end.
+    fn write_copied(
+        &self,
+        f: &File,
+        start: u64,
+        items: &[&Admit],
+        trailer: impl Fn(&mut Vec<u8>, &Admit),
+    ) -> std::io::Result<(Vec<u64>, u64)> {
+        let mut out = self.direct_pool.appender(DIRECT_WRITE_BYTES, start);
+        let mut t = vec![];
+        let mut offs = Vec::with_capacity(items.len());
+        let mut at = start;
+        let mut copied = 0;
+        for it in items {
+            offs.push(at);
+            if let Body::Bytes(data) = &it.body {
+                out.append(f, data)?;
+                copied += data.len();
+            }
+            t.clear();
+            trailer(&mut t, it);
+            out.append(f, &t)?;
+            copied += t.len();
+            at += record_size(it.body.len(), false) as u64;
+        }
+        self.direct_copied
+            .fetch_add(copied as u64, Ordering::Relaxed);
+        Ok((offs, out.finish(f)?))
     }
 
     fn new_segment(&self) -> Result<Active, CacheError> {
@@ -1167,11 +1268,13 @@ impl DiskCache {
             )));
         }
         let direct = open_direct_writer(&path).map_err(io)?;
+        let grain = direct.as_ref().and_then(dio_grain);
         self.active_seg.store(id, Ordering::SeqCst);
         Ok(Active {
             id,
             file,
             direct,
+            grain,
             len: 0,
         })
     }
@@ -1696,10 +1799,14 @@ mod tests {
         c.put_batch(&admit(0..8)).unwrap();
         c.put_batch(&admit(16..24)).unwrap();
         assert_eq!(c.direct_writes(), 3, "/tmp is ext4, which allows O_DIRECT");
-        for first in [0, 8, 16] {
-            let (_, off, _) = c.record_of(&h(&chunks[first])).unwrap();
-            assert_eq!(off % ALIGN as u64, 0, "batch of chunk {first} at {off}");
-        }
+        // Written from the chunks' own memory: only their unaligned ends,
+        // trailers and padding were copied (at most 4 KiB each).
+        let data: u64 = chunks.iter().map(|x| x.len() as u64).sum();
+        assert!(
+            c.direct_copied() <= 24 * (3 * ALIGN as u64 + 400) + 3 * ALIGN as u64,
+            "{} bytes copied to write {data}",
+            c.direct_copied()
+        );
         assert_eq!(&get(&c, &[5u8; 3000]).unwrap()[..], &[5u8; 3000][..]);
         let names: Vec<(Hash, u32)> = chunks.iter().map(|x| (h(x), x.len() as u32)).collect();
         let groups = c.run_groups(&names);
