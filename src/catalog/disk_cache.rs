@@ -1835,6 +1835,33 @@ mod tests {
         );
     }
 
+    /// A filesystem that refuses the direct write from the records' own
+    /// memory (here: a grain of 1 byte, which no disk accepts) gets the
+    /// copying writer, for that batch and every later one.
+    #[test]
+    fn refused_direct_writes_from_place_fall_back_to_copying() {
+        let d = tempfile::TempDir::new().unwrap();
+        let c = DiskCache::open(d.path(), 1 << 30).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..12u32)
+            .map(|i| (0..250_001 + i * 31).map(|j| (i * 7 + j) as u8).collect())
+            .collect();
+        c.put_batch(&admits(&chunks[..6])).unwrap();
+        assert_eq!(c.direct_writes(), 1, "/tmp is ext4, which allows O_DIRECT");
+        assert!(
+            c.direct_copied() < 6 * 4096 * 3,
+            "first batch written in place"
+        );
+        c.writer.lock().unwrap().as_mut().unwrap().grain = Some(1);
+        c.put_batch(&admits(&chunks[6..])).unwrap();
+        assert!(c.gather_refused.load(Ordering::Relaxed), "refusal noticed");
+        let data: u64 = chunks[6..].iter().map(|x| x.len() as u64).sum();
+        assert!(c.direct_copied() > data, "second batch copied");
+        assert_eq!(c.direct_writes(), 2);
+        for x in &chunks {
+            assert_eq!(&get(&c, x).unwrap()[..], &x[..]);
+        }
+    }
+
     #[test]
     fn ranges_check_only_their_blocks() {
         let d = tempfile::TempDir::new().unwrap();
