@@ -690,17 +690,23 @@ mod tests {
         }
     }
 
-    /// Appends that cross buffer boundaries land in order at the offset
-    /// given; the tail is padded with zeros to a block, also when the
-    /// reused buffer held other bytes before.
-    #[test]
-    fn appender_writes_in_order_and_pads_with_zeros() {
+    /// A file of 4 KiB of 9s, opened for direct writes.
+    fn segment_for_direct_writes() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("seg");
         std::fs::write(&p, vec![9u8; 4096]).unwrap();
         let f = open_direct_writer(&p)
             .unwrap()
             .expect("/tmp is ext4, which allows O_DIRECT");
+        (d, p, f)
+    }
+
+    /// Appends that cross buffer boundaries land in order at the offset
+    /// given; the tail is padded with zeros to a block, also when the
+    /// reused buffer held other bytes before.
+    #[test]
+    fn appender_writes_in_order_and_pads_with_zeros() {
+        let (_d, p, f) = segment_for_direct_writes();
         let pool = BufferPool::new(1 << 20);
         let a: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
         let b: Vec<u8> = (0..13_000u32).map(|i| (i / 7) as u8).collect();
@@ -737,12 +743,7 @@ mod tests {
     /// copied.
     #[test]
     fn gather_writes_records_from_where_they_lie() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("seg");
-        std::fs::write(&p, vec![9u8; 4096]).unwrap();
-        let f = open_direct_writer(&p)
-            .unwrap()
-            .expect("/tmp is ext4, which allows O_DIRECT");
+        let (_d, p, f) = segment_for_direct_writes();
         let grain = dio_grain(&f).expect("ext4 on Linux 6.1+ states its O_DIRECT alignment");
         let pool = BufferPool::new(1 << 20);
         // One "response" buffer; records at odd offsets in it, one too
