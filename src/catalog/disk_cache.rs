@@ -77,7 +77,9 @@ const DIRECT_POOL_BYTES: usize = 32 << 20;
 /// Batches of at least this many bytes of records are written directly;
 /// each such write ends padded to a 4 KiB block (at most 0.4% unused).
 const DIRECT_WRITE_MIN: usize = 1 << 20;
-/// Size of each direct write of a batch (the disk's best request size here).
+/// Size of each direct write of a batch copied into an aligned buffer (the
+/// disk's best request size here); a batch written from where its records
+/// lie is one write.
 const DIRECT_WRITE_BYTES: usize = 4 << 20;
 /// `PRAGMA user_version` of an index of segment records. Older caches
 /// (one file per chunk) are discarded at open.
