@@ -35,16 +35,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/rounds.sh"
 MIB=${MIB:-1024}; S=s3://bench/floor
 push_big "$MIB" $S
 # step LABEL CMD...: one timed step, page cache dropped first; MiB/s from the JSON `seconds` the command
-# prints, else from the wall time.
+# prints, else from the wall time; then the machine's busy share (`cpu_share`).
+quiet() { /usr/bin/time -f "%U %S" -o "$W/cpu" "$@" >"$W/out" 2>/dev/null; }
 step() {
-  local l=$1 s0 s1 t0 t1 secs; shift; sync; echo 3 >/proc/sys/vm/drop_caches
-  s0=$(head -1 /proc/stat); t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S" -o "$W/cpu" "$@" >"$W/out" 2>/dev/null
-  t1=$(date +%s.%N); s1=$(head -1 /proc/stat)
+  local l=$1 t0 t1 secs busy; shift; sync; echo 3 >/proc/sys/vm/drop_caches
+  t0=$(date +%s.%N); busy=$(cpu_share quiet "$@"); t1=$(date +%s.%N)
   secs=$(grep -o '"seconds": [0-9.]*' "$W/out" | awk '{print $2}')
-  printf '  %-22s %5.0f MiB/s  client %.2f CPU-s  %s\n' "$l" "$(echo "$MIB / ${secs:-($t1 - $t0)}" | bc -l)" \
-    "$(awk '{print $1 + $2}' "$W/cpu")" "$(printf '%s\n%s\n' "$s0" "$s1" | awk '{b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6
-      if (NR == 1) { b0 = b; t0 = t } else printf "machine busy %.0f%%", 100 * (b - b0) / (t - t0) }')"
+  printf '  %-22s %5.0f MiB/s  client %.2f CPU-s %s\n' "$l" "$(echo "$MIB / ${secs:-($t1 - $t0)}" | bc -l)" \
+    "$(awk '{print $1 + $2}' "$W/cpu")" "$busy"
 }
 for r in $(seq "${ROUNDS:-3}"); do
   echo "round $r"
