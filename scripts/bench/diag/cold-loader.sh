@@ -13,11 +13,7 @@ N=${N:-20000}; KIB=${KIB:-100}
 $PY $T files "$W/src" $((KIB * 1024)) "$N" 200 >/dev/null
 $A --store $S init >/dev/null 2>&1 || true
 $A --store $S push features/dl "$W/src" -m p >/dev/null 2>&1
-wire() {
-  curl -fsS "http://127.0.0.1:$((PORT + 3))/metrics" | awk -v lo="$(awk '$1 == "lo:" { print $2 }' /proc/net/dev)" '
-    /^api_s3_request_counter\{api_endpoint="GetObject"\}/ { g = $2 } /^block_bytes_read / { b = $2 }
-    END { printf "%.0f %.0f %.0f\n", g, b, lo }'
-}
+source "$ROOT/scripts/bench/garage-metrics.sh"
 for r in $(seq "${ROUNDS:-3}"); do
   echo "round $r"
   for X in $(ab_order "$r" "$A" "${ASSETFS_BIN_B:-}"); do
@@ -30,8 +26,7 @@ for r in $(seq "${ROUNDS:-3}"); do
     w1=$(wire); c1=$(ticks "$PID")
     hwm=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status")
     $X unmount "$W/mnt" >/dev/null
-    echo "$out" | jq -r --arg l "$(basename "$X")" --arg w "$(awk -v a="$w0" -v b="$w1" 'BEGIN { split(a, x, " "); split(b, y, " ");
-      printf "%.0f GETs, %.0f MiB over loopback, %.0f MiB of Garage blocks read", y[1] - x[1], (y[3] - x[3]) / 1048576, (y[2] - x[2]) / 1048576 }')" \
+    echo "$out" | jq -r --arg l "$(basename "$X")" --arg w "$(wirediff "$w0" "$w1")" \
       --arg c "$(( c1 - c0 ))" --arg h "$hwm" '"  \($l): \(.files / .seconds | floor) files/s; \($w); daemon \($c) ticks, VmHWM \($h) MiB"'
   done
 done

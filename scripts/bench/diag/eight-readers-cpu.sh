@@ -23,7 +23,7 @@ $A --store $S init >/dev/null 2>&1 || true
 $A --store $S push models/eight "$W/src" -m p >/dev/null 2>&1
 if [ "${MP:-1}" = 1 ]; then for i in $IDS; do $PY $T put bench "e8-plain/f$i.bin" "$W/src/f$i.bin" >/dev/null; done; fi
 rm -f "$W"/src/f*.bin
-blocks() { curl -fsS "http://127.0.0.1:$((PORT + 3))/metrics" | awk '/^block_bytes_read / { printf "%.0f", $2 }'; }
+source "$ROOT/scripts/bench/garage-metrics.sh"
 # measure LABEL PID CMD...: one timed step; PID is the client daemon (or empty).
 measure() {
   local label=$1 pid=$2 g0 b0 c0=0 t0 t1

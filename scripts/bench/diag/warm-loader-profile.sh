@@ -4,6 +4,8 @@
 # bench-mount.sh fills it), ROUNDS (2) rounds of passes of 8 threads on fresh mounts with the page cache dropped,
 # each round ending with the same pass over the local files; the machine's busy and iowait shares per pass.
 # ASSETFS_BIN_B: a second build, passing beside the first in every round, first in even rounds (A/B).
+# SEED_WARM (1): the warm passes' shuffle seed; the cold fill (FILL=mount) always reads in seed 1's order, so
+# another seed reads the cache's records in an order unlike the one they were written in (a new epoch's shuffle).
 # PERF=1: `perf record -a -g` of the first build's pass in round 2 into /tmp/p3.data. Root; needs garage,
 # perf, the repo's .venv (boto3 not needed).
 set -e
@@ -28,11 +30,11 @@ for round in $(seq "${ROUNDS:-2}"); do
     sync; echo 3 > /proc/sys/vm/drop_caches
     PP=
     if [ $round = 2 ] && [ "$X" = "$A" ] && [ -n "${PERF:-}" ]; then perf record -a -F 2999 -g -o /tmp/p3.data -- sleep 2 > /dev/null 2>&1 & PP=$!; fi
-    echo "$X:"; cpu_share $PY $T loader $W/mnt/features/dl@1 $W/list 8 1
+    echo "$X:"; cpu_share $PY $T loader $W/mnt/features/dl@1 $W/list 8 "${SEED_WARM:-1}"
     if [ -n "$PP" ]; then wait $PP; fi
     awk '{print "  daemon utime", $14, "stime", $15}' /proc/$PID/stat
     $X unmount $W/mnt > /dev/null
   done
   sync; echo 3 > /proc/sys/vm/drop_caches
-  echo "local:"; cpu_share $PY $T loader $W/src $W/list 8 1
+  echo "local:"; cpu_share $PY $T loader $W/src $W/list 8 "${SEED_WARM:-1}"
 done
