@@ -1225,3 +1225,88 @@ impl Drop for FuseConf {
         }
     }
 }
+
+/// A tmpfs mounted for the test, lazily unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mkdir tmpfs mountpoint");
+        let o = run_limited(
+            Command::new("mount").args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                s(dir),
+            ]),
+            Duration::from_secs(15),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            o.status.success(),
+            "a disk-full test mounts a small tmpfs and needs root (or CAP_SYS_ADMIN): {}",
+            describe("mount -t tmpfs", &o)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Ok(c) = CString::new(self.0.as_os_str().as_bytes()) {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
+}
+
+/// Space on the filesystem holding `p`: (total, available) bytes.
+pub fn fs_space(p: &Path) -> (u64, u64) {
+    let c = CString::new(p.as_os_str().as_bytes()).expect("no NUL");
+    // SAFETY: statvfs writes only the struct it is given; `c` is a valid
+    // NUL-terminated path.
+    let s = unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        assert_eq!(
+            libc::statvfs(c.as_ptr(), &mut s),
+            0,
+            "statvfs {}",
+            p.display()
+        );
+        s
+    };
+    let unit = s.f_frsize as u64;
+    (s.f_blocks as u64 * unit, s.f_bavail as u64 * unit)
+}
+
+/// Writes file `name` in `dir` until the filesystem has at most `leave`
+/// bytes available (0: until it is full); returns the bytes written.
+pub fn fill_disk(dir: &Path, name: &str, leave: u64) -> u64 {
+    let mut f = std::fs::File::create(dir.join(name)).expect("create filler");
+    let block = vec![0x5a_u8; 64 << 10];
+    let mut written = 0u64;
+    loop {
+        let (_, avail) = fs_space(dir);
+        if leave > 0 && avail <= leave {
+            break;
+        }
+        let n = if leave > 0 {
+            (avail - leave).min(block.len() as u64) as usize
+        } else {
+            block.len()
+        };
+        match f.write(&block[..n]) {
+            Ok(0) => break,
+            Ok(k) => written += k as u64,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+    // Flushed, so the space is taken now (tmpfs takes it at write already).
+    let _ = f.sync_all();
+    written
+}

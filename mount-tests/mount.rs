@@ -1254,6 +1254,159 @@ fn cache_smaller_than_readers_evicts_and_keeps_bytes_right() {
 }
 
 // ---------------------------------------------------------------------------
+// 6b. The cache's disk: smaller than --cache-size, then full
+
+/// The share of its filesystem the cache leaves free (`cache_room`).
+const KEEP_FREE_PERCENT: u64 = 5;
+
+/// A disk under the cache smaller than `--cache-size`, then filled by other
+/// files: every read returns the right bytes; the cache leaves its disk's
+/// reserve free, so the node's own small writes still fit beside a full
+/// cache; when other files fill the disk, it evicts to give the reserve back.
+#[test]
+fn cache_on_a_small_disk_leaves_room_and_gives_way() {
+    let (_moto, env, _scratch) = s3_env("room");
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(71);
+    let a = random_file(&src, "a.bin", &mut r, 40 * MIB);
+    let b = random_file(&src, "b.bin", &mut r, 12 * MIB);
+    env.push("models/room", &src, &[]);
+    let cache = env.path("cache-room");
+    let _disk = Tmpfs::mount(&cache, "24m");
+    let (total, _) = fs_space(&cache);
+    let reserve = total / 100 * KEEP_FREE_PERCENT;
+    let m = env.mount_with_cache("room", &cache, &["--cache-size", "1G"]);
+    // The least free space while the cache fills its disk.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, cache) = (stop.clone(), cache.clone());
+        std::thread::spawn(move || {
+            let mut least = u64::MAX;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                least = least.min(fs_space(&cache).1);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            least
+        })
+    };
+    let got = read_in_pieces(&m.path("models/room@1/a.bin"), MIB).unwrap();
+    assert_same_bytes("a.bin through a cache larger than its disk", &got, &a);
+    // The writer is behind the reader by a batch at most.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let least = watcher.join().unwrap();
+    let cached = cache_disk_bytes(&cache);
+    eprintln!("disk {total} bytes, reserve {reserve}: cache takes {cached}, least free {least}");
+    assert!(
+        least >= reserve / 2,
+        "the cache took its disk's reserve: {least} bytes free at least, reserve {reserve}\n{}",
+        m.diagnostics()
+    );
+    assert!(
+        cached >= total / 2,
+        "the cache used {cached} of {total} bytes\n{}",
+        m.log_text()
+    );
+    // The node's own file fits beside the full cache.
+    fs::write(cache.join("checkpoint.bin"), vec![7u8; 256 << 10])
+        .expect("a 256 KiB file beside a full cache");
+    // Other files fill the disk; the next read's chunks find no room.
+    let filled = fill_disk(&cache, "filler", 0);
+    let (_, free) = fs_space(&cache);
+    eprintln!("filler took {filled} bytes, {free} left");
+    assert!(free < reserve / 2, "the filler left {free} bytes");
+    let got = read_in_pieces(&m.path("models/room@1/b.bin"), MIB).unwrap();
+    assert_same_bytes("b.bin on a full disk", &got, &b);
+    let gave = poll_until(Duration::from_secs(10), || {
+        fs_space(&cache).1 >= reserve / 2
+    });
+    assert!(
+        gave.is_some(),
+        "the cache did not give back its reserve: {} bytes free, reserve {reserve}\n{}",
+        fs_space(&cache).1,
+        m.diagnostics()
+    );
+    let p = m.path("models/room@1/a.bin");
+    drop_page_cache(&p);
+    let got = read_in_pieces(&p, MIB).unwrap();
+    assert_same_bytes("a.bin again, partly evicted", &got, &a);
+    m.unmount();
+}
+
+/// No room at all (the disk filled to within its reserve before the cache
+/// held anything): reads return the right bytes, the log warns once rather
+/// than once per batch, and caching resumes when space is freed.
+#[test]
+fn cache_without_room_warns_once_and_resumes() {
+    let (_moto, env, _scratch) = s3_env("noroom");
+    let src = env.path("src");
+    let mut r = StdRng::seed_from_u64(72);
+    let c = random_file(&src, "c.bin", &mut r, 12 * MIB);
+    let d = random_file(&src, "d.bin", &mut r, 6 * MIB);
+    env.push("models/noroom", &src, &[]);
+    let cache = env.path("cache-noroom");
+    let _disk = Tmpfs::mount(&cache, "24m");
+    let m = env.mount_with_cache("noroom", &cache, &["--cache-size", "1G"]);
+    let (total, _) = fs_space(&cache);
+    let reserve = total / 100 * KEEP_FREE_PERCENT;
+    // Room for the log, none for records.
+    fill_disk(&cache, "filler", reserve / 4);
+    let got = read_in_pieces(&m.path("models/noroom@1/c.bin"), MIB).unwrap();
+    assert_same_bytes("c.bin with no room to cache it", &got, &c);
+    assert!(
+        poll_until(Duration::from_secs(10), || m
+            .log_text()
+            .contains("cache write failed"))
+        .is_some(),
+        "no warning of the failed cache writes\n{}",
+        m.diagnostics()
+    );
+    let before = cache_disk_bytes(&cache);
+    fs::remove_file(cache.join("filler")).unwrap();
+    let got = read_in_pieces(&m.path("models/noroom@1/d.bin"), MIB).unwrap();
+    assert_same_bytes("d.bin after the space was freed", &got, &d);
+    assert!(
+        poll_until(Duration::from_secs(10), || m
+            .log_text()
+            .contains("cache writes resumed"))
+        .is_some(),
+        "caching did not resume\n{}",
+        m.diagnostics()
+    );
+    let log = m.log_text();
+    assert_eq!(
+        log.matches("cache write failed").count(),
+        1,
+        "one warning for the run of failures\n{log}"
+    );
+    let uncached: u64 = log
+        .split("cache writes resumed; ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in the resume line\n{log}"));
+    // The writer trails the reader: wait for d.bin's records.
+    poll_until(Duration::from_secs(10), || {
+        cache_disk_bytes(&cache) >= 5 * MIB as u64
+    });
+    let after = cache_disk_bytes(&cache);
+    eprintln!("{uncached} batches uncached; cache {before} -> {after} bytes on disk");
+    assert!(
+        uncached >= 2,
+        "only {uncached} batches failed: the warning was not tested against a run"
+    );
+    assert!(
+        before < (64 << 10),
+        "records written without room: {before} bytes"
+    );
+    assert!(
+        after >= 5 * MIB as u64,
+        "d.bin was not cached: {after} bytes\n{log}"
+    );
+    m.unmount();
+}
+
+// ---------------------------------------------------------------------------
 // 7. Store stopped mid-read: uncached reads fail with EIO, cached ones work
 
 fn assert_eio_within(path: &Path, bound: Duration, why: &str) {

@@ -1440,44 +1440,6 @@ fn four_nodes_commit_at_once_and_nothing_is_lost() {
 // ---------------------------------------------------------------------------
 // 7. A full disk under the staging area
 
-/// A tmpfs mounted for the test, lazily unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(dir).expect("mkdir tmpfs mountpoint");
-        let o = run_limited(
-            Command::new("mount").args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                s(dir),
-            ]),
-            Duration::from_secs(15),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            o.status.success(),
-            "the disk-full test mounts a small tmpfs and needs root (or CAP_SYS_ADMIN): {}",
-            describe("mount -t tmpfs", &o)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if let Ok(c) = CString::new(self.0.as_os_str().as_bytes()) {
-            // SAFETY: a valid NUL-terminated path.
-            unsafe {
-                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-            }
-        }
-    }
-}
-
 #[test]
 fn disk_full_under_staging_gives_enospc() {
     let tdir = tempfile::Builder::new()

@@ -43,6 +43,7 @@ use bytes::Bytes;
 use lru::LruCache;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::catalog::cache_room::{self, Space};
 use crate::catalog::direct_io::{
     dio_grain, open_direct_writer, BufferPool, DirectFile, DirectGather, ReadBuf, ALIGN,
 };
@@ -99,6 +100,27 @@ pub enum CacheError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Even an empty cache would leave less than the disk's reserve free.
+    #[error(
+        "cache directory {path}: no room for {needed} more bytes (the disk is full to within \
+         the {}% the cache leaves free)",
+        cache_room::KEEP_FREE_PERCENT
+    )]
+    NoRoom { path: PathBuf, needed: u64 },
+}
+
+impl CacheError {
+    /// True when a write found the disk (or the quota) full.
+    pub fn is_no_room(&self) -> bool {
+        match self {
+            CacheError::Io { source, .. } => cache_room::is_no_room(source),
+            CacheError::Db { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DiskFull)
+            ),
+            CacheError::NoRoom { .. } => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -284,6 +306,8 @@ pub struct DiskCache {
     direct_copied: AtomicU64,
     /// Set when a direct write from the records' own memory was refused.
     gather_refused: AtomicBool,
+    /// Measures the cache's disk before a write (tests give a fake disk).
+    space_of: fn(&Path) -> std::io::Result<Space>,
     packs: Mutex<LruCache<PackId, Arc<File>>>,
     /// Shared while open: `cache clear` refuses to empty a cache in use.
     _lock: crate::catalog::node_dirs::Lock,
@@ -515,6 +539,7 @@ impl DiskCache {
             direct_writes: AtomicU64::new(0),
             direct_copied: AtomicU64::new(0),
             gather_refused: AtomicBool::new(false),
+            space_of: Space::of,
             packs: Mutex::new(LruCache::new(NonZeroUsize::new(OPEN_FILES).unwrap())),
             _lock: lock,
         };
@@ -977,8 +1002,13 @@ impl DiskCache {
             }
             tx.commit()
         })();
-        if let Err(e) = r {
-            tracing::warn!("cache index update failed: {e}");
+        match r {
+            // A full disk: the cache writer's warning has said so.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                tracing::debug!("cache index update failed: {e}")
+            }
+            Err(e) => tracing::warn!("cache index update failed: {e}"),
+            Ok(()) => {}
         }
     }
 
@@ -989,7 +1019,7 @@ impl DiskCache {
         }
         let now = now_nanos();
         let mut db = self.db.lock().expect("db lock");
-        (|| {
+        let r = (|| {
             let tx = db.transaction()?;
             {
                 let mut st = tx.prepare_cached(
@@ -1009,10 +1039,17 @@ impl DiskCache {
                 }
             }
             tx.commit()
-        })()
-        .map_err(|source| CacheError::Db {
-            path: self.db_path.clone(),
-            source,
+        })();
+        r.map_err(|source| {
+            // Kept for the next flush: a record whose row is lost can be
+            // read but never evicted.
+            let mut ins = self.inserts.lock().expect("inserts");
+            let later = std::mem::replace(&mut *ins, rows);
+            ins.extend(later);
+            CacheError::Db {
+                path: self.db_path.clone(),
+                source,
+            }
         })
     }
 
@@ -1029,6 +1066,38 @@ impl DiskCache {
     /// in one write, evicting first if they would not fit. A cache that
     /// keeps data skips [`Body::Sums`] items: it cannot write their records.
     pub fn put_batch(&self, items: &[Admit]) -> Result<(), CacheError> {
+        // A batch large for the room left (a small disk) goes in halves, so
+        // that making room for it does not empty the cache.
+        if items.len() > 1 {
+            let bytes: u64 = items
+                .iter()
+                .map(|a| record_size(a.body.len(), self.local_packs.is_some()) as u64)
+                .sum();
+            let room = self.bound_now();
+            if room > 0 && bytes > room / 2 {
+                let (a, b) = items.split_at(items.len() / 2);
+                let first = self.put_batch(a);
+                return first.and(self.put_batch(b));
+            }
+        }
+        match self.put_batch_once(items) {
+            // Others filled the disk after the room was measured: make room
+            // against what is free now, and write the batch once more.
+            Err(e) if e.is_no_room() && !matches!(e, CacheError::NoRoom { .. }) => {
+                tracing::debug!("cache write found no room ({e}); evicting and retrying once");
+                self.put_batch_once(items)
+            }
+            r => r,
+        }
+    }
+
+    /// What the cache may hold in all now ([`cache_room::bound`]).
+    fn bound_now(&self) -> u64 {
+        let held = self.approx_bytes.load(Ordering::Relaxed);
+        cache_room::bound(self.limit, held, (self.space_of)(&self.dir).ok())
+    }
+
+    fn put_batch_once(&self, items: &[Admit]) -> Result<(), CacheError> {
         let local = self.local_packs.is_some();
         let mut seen = HashSet::new();
         let items: Vec<&Admit> = {
@@ -1046,10 +1115,21 @@ impl DiskCache {
             .iter()
             .map(|a| record_size(a.body.len(), local) as u64)
             .sum();
-        // Room first, so the cache never holds more than its bound.
-        if self.approx_bytes.load(Ordering::Relaxed) + incoming > self.limit {
-            let target = (self.limit - self.limit / 10).min(self.limit.saturating_sub(incoming));
+        // Room first, so the cache never holds more than its bound, nor
+        // takes the disk's last free space (`cache_room`).
+        let held = self.approx_bytes.load(Ordering::Relaxed);
+        let bound = self.bound_now();
+        if held + incoming > bound {
+            let target = (bound - bound / 10).min(bound.saturating_sub(incoming));
             self.evict_to(target)?;
+            // Evicted to nothing, and still no room: writing would take
+            // the space the node's own files were left.
+            if incoming > bound {
+                return Err(CacheError::NoRoom {
+                    path: self.dir.clone(),
+                    needed: incoming,
+                });
+            }
         }
         let mut w = self.writer.lock().expect("writer lock");
         if w.as_ref().is_none_or(|a| a.len >= SEGMENT_BYTES) {
@@ -1302,13 +1382,34 @@ impl DiskCache {
         true
     }
 
-    /// Frees a record's space; deletes its segment when nothing is left in it.
+    /// Frees records' space; deletes a segment when nothing is left in it.
     fn free_records(&self, freed: &[Entry]) {
+        self.punch_records(freed);
+        self.drop_empty_segments(freed);
+    }
+
+    /// Punches the holes that free records' space on disk.
+    fn punch_records(&self, freed: &[Entry]) {
         let mut by_seg: HashMap<u32, Vec<Entry>> = HashMap::new();
         for e in freed {
             by_seg.entry(e.seg).or_default().push(*e);
         }
         for (seg, es) in by_seg {
+            let path = self.segment_path(seg);
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                for e in es {
+                    if let Err(err) = disk_cache_file::punch_hole(&f, e.off as u64, e.size()) {
+                        tracing::debug!("punching a hole in {}: {err}", path.display());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes the segments of `freed` records that no index row names.
+    fn drop_empty_segments(&self, freed: &[Entry]) {
+        let segs: HashSet<u32> = freed.iter().map(|e| e.seg).collect();
+        for seg in segs {
             let left: i64 = self
                 .db
                 .lock()
@@ -1319,16 +1420,8 @@ impl DiskCache {
                     |r| r.get(0),
                 )
                 .unwrap_or(1);
-            if left == 0 && !self.inserts_in(seg) && self.delete_segment(seg) {
-                continue;
-            }
-            let path = self.segment_path(seg);
-            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
-                for e in es {
-                    if let Err(err) = disk_cache_file::punch_hole(&f, e.off as u64, e.size()) {
-                        tracing::debug!("punching a hole in {}: {err}", path.display());
-                    }
-                }
+            if left == 0 && !self.inserts_in(seg) {
+                self.delete_segment(seg);
             }
         }
     }
@@ -1356,7 +1449,12 @@ impl DiskCache {
 
     /// Evicts least-recently-used chunks until the cache holds at most `target` bytes.
     pub fn evict_to(&self, target: u64) -> Result<u64, CacheError> {
-        self.flush_inserts()?;
+        // On a full disk the index may not take the new rows yet: evict
+        // what it has, which is what makes room for them.
+        match self.flush_inserts() {
+            Err(e) if !e.is_no_room() => return Err(e),
+            _ => {}
+        }
         let pending = self.touched.lock().expect("touch lock").take();
         self.flush_touches(pending);
         let dberr = |source| CacheError::Db {
@@ -1365,13 +1463,22 @@ impl DiskCache {
         };
         let mut freed = vec![];
         let mut evicted = 0u64;
+        // Records whose rows a full disk held back take space too.
+        let unlisted: i64 = self
+            .inserts
+            .lock()
+            .expect("inserts")
+            .iter()
+            .map(|(_, e)| e.size() as i64)
+            .sum();
         let total = {
             let mut db = self.db.lock().expect("db lock");
             let mut total: i64 = db
                 .query_row("SELECT COALESCE(SUM(size), 0) FROM chunks", [], |r| {
-                    r.get(0)
+                    r.get::<_, i64>(0)
                 })
-                .map_err(dberr)?;
+                .map_err(dberr)?
+                + unlisted;
             while total as u64 > target {
                 type Victim = (Vec<u8>, i64, i64, i64, i64, i64);
                 let victims: Vec<Victim> = {
@@ -1397,7 +1504,7 @@ impl DiskCache {
                 if victims.is_empty() {
                     break;
                 }
-                let tx = db.transaction().map_err(dberr)?;
+                let mut gone = vec![];
                 for (hash, seg, off, len, local, size) in victims {
                     let e = Entry {
                         seg: seg as u32,
@@ -1412,30 +1519,45 @@ impl DiskCache {
                             idx.remove(&h);
                         }
                     }
-                    tx.execute("DELETE FROM chunks WHERE hash = ?1", params![hash])
-                        .map_err(dberr)?;
-                    freed.push(e);
+                    gone.push((hash, e));
                     total -= size;
                     evicted += size as u64;
                     if total as u64 <= target {
                         break;
                     }
                 }
+                // Space first, rows second: on a full disk the index can
+                // only take the deletions once the holes have made room. A
+                // row left naming a hole (a crash in between, a disk still
+                // full) fails its record's footer check: a miss, never
+                // wrong bytes.
+                let es: Vec<Entry> = gone.iter().map(|(_, e)| *e).collect();
+                self.punch_records(&es);
+                freed.extend(es);
+                let tx = db.transaction().map_err(dberr)?;
+                for (hash, _) in &gone {
+                    tx.execute("DELETE FROM chunks WHERE hash = ?1", params![hash])
+                        .map_err(dberr)?;
+                }
                 tx.commit().map_err(dberr)?;
             }
             total
         };
-        self.free_records(&freed);
+        self.drop_empty_segments(&freed);
         self.approx_bytes
             .store(total.max(0) as u64, Ordering::Relaxed);
+        // Rows a full disk held back now fit; left for later if not.
+        let _ = self.flush_inserts();
         Ok(evicted)
     }
 
     /// Writes pending index rows and adds this process's hit/miss counts to
     /// the persistent counters.
     pub fn flush_counters(&self) {
-        if let Err(e) = self.flush_inserts() {
-            tracing::warn!("cache index update failed: {e}");
+        match self.flush_inserts() {
+            Err(e) if e.is_no_room() => tracing::debug!("cache index update failed: {e}"),
+            Err(e) => tracing::warn!("cache index update failed: {e}"),
+            Ok(()) => {}
         }
         let pending = self.touched.lock().expect("touch lock").take();
         self.flush_touches(pending);
@@ -1862,6 +1984,59 @@ mod tests {
         for x in &chunks {
             assert_eq!(&get(&c, x).unwrap()[..], &x[..]);
         }
+    }
+
+    #[test]
+    fn writes_leave_the_disks_reserve_and_refuse_without_room() {
+        // A fake disk of 100 records (5 of them the reserve), whose free
+        // space the test sets to what the cache's writes would leave.
+        static FREE: AtomicU64 = AtomicU64::new(0);
+        fn fake_disk(_: &Path) -> std::io::Result<Space> {
+            Ok(Space {
+                total: 100 * file_size(30_000) as u64,
+                avail: FREE.load(Ordering::SeqCst),
+            })
+        }
+        let d = tempfile::TempDir::new().unwrap();
+        let mut c = DiskCache::open(d.path(), 1 << 30).unwrap();
+        c.space_of = fake_disk;
+        let one = file_size(30_000) as u64;
+        let chunks: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 30_000]).collect();
+        // Room for 3 records above the reserve.
+        for (i, x) in chunks[..3].iter().enumerate() {
+            FREE.store((8 - i as u64) * one, Ordering::SeqCst);
+            put(&c, x);
+            c.flush_counters();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(c.stats().unwrap().entries, 3);
+        // Down to the reserve: a fourth record takes the oldest's place.
+        FREE.store(5 * one, Ordering::SeqCst);
+        put(&c, &chunks[3]);
+        let s = c.stats().unwrap();
+        assert_eq!(s.entries, 3, "{s:?}");
+        assert!(get(&c, &chunks[3]).is_some());
+        assert!(get(&c, &chunks[0]).is_none(), "the oldest record gave way");
+        // Others took the reserve: the cache gives back all it holds, and a
+        // record that cannot fit even then is refused without a write.
+        FREE.store(0, Ordering::SeqCst);
+        let e = c
+            .put_batch(&admits(&chunks[4..5]))
+            .expect_err("no room for a record");
+        assert!(e.is_no_room() && e.to_string().contains("no room"), "{e}");
+        assert_eq!(
+            c.stats().unwrap().entries,
+            0,
+            "the cache gave its space back"
+        );
+        assert!(!c.contains(&h(&chunks[4])));
+        // Without a measure of the disk, the bound alone applies.
+        fn unknown(_: &Path) -> std::io::Result<Space> {
+            Err(std::io::Error::other("no statvfs"))
+        }
+        c.space_of = unknown;
+        put(&c, &chunks[5]);
+        assert!(get(&c, &chunks[5]).is_some());
     }
 
     #[test]

@@ -1,3 +1,4 @@
+mod cache_room;
 mod catalog_cache;
 mod direct_io;
 mod disk_cache;

@@ -419,6 +419,8 @@ fn spawn_writer(
     std::thread::Builder::new()
         .name("cache-writer".into())
         .spawn(move || {
+            // Batches failed in a row.
+            let mut failed = 0u64;
             while let Some(mut batch) = rx.blocking_recv() {
                 // Let a few more arrive: fewer, larger writes, and far fewer
                 // wake-ups of this thread (latency does not matter here).
@@ -433,8 +435,27 @@ fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                if let Err(e) = disk.put_batch(&batch) {
-                    tracing::warn!("cache write failed: {e}");
+                match disk.put_batch(&batch) {
+                    Ok(()) if failed > 0 => {
+                        tracing::info!(
+                            "cache writes resumed; {failed} batches before went uncached"
+                        );
+                        failed = 0;
+                    }
+                    Ok(()) => {}
+                    // Once per run of failures: a full disk fails every
+                    // batch, and the reads go on from the store regardless.
+                    Err(e) if failed == 0 => {
+                        failed = 1;
+                        tracing::warn!(
+                            "cache write failed: {e}; chunks read meanwhile are served but not \
+                             cached (later failures at debug level until a write succeeds)"
+                        );
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        tracing::debug!("cache write failed: {e}");
+                    }
                 }
                 {
                     let mut w = writing.lock().expect("writing lock");
