@@ -1310,3 +1310,39 @@ pub fn fill_disk(dir: &Path, name: &str, leave: u64) -> u64 {
     let _ = f.sync_all();
     written
 }
+
+/// A value sampled on a thread until [`Watch::stop`], folded as it goes
+/// (the greatest or least seen, say).
+pub struct Watch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Watch {
+    pub fn start(
+        every: Duration,
+        init: u64,
+        fold: fn(u64, u64) -> u64,
+        sample: impl Fn() -> u64 + Send + 'static,
+    ) -> Watch {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acc = init;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    acc = fold(acc, sample());
+                    std::thread::sleep(every);
+                }
+                fold(acc, sample())
+            })
+        };
+        Watch { stop, thread }
+    }
+
+    /// Stops sampling (after one last sample); the folded value.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("watch thread")
+    }
+}

@@ -1192,16 +1192,10 @@ fn cache_smaller_than_readers_evicts_and_keeps_bytes_right() {
     // a batch of new records makes room before it is written; a partly
     // freed 4 KiB block at the edge of a record stays allocated, so allow a
     // little over the bound.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
-        let (stop, cache) = (stop.clone(), cache.clone());
-        std::thread::spawn(move || {
-            let mut max = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                max = max.max(cache_disk_bytes(&cache));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            max
+        let cache = cache.clone();
+        Watch::start(Duration::from_millis(5), 0, u64::max, move || {
+            cache_disk_bytes(&cache)
         })
     };
     let barrier = std::sync::Barrier::new(files.len());
@@ -1226,8 +1220,7 @@ fn cache_smaller_than_readers_evicts_and_keeps_bytes_right() {
             });
         }
     });
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let max = watcher.join().unwrap();
+    let max = watcher.stop();
     m.unmount();
     let recs = cache_records(&cache);
     let total: u64 = recs.iter().map(|r| r.size).sum();
@@ -1277,24 +1270,17 @@ fn cache_on_a_small_disk_leaves_room_and_gives_way() {
     let reserve = total / 100 * KEEP_FREE_PERCENT;
     let m = env.mount_with_cache("room", &cache, &["--cache-size", "1G"]);
     // The least free space while the cache fills its disk.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
-        let (stop, cache) = (stop.clone(), cache.clone());
-        std::thread::spawn(move || {
-            let mut least = u64::MAX;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                least = least.min(fs_space(&cache).1);
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            least
+        let cache = cache.clone();
+        Watch::start(Duration::from_millis(2), u64::MAX, u64::min, move || {
+            fs_space(&cache).1
         })
     };
     let got = read_in_pieces(&m.path("models/room@1/a.bin"), MIB).unwrap();
     assert_same_bytes("a.bin through a cache larger than its disk", &got, &a);
     // The writer is behind the reader by a batch at most.
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let least = watcher.join().unwrap();
+    let least = watcher.stop();
     let cached = cache_disk_bytes(&cache);
     eprintln!("disk {total} bytes, reserve {reserve}: cache takes {cached}, least free {least}");
     assert!(
