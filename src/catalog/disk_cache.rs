@@ -1066,26 +1066,20 @@ impl DiskCache {
     /// in one write, evicting first if they would not fit. A cache that
     /// keeps data skips [`Body::Sums`] items: it cannot write their records.
     pub fn put_batch(&self, items: &[Admit]) -> Result<(), CacheError> {
+        let room = self.bound_now();
         // A batch large for the room left (a small disk) goes in halves, so
         // that making room for it does not empty the cache.
-        if items.len() > 1 {
-            let bytes: u64 = items
-                .iter()
-                .map(|a| record_size(a.body.len(), self.local_packs.is_some()) as u64)
-                .sum();
-            let room = self.bound_now();
-            if room > 0 && bytes > room / 2 {
-                let (a, b) = items.split_at(items.len() / 2);
-                let first = self.put_batch(a);
-                return first.and(self.put_batch(b));
-            }
+        if items.len() > 1 && room > 0 && self.records_bytes(items.iter()) > room / 2 {
+            let (a, b) = items.split_at(items.len() / 2);
+            let first = self.put_batch(a);
+            return first.and(self.put_batch(b));
         }
-        match self.put_batch_once(items) {
+        match self.put_batch_once(items, room) {
             // Others filled the disk after the room was measured: make room
             // against what is free now, and write the batch once more.
             Err(e) if e.is_no_room() && !matches!(e, CacheError::NoRoom { .. }) => {
                 tracing::debug!("cache write found no room ({e}); evicting and retrying once");
-                self.put_batch_once(items)
+                self.put_batch_once(items, self.bound_now())
             }
             r => r,
         }
@@ -1097,7 +1091,14 @@ impl DiskCache {
         cache_room::bound(self.limit, held, (self.space_of)(&self.dir).ok())
     }
 
-    fn put_batch_once(&self, items: &[Admit]) -> Result<(), CacheError> {
+    /// Bytes the records of `items` take in this cache.
+    fn records_bytes<'a>(&self, items: impl Iterator<Item = &'a Admit>) -> u64 {
+        let local = self.local_packs.is_some();
+        items.map(|a| record_size(a.body.len(), local) as u64).sum()
+    }
+
+    /// One write of `items`, making room under `bound` ([`Self::bound_now`]) first.
+    fn put_batch_once(&self, items: &[Admit], bound: u64) -> Result<(), CacheError> {
         let local = self.local_packs.is_some();
         let mut seen = HashSet::new();
         let items: Vec<&Admit> = {
@@ -1111,14 +1112,10 @@ impl DiskCache {
         if items.is_empty() {
             return Ok(());
         }
-        let incoming: u64 = items
-            .iter()
-            .map(|a| record_size(a.body.len(), local) as u64)
-            .sum();
+        let incoming = self.records_bytes(items.iter().copied());
         // Room first, so the cache never holds more than its bound, nor
         // takes the disk's last free space (`cache_room`).
         let held = self.approx_bytes.load(Ordering::Relaxed);
-        let bound = self.bound_now();
         if held + incoming > bound {
             let target = (bound - bound / 10).min(bound.saturating_sub(incoming));
             self.evict_to(target)?;
